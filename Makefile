@@ -1,0 +1,39 @@
+# eegcache — `make help` lists the targets.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+PYTHON ?= python3
+DEMO_DIR ?= data/tusz_demo
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,bench]'
+	touch $@
+
+venv: $(VENV)/.installed ## create .venv and install the package with test and bench extras
+
+demo: venv ## generate the demo corpus, build the cache with `dvc repro`, print where it is and its summary
+	$(BIN)/eegcache demo-corpus $(DEMO_DIR)
+	$(BIN)/eegcache params
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro build_cache
+	$(BIN)/eegcache verify cache/tusz
+	$(BIN)/eegcache summary cache/tusz
+
+test: venv ## run the whole test suite
+	PATH="$(abspath $(BIN)):$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
+
+bench: venv ## run the benchmarks (results go to bench/README.md)
+	PATH="$(abspath $(BIN)):$$PATH" $(PY) bench/bench_build.py
+
+clean: ## remove generated data, caches and the venv
+	rm -rf $(VENV) data cache metrics .eegcache
+
+.PHONY: help venv demo test bench clean

@@ -1,0 +1,194 @@
+"""Typed configuration: dataclass schemas for every conf group, composed with Hydra, validated once.
+
+Config flows one way: ``conf/`` (Hydra) -> ``params.yaml`` (the composition, what DVC tracks) -> the
+frozen dataclasses below -> plain functions. Nothing below the CLI sees a ``DictConfig``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from eegcache.errors import ConfigError
+from eegcache.montage import MONTAGES
+
+CONFIG_NAME = "config"
+PARAMS_FILE = "params.yaml"
+
+
+def _choice(name: str, value: str, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} = {value!r}; expected one of {', '.join(allowed)}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    raw_dir: str = "data/tusz_demo"
+    split_policy: str = "official_tusz"
+    dev_ratio: float = 0.2
+    split_seed: int = 0
+
+    def __post_init__(self) -> None:
+        _choice("data.split_policy", self.split_policy, ("official_tusz", "patient_disjoint"))
+        if not 0.0 < self.dev_ratio < 1.0:
+            raise ConfigError(f"data.dev_ratio = {self.dev_ratio}; expected a fraction in (0, 1)")
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    montage: str = "ref19"
+    missing_channels: str = "zero"
+    sample_rate: int = 200
+    bandpass_low: float = 0.5
+    bandpass_high: float = 80.0
+    bandpass_order: int = 4
+    notch_freq: float = 60.0
+    notch_q: float = 30.0
+    clip: float = 10.0
+    dtype: str = "float16"
+
+    def __post_init__(self) -> None:
+        _choice("preprocess.montage", self.montage, MONTAGES)
+        _choice("preprocess.missing_channels", self.missing_channels, ("error", "zero"))
+        _choice("preprocess.dtype", self.dtype, ("float16", "float32"))
+        nyquist = self.sample_rate / 2
+        if self.sample_rate <= 0:
+            raise ConfigError(f"preprocess.sample_rate = {self.sample_rate}; expected a positive rate in Hz")
+        if not 0 < self.bandpass_low < self.bandpass_high < nyquist:
+            raise ConfigError(
+                f"preprocess band-pass {self.bandpass_low}-{self.bandpass_high} Hz must satisfy "
+                f"0 < low < high < Nyquist ({nyquist} Hz)"
+            )
+        if self.bandpass_order < 1:
+            raise ConfigError(f"preprocess.bandpass_order = {self.bandpass_order}; expected >= 1")
+        if self.notch_freq and not 0 < self.notch_freq < nyquist:
+            raise ConfigError(f"preprocess.notch_freq = {self.notch_freq} Hz; expected 0 (off) or below {nyquist} Hz")
+        if self.notch_q <= 0 or self.clip <= 0:
+            raise ConfigError("preprocess.notch_q and preprocess.clip must be positive")
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    out_dir: str = "cache/tusz"
+    metrics_file: str = "metrics/cache_stats.json"
+    state_dir: str = ".eegcache"
+    workers: int = 0
+    on_error: str = "fail"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        _choice("build.on_error", self.on_error, ("fail", "skip"))
+        if self.workers < 0:
+            raise ConfigError(f"build.workers = {self.workers}; expected 0 (all cores) or a positive count")
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    build: BuildConfig = field(default_factory=BuildConfig)
+
+
+def _build_section(cls: type, raw: Any, where: str) -> Any:
+    """One frozen dataclass from a mapping: unknown keys and wrong types are errors (an int may stand for a float)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where or 'the configuration'} must be a mapping, got {type(raw).__name__}")
+    fields = {f.name: f.type for f in dataclasses.fields(cls)}
+    path = {name: f"{where}.{name}" if where else name for name in set(raw) | set(fields)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(path[k] for k in unknown)}; known: {', '.join(fields)}")
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        kind = fields[name]
+        if kind in _SECTIONS:
+            values[name] = _build_section(_SECTIONS[kind], value, path[name])
+            continue
+        expected = {"str": str, "int": int, "float": (int, float), "bool": bool}[kind]
+        if (isinstance(value, bool) and kind != "bool") or not isinstance(value, expected):
+            raise ConfigError(f"{path[name]} = {value!r}: expected {kind}, got {type(value).__name__}")
+        values[name] = float(value) if kind == "float" else value
+    return cls(**values)
+
+
+def validate(raw: dict[str, Any], source: str) -> Config:
+    """Check a plain mapping against the schemas; unknown keys and wrong types raise ConfigError."""
+    try:
+        return _build_section(Config, raw, "")
+    except ConfigError as exc:
+        raise ConfigError(exc.reason, source) from exc
+
+
+_SECTIONS: dict[str, type] = {"DataConfig": DataConfig, "PreprocessConfig": PreprocessConfig, "BuildConfig": BuildConfig}
+
+
+def compose(config_dir: Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Compose ``conf/`` with Hydra-style overrides (``preprocess=tcp22``, ``build.workers=2``) into a dict."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+
+    try:
+        with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base=None):
+            cfg = hydra_compose(config_name=CONFIG_NAME, overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ConfigError(f"cannot compose configuration: {exc}", config_dir) from exc
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], source: str) -> dict[str, Any]:
+    """Apply Hydra-style value overrides (``key=value``, ``+key=value``, ``~key``) to a plain mapping."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    cfg = OmegaConf.create(raw)
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides=list(overrides))
+    except HydraException as exc:
+        raise ConfigError(f"bad override: {exc}", source) from exc
+    for override in parsed:
+        key = override.key_or_group
+        if override.is_delete():
+            OmegaConf.update(cfg, key, None, force_add=True)
+            continue
+        if OmegaConf.select(cfg, key) is None and not override.is_add():
+            raise ConfigError(f"unknown key {key!r} in override {override.input_line!r}", source)
+        OmegaConf.update(cfg, key, override.value(), merge=True, force_add=override.is_add())
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def load(params_file: Path = Path(PARAMS_FILE), overrides: Sequence[str] = ()) -> Config:
+    """The stage configuration: ``params.yaml`` plus value overrides, validated."""
+    try:
+        raw = yaml.safe_load(params_file.read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError("params file not found (run `eegcache params` to compose it from conf/)", params_file) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML ({exc})", params_file) from exc
+    return validate(apply_overrides(raw, overrides, str(params_file)), str(params_file))
+
+
+def write_params(config_dir: Path, params_file: Path, overrides: Sequence[str] = ()) -> Config:
+    """Compose ``conf/`` (with overrides), validate it and write it to ``params_file`` (for ``dvc repro``)."""
+    raw = compose(config_dir, overrides)
+    config = validate(raw, str(config_dir))
+    params_file.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return config
+
+
+def as_dict(section: Any) -> dict[str, Any]:
+    return dataclasses.asdict(section)
+
+
+def stable_hash(obj: Any) -> str:
+    """SHA-256 of the canonical JSON of plain data: equal params give equal hashes on every machine."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

@@ -1,0 +1,42 @@
+"""The project's own error types: each names the file (and line, where there is one) and the reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class EegcacheError(Exception):
+    """Base error; the CLI turns it into one clear message and a non-zero exit."""
+
+    def __init__(self, reason: str, path: str | Path | None = None, line: int | None = None):
+        self.reason = reason
+        self.path = None if path is None else str(path)
+        self.line = line
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        where = ""
+        if self.path is not None:
+            where = self.path if self.line is None else f"{self.path}:{self.line}"
+            where += ": "
+        return f"{where}{self.reason}"
+
+
+class ConfigError(EegcacheError):
+    """Invalid configuration (unknown key, wrong type, bad value)."""
+
+
+class AnnotationError(EegcacheError):
+    """A malformed .csv_bi/.csv annotation file."""
+
+
+class CorpusError(EegcacheError):
+    """A problem with the corpus layout: bad file names, duplicates, missing annotations, split leaks."""
+
+
+class RecordingError(EegcacheError):
+    """An EDF recording that cannot be turned into a cache file (unreadable, bad rate, missing channels)."""
+
+
+class CacheError(EegcacheError):
+    """A cache file or metadata that is missing, malformed or inconsistent."""
