@@ -7,6 +7,8 @@ text (patient, recording fields) is never returned, so it cannot reach the cache
 
 from __future__ import annotations
 
+import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,8 @@ import numpy as np
 
 from eegcache.errors import RecordingError
 from eegcache.montage import ELECTRODES, electrode_of
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -28,12 +32,19 @@ class EegSignals:
 def read_eeg(path: Path) -> EegSignals:
     """The electrode signals of an EDF file; RecordingError naming the file when it cannot be used."""
     try:
-        # latin-1 decodes any byte: TUH headers are not always ASCII, and we never keep header text anyway.
-        edf = edfio.read_edf(path, lazy_load_data=True, header_encoding="latin-1")
-        signals = [(electrode_of(s.label), s) for s in edf.signals]
-        duration_s = float(edf.duration)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            # latin-1 decodes any byte: TUH headers are not always ASCII, and we never keep header text anyway.
+            edf = edfio.read_edf(path, lazy_load_data=True, header_encoding="latin-1")
+            signals = [(electrode_of(s.label), s) for s in edf.signals]
+            duration_s = float(edf.duration)
     except Exception as exc:  # noqa: BLE001 - any failure of the EDF parser on untrusted bytes means "not an EDF"
         raise RecordingError(f"not a readable EDF file ({type(exc).__name__}: {exc})", path) from exc
+    for warning in caught:
+        # edfio silently shortens a file whose data records end early; a cut recording must not pass as whole.
+        if "data record" in str(warning.message):
+            raise RecordingError(f"truncated EDF file ({warning.message})", path)
+        log.warning("%s: %s", path, warning.message)
     picked = [(name, s) for name, s in signals if name in ELECTRODES]
     if not picked:
         raise RecordingError("no EEG channels (no label like 'EEG FP1-REF')", path)
