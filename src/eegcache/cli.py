@@ -35,7 +35,8 @@ def _build(args: argparse.Namespace) -> int:
 
     config = cfg.load(Path(args.params), args.overrides)
     summary = run_build(config)
-    table = summary_table(summary.metadata, summary.processed, summary.reused, summary.seconds)
+    title = f"cache summary — processed {summary.processed}, reused {summary.reused}, in {summary.seconds:.1f} s"
+    table = summary_table(summary.metadata, title)
     lines = [f"cache: {summary.cache_dir}"]
     lines += [f"skipped {s['file']}: {s['reason']}" for s in summary.metadata["skipped"]]
     print_summary(table, lines)
@@ -63,7 +64,7 @@ def _summary(args: argparse.Namespace) -> int:
     from eegcache.report import print_summary, summary_table
 
     metadata = store.read_metadata(Path(args.cache_dir))
-    print_summary(summary_table(metadata, 0, len(metadata["files"]), 0.0), [f"cache: {args.cache_dir}"])
+    print_summary(summary_table(metadata), [f"cache: {args.cache_dir}"])
     return 0
 
 

@@ -41,9 +41,9 @@ class BuildProgress:
         self._progress.update(self._task, advance=1, hours_done=self._hours_done)
 
 
-def summary_table(metadata: dict[str, Any], processed: int, reused: int, seconds: float) -> Table:
-    """Per-split files, patients, hours, seizure hours and size, with what this run did."""
-    table = Table(title=f"cache summary — processed {processed}, reused {reused}, in {seconds:.1f} s")
+def summary_table(metadata: dict[str, Any], title: str = "cache summary") -> Table:
+    """Per-split files, patients, hours, seizure hours and size."""
+    table = Table(title=title)
     for column in ("split", "files", "patients", "hours", "seizure h", "MB"):
         table.add_column(column, justify="left" if column == "split" else "right")
     for split, s in sorted(metadata["splits"].items()):
