@@ -321,8 +321,9 @@ def stage_breakdown(edf_path: Path, seizures: list[tuple[float, float]], work: P
 
     read_s, (x, edf_rate) = best(ours_read)
     resample_s, x = best(lambda: signal.resample_to(x, edf_rate, rate))
-    filter_s, x = best(lambda: signal.notch(signal.bandpass(x, rate, p["bandpass_low"], p["bandpass_high"],
-                                                            p["bandpass_order"]), rate, p["notch_freq"], p["notch_q"]))
+    sections = (signal.bandpass_sos(rate, p["bandpass_low"], p["bandpass_high"], p["bandpass_order"]),
+                signal.notch_sos(rate, p["notch_freq"], p["notch_q"]))  # fmt: skip
+    filter_s, x = best(lambda: signal.zero_phase(x, *sections))
     zscore_s, x = best(lambda: signal.to_dtype(signal.zscore_clip(x, p["clip"]), p["dtype"]))
     write_s, _ = best(lambda: ours_write(x))
 

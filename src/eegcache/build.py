@@ -21,7 +21,7 @@ from typing import Any
 from eegcache import __version__, corpus, edf, montage, signal, store
 from eegcache.config import Config, stable_hash
 from eegcache.errors import AnnotationError, CorpusError, EegcacheError, RecordingError
-from eegcache.hashstate import HashState
+from eegcache.hashstate import HashState, stamped_md5
 from eegcache.report import BuildProgress
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,8 @@ class Task:
     rel: str  # output path relative to the cache dir, e.g. "train/aaaaaaab_s001_t000.npz"
     split: str
     patient: str
-    key: str
+    annotation: Path
+    key_parts: tuple[str, str, str]  # params hash, code digest, annotation suffix: the key minus input digests
     annotation_duration_s: float
     seizures: tuple[tuple[float, float], ...]
 
@@ -72,8 +73,16 @@ def stage_params(config: Config) -> dict[str, Any]:
     }
 
 
-def process(task: Task, params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
-    """Read, preprocess and write one recording (runs in a worker process); returns its manifest entry."""
+def recording_key(key_parts: tuple[str, str, str], split: str, edf_md5: str, annotation_md5: str) -> str:
+    """What one output depends on: params, code, split and the content of its two input files."""
+    params_hash, code, suffix = key_parts
+    return stable_hash([params_hash, code, split, edf_md5, annotation_md5, suffix])
+
+
+def process(task: Task, params: dict[str, Any], out_dir: Path) -> tuple[dict[str, Any], list, list]:
+    """Hash, read, preprocess and write one recording (in a worker process, so input hashing runs in parallel
+    too) -> (manifest entry, stamped md5 of the EDF, stamped md5 of the annotation)."""
+    edf_stamp, annotation_stamp = stamped_md5(task.edf), stamped_md5(task.annotation)
     eeg = edf.read_eeg(task.edf)
     if abs(eeg.duration_s - task.annotation_duration_s) > _DURATION_TOLERANCE_S:
         raise RecordingError(
@@ -88,10 +97,10 @@ def process(task: Task, params: dict[str, Any], out_dir: Path) -> dict[str, Any]
     facts = store.RecordingFacts(rate, montage.channel_names(params["montage"]), out.zero_filled, n / rate)
     size, md5 = store.write_recording(out_dir / task.rel, out.eeg, out.labels, facts)
     seizure_samples = _runs(out.labels)
-    return {
+    entry = {
         "split": task.split,
         "patient": task.patient,
-        "key": task.key,
+        "key": recording_key(task.key_parts, task.split, edf_stamp[2], annotation_stamp[2]),
         "size": size,
         "md5": md5,
         "samples": n,
@@ -100,6 +109,7 @@ def process(task: Task, params: dict[str, Any], out_dir: Path) -> dict[str, Any]
         "seizures": seizure_samples,
         "zero_filled": list(out.zero_filled),
     }
+    return entry, edf_stamp, annotation_stamp
 
 
 def _runs(mask: Any) -> list[list[int]]:
@@ -154,9 +164,10 @@ def _previous_entries(out_dir: Path) -> dict[str, dict[str, Any]]:
     return entries
 
 
-def _reusable(out_dir: Path, rel: str, key: str, previous: dict[str, dict[str, Any]]) -> bool:
+def _reusable(out_dir: Path, rel: str, previous: dict[str, dict[str, Any]]) -> bool:
+    """An earlier output exists for ``rel`` with the size its entry records (its key is compared after)."""
     entry = previous.get(rel)
-    if not entry or entry.get("key") != key:
+    if not entry:
         return False
     try:
         return (out_dir / rel).stat().st_size == entry.get("size")
@@ -212,19 +223,21 @@ def run_build(config: Config, base_dir: Path = Path()) -> BuildSummary:
     params_hash = stable_hash(params)
     code = code_digest()
     state = HashState(base_dir / config.build.state_dir)
-    inputs = [r.edf for r in refs] + [r.annotation for r in refs if r.annotation is not None]
-    digests = state.md5_many(inputs)
-    state.save()
-
     previous = _previous_entries(out_dir)
+    rels = {ref.bname: f"{split}/{ref.bname}{store.SUFFIX}" for ref, split, _ in parsed}
+    # Inputs are hashed here only where an earlier output could be reused; new work hashes them in its worker.
+    candidates = [ref for ref, _, _ in parsed if _reusable(out_dir, rels[ref.bname], previous)]
+    digests = state.md5_many([p for ref in candidates for p in (ref.edf, ref.annotation)])
     tasks, reused = [], {}
     for ref, split, ann in parsed:
-        rel = f"{split}/{ref.bname}{store.SUFFIX}"
-        key = stable_hash([params_hash, code, split, digests[ref.edf], digests[ref.annotation], ref.annotation.suffix])
-        if _reusable(out_dir, rel, key, previous):
-            reused[rel] = previous[rel]
-        else:
-            tasks.append(Task(ref.edf, ref.relpath, rel, split, ref.patient, key, ann.duration_s, ann.seizures))
+        rel, key_parts = rels[ref.bname], (params_hash, code, ref.annotation.suffix)
+        if ref.edf in digests:
+            key = recording_key(key_parts, split, digests[ref.edf], digests[ref.annotation])
+            if key == previous[rel]["key"]:
+                reused[rel] = previous[rel]
+                continue
+        task = Task(ref.edf, ref.relpath, rel, split, ref.patient, ref.annotation, key_parts, ann.duration_s, ann.seizures)
+        tasks.append(task)
 
     journal = _Journal(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -232,8 +245,11 @@ def run_build(config: Config, base_dir: Path = Path()) -> BuildSummary:
     (out_dir / store.METADATA_NAME).unlink(missing_ok=True)
     removed = _remove_stale(out_dir, set(reused) | {t.rel for t in tasks})
     done = dict(reused)
-    done.update(_run_tasks(tasks, params["preprocess"], out_dir, config, journal, skipped))
+    done.update(_run_tasks(tasks, params["preprocess"], out_dir, config, journal, skipped, state))
 
+    inputs = [r.edf for r in refs] + [r.annotation for r in refs if r.annotation is not None]
+    digests = state.md5_many(inputs)  # only skipped and excluded recordings are still unhashed here
+    state.save()
     metadata = _metadata(config, params, params_hash, code, refs, digests, done, skipped, excluded)
     store.write_metadata(out_dir, metadata)
     journal.finish()
@@ -241,7 +257,7 @@ def run_build(config: Config, base_dir: Path = Path()) -> BuildSummary:
     return BuildSummary(out_dir, metadata, len(tasks), len(reused), removed, time.perf_counter() - started)
 
 
-def _run_tasks(tasks, params, out_dir, config, journal, skipped) -> dict[str, dict[str, Any]]:
+def _run_tasks(tasks, params, out_dir, config, journal, skipped, state) -> dict[str, dict[str, Any]]:
     done: dict[str, dict[str, Any]] = {}
     workers = config.build.workers or os.cpu_count() or 1
     hours = sum(t.annotation_duration_s for t in tasks) / 3600
@@ -258,7 +274,7 @@ def _run_tasks(tasks, params, out_dir, config, journal, skipped) -> dict[str, di
                     for future in finished:
                         task = pending.pop(future)
                         try:
-                            entry = future.result()
+                            entry, edf_stamp, annotation_stamp = future.result()
                         except EegcacheError as exc:
                             if config.build.on_error == "fail":
                                 raise
@@ -266,6 +282,8 @@ def _run_tasks(tasks, params, out_dir, config, journal, skipped) -> dict[str, di
                         else:
                             done[task.rel] = entry
                             journal.add(task.rel, entry)
+                            state.record(task.edf, edf_stamp)
+                            state.record(task.annotation, annotation_stamp)
                         progress.advance(task.annotation_duration_s / 3600)
             except BaseException:
                 for future in pending:

@@ -36,6 +36,14 @@ class HashState:
             return key, entry
         return key, [stat.st_size, stat.st_mtime_ns, None]
 
+    def cached(self, path: Path) -> str | None:
+        """The remembered md5 of ``path`` if the file is unchanged since, else None (nothing is read)."""
+        return self._lookup(path)[1][2]
+
+    def record(self, path: Path, stamped: list) -> None:
+        """Remember a digest computed elsewhere: ``stamped`` = [size, mtime_ns, md5] as :func:`stamped_md5` gives."""
+        self._known[str(path.resolve())] = stamped
+
     def md5_many(self, paths: list[Path], threads: int = 4) -> dict[Path, str]:
         """md5 hex digests of ``paths`` (hashing only new or changed files, in parallel threads)."""
         looked = {path: self._lookup(path) for path in paths}
@@ -54,3 +62,7 @@ class HashState:
             log.warning("could not save hash state %s (%s)", self.path, exc)
 
 
+def stamped_md5(path: Path) -> list:
+    """[size, mtime_ns, md5] of a file, the stat taken before reading so a concurrent change is never hidden."""
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns, md5_file(path)]
