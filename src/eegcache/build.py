@@ -12,11 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from eegcache import __version__, corpus, edf, montage, signal, store
 from eegcache.config import Config, stable_hash
@@ -112,10 +115,8 @@ def process(task: Task, params: dict[str, Any], out_dir: Path) -> tuple[dict[str
     return entry, edf_stamp, annotation_stamp
 
 
-def _runs(mask: Any) -> list[list[int]]:
+def _runs(mask: np.ndarray) -> list[list[int]]:
     """[start, stop) sample intervals where a 0/1 mask is 1."""
-    import numpy as np
-
     edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.astype(np.int8), [0]))))
     return [[int(a), int(b)] for a, b in zip(edges[::2], edges[1::2])]
 
@@ -207,8 +208,6 @@ def _annotations(assigned, on_error: str, skipped: list[dict[str, str]]) -> list
 
 def run_build(config: Config, base_dir: Path = Path()) -> BuildSummary:
     """Build (or bring up to date) the cache described by ``config``; paths are relative to ``base_dir``."""
-    import time
-
     started = time.perf_counter()
     raw_dir = base_dir / config.data.raw_dir
     out_dir = base_dir / config.build.out_dir
