@@ -48,3 +48,17 @@ def make_config(base: config.Config, raw_dir: Path, work: Path, **sections) -> c
     for name, fields in sections.items():
         cfg = dataclasses.replace(cfg, **{name: dataclasses.replace(getattr(cfg, name), **fields)})
     return cfg
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real SeaweedFS S3 server for the session: auth on, bucket ``eegcache``, loopback only; stopped at the end.
+
+    Its state directory is ``s3_server.data_dir.parent``; tests that stop or restart a server start their own.
+    """
+    from eegcache import s3local
+
+    state_dir = tmp_path_factory.mktemp("s3")
+    server = s3local.start(state_dir)
+    yield server
+    s3local.stop(state_dir)

@@ -68,6 +68,82 @@ def _summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _remote_verify(args: argparse.Namespace) -> int:
+    from eegcache import remote
+
+    verdict = remote.remote_verify(Path(args.repo), rev=args.rev, deep=args.deep)
+    where = f"{verdict.version.hash} ({verdict.version.rev}) on {verdict.remote}"
+    if verdict.ok:
+        print(f"OK ({'deep' if args.deep else 'fast'}): all {verdict.objects} objects of {where} are present")
+        return 0
+    print(f"INCOMPLETE: {where}: {len(verdict.problems)} problem(s)")
+    for problem in verdict.problems:
+        print(f"  - {problem}")
+    return 1
+
+
+def _versions(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from eegcache import remote
+
+    table = Table(title="cache versions (dvc.lock in tags and commits)")
+    for column in ("hash", "revisions", "files", "MB", "split policy", "params"):
+        table.add_column(column)
+    for version, revs in remote.versions(Path(args.repo)):
+        p = version.params
+        summary = f"{p.get('preprocess.montage')} {p.get('preprocess.sample_rate')} Hz {p.get('preprocess.dtype')}"
+        table.add_row(version.dirname[:12], ", ".join(revs[:4]), str(version.nfiles), f"{version.size / 1e6:.1f}",
+                      str(version.split_policy), summary)  # fmt: skip
+    Console().print(table)
+    return 0
+
+
+def _pull_version(args: argparse.Namespace) -> int:
+    from eegcache import remote
+
+    repo = Path(args.repo)
+    version = remote.version_at(repo, args.rev) if args.hash is None else remote.Version(args.hash, args.hash, 0, 0)
+    out = remote.pull_version(repo, version, Path(args.target), jobs=args.jobs)
+    print(f"version {version.hash} is at {out}")
+    return 0
+
+
+def _s3_start(args: argparse.Namespace) -> int:
+    from eegcache import s3local
+
+    server = s3local.start(Path(args.dir), bucket=args.bucket, timeout_s=args.timeout)
+    print(f"S3 server at {server.endpoint_url}: bucket {server.bucket}, data {server.data_dir}, log {server.log_file}")
+    print("Point DVC at it (--local writes the git-ignored .dvc/config.local, never the tracked .dvc/config):")
+    print(f"  dvc remote modify --local storage endpointurl {server.endpoint_url}")
+    if args.show_credentials:
+        print(f"  dvc remote modify --local storage access_key_id {server.access_key}")
+        print(f"  dvc remote modify --local storage secret_access_key {server.secret_key}")
+    else:
+        print("  (the access_key_id and secret_access_key lines: rerun `start` with --show-credentials)")
+    return 0
+
+
+def _s3_stop(args: argparse.Namespace) -> int:
+    from eegcache import s3local
+
+    stopped = s3local.stop(Path(args.dir))
+    print(f"stopped the S3 server in {args.dir}" if stopped else f"no S3 server was running in {args.dir}")
+    return 0
+
+
+def _s3_status(args: argparse.Namespace) -> int:
+    from eegcache import s3local
+
+    server = s3local.status(Path(args.dir))
+    if server is None:
+        print(f"no S3 server running in {args.dir}")
+        return 1
+    print(f"running: {server.endpoint_url} bucket {server.bucket} pid {server.pid} data {server.data_dir}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="eegcache", description="Build and check versioned TUSZ EEG caches.")
     top.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -96,9 +172,41 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--deep", action="store_true", help="also re-hash every file and check its arrays")
     p.set_defaults(func=_verify)
 
+    p = sub.add_parser("remote-verify", help="check that every object of a cache version is on the DVC remote")
+    p.add_argument("--rev", help="git revision whose dvc.lock names the version (default: working tree)")
+    p.add_argument("--deep", action="store_true", help="download and re-hash every object")
+    p.add_argument("--repo", default=".")
+    p.set_defaults(func=_remote_verify)
+
+    p = sub.add_parser("versions", help="list the cache versions pinned by tags and commits")
+    p.add_argument("--repo", default=".")
+    p.set_defaults(func=_versions)
+
+    p = sub.add_parser("pull-version", help="pull a cache version into TARGET/<hash>/ without a git checkout there")
+    p.add_argument("target")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--rev", help="git revision whose dvc.lock names the version (default: working tree)")
+    which.add_argument("--hash", help="the version hash itself (<md5>.dir)")
+    p.add_argument("--jobs", type=int)
+    p.add_argument("--repo", default=".")
+    p.set_defaults(func=_pull_version)
+
     p = sub.add_parser("summary", help="print a cache's per-split summary from its metadata")
     p.add_argument("cache_dir")
     p.set_defaults(func=_summary)
+    p = sub.add_parser("s3-local", help="start, stop or check the local SeaweedFS S3 server")
+    s3 = p.add_subparsers(dest="s3_command", required=True)
+    p = s3.add_parser("start", help="start it (or find it running); print how to point DVC at it")
+    p.add_argument("--bucket", default="eegcache")
+    p.add_argument("--timeout", type=float, default=60, help="seconds to wait until it answers")
+    p.add_argument("--show-credentials", action="store_true", help="also print the DVC commands with the keys")
+    p.set_defaults(func=_s3_start)
+    p = s3.add_parser("stop", help="stop it (the data stays)")
+    p.set_defaults(func=_s3_stop)
+    p = s3.add_parser("status", help="exit 0 if it is running and answering, 1 if not")
+    p.set_defaults(func=_s3_status)
+    for p in s3.choices.values():
+        p.add_argument("--dir", default=".eegcache/s3", help="state directory: data/, weed.log, server.json")
     return top
 
 

@@ -1,0 +1,299 @@
+"""The DVC adapter: the S3 remote's configuration, push/pull, remote verification, versions, and pulling a
+version into a directory of another filesystem without a git checkout. The only module that imports DVC.
+
+A cache *version* is the DVC hash of ``cache/tusz`` in ``dvc.lock`` at a git revision (``<md5>.dir``); its
+objects live on the remote under ``files/md5/<2>/<30>`` and the ``.dir`` object lists them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import subprocess
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from eegcache.errors import EegcacheError
+
+log = logging.getLogger(__name__)
+
+REMOTE = "storage"
+OUT_PATH = "cache/tusz"
+METADATA_NAME = ".cache_metadata.json"
+
+
+class RemoteError(EegcacheError):
+    """A remote that cannot be used (credentials, server, bucket, missing objects), naming the remote and the cause."""
+
+
+@dataclass(frozen=True)
+class Version:
+    """One cache version as ``dvc.lock`` records it at a revision."""
+
+    rev: str  # the revision asked for ("workspace" for the working tree)
+    hash: str  # "<md5>.dir"
+    nfiles: int
+    size: int
+    params: dict[str, Any] = field(default_factory=dict)  # the stage params dvc.lock records
+
+    @property
+    def split_policy(self) -> str | None:
+        return self.params.get("data.split_policy")
+
+    @property
+    def dirname(self) -> str:
+        """The version's directory name on a volume: the hash without ``.dir``."""
+        return self.hash.removesuffix(".dir")
+
+
+@dataclass(frozen=True)
+class RemoteVerdict:
+    version: Version
+    remote: str
+    objects: int
+    deep: bool
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _git(root: Path, *args: str) -> str:
+    proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RemoteError(f"git {' '.join(args)}: {proc.stderr.strip()}", root)
+    return proc.stdout
+
+
+def version_at(root: Path, rev: str | None = None) -> Version:
+    """The cache version that ``dvc.lock`` names at ``rev`` (None: the working tree)."""
+    text = (root / "dvc.lock").read_text() if rev is None else _git(root, "show", f"{rev}:dvc.lock")
+    lock = yaml.safe_load(text) or {}
+    stage = lock.get("stages", {}).get("build_cache", {})
+    for out in stage.get("outs", []):
+        if out.get("path") == OUT_PATH:
+            params = _flatten(stage.get("params", {}).get("params.yaml", {}))
+            return Version(rev or "workspace", out["md5"], int(out.get("nfiles", 0)), int(out.get("size", 0)), params)
+    raise RemoteError(f"no output {OUT_PATH} of stage build_cache in dvc.lock at {rev or 'the working tree'}", root)
+
+
+def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        flat.update(_flatten(value, f"{name}.") if isinstance(value, dict) else {name: value})
+    return flat
+
+
+@contextmanager
+def _repo(root: Path, remote_config: dict[str, Any] | None = None) -> Iterator[Any]:
+    """A DVC repo whose failures come out as RemoteError naming the remote and the cause."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    try:
+        with Repo(str(root), remote_config=remote_config) as repo:
+            yield repo
+    except DvcException as exc:
+        raise RemoteError(f"remote '{REMOTE}' ({_url(root)}): {_cause(exc)}", root) from exc
+    except (OSError, ValueError) as exc:  # s3fs/botocore failures surface as these when DVC does not wrap them
+        raise RemoteError(f"remote '{REMOTE}' ({_url(root)}): {_cause(exc)}", root) from exc
+
+
+def _cause(exc: BaseException) -> str:
+    """The innermost useful message of a chained exception (DVC wraps botocore/s3fs errors)."""
+    messages = []
+    while exc is not None:
+        text = str(exc).strip()
+        if text and text not in messages:
+            messages.append(text)
+        exc = exc.__cause__ or exc.__context__
+    return " <- ".join(messages[:3]) or "unknown error"
+
+
+def _url(root: Path) -> str:
+    try:
+        from dvc.config import Config
+
+        return Config(str(root / ".dvc"))["remote"][REMOTE]["url"]
+    except Exception:  # noqa: BLE001 - only used to decorate an error message
+        return "?"
+
+
+def configure(
+    root: Path,
+    url: str,
+    *,
+    endpoint_url: str | None = None,
+    access_key: str | None = None,
+    secret_key: str | None = None,
+    jobs: int | None = None,
+) -> None:
+    """Make ``storage`` (``url`` = s3://bucket/prefix) the default remote in the tracked ``.dvc/config``, with
+    ``verify = true``; endpoint and credentials go only to the git-ignored ``.dvc/config.local``."""
+    from dvc.config import Config
+
+    config = Config(str(root / ".dvc"))
+    with config.edit("repo") as conf:
+        conf["core"]["remote"] = REMOTE
+        remote = conf["remote"].setdefault(REMOTE, {})
+        remote.update({"url": url, "verify": True})
+        if jobs:
+            remote["jobs"] = jobs
+    local = {"endpointurl": endpoint_url, "access_key_id": access_key, "secret_access_key": secret_key}
+    if any(local.values()):
+        with config.edit("local") as conf:
+            conf["remote"].setdefault(REMOTE, {}).update({k: v for k, v in local.items() if v})
+
+
+def _stage(root: Path) -> str:
+    """The stage as a target DVC resolves from any working directory (bare names resolve against the cwd)."""
+    return f"{root.resolve() / 'dvc.yaml'}:build_cache"
+
+
+def push(root: Path, jobs: int | None = None) -> int:
+    """Upload the workspace's cache version (all of it, metadata included); returns the objects uploaded.
+
+    DVC decides what to send from its own index of the remote; objects deleted from the bucket behind its
+    back would stay missing, so the remote is listed afterwards and any object still absent is sent too.
+    """
+    version = version_at(root)
+    with _repo(root) as repo:
+        count = int(repo.push(targets=[_stage(root)], jobs=jobs, remote=REMOTE))
+        odb = repo.cloud.get_remote_odb(REMOTE, "push")
+        local = repo.cache.local
+        listing = json.loads(Path(local.oid_to_path(version.hash)).read_bytes())
+        present = _present(odb)
+        missing = [e["md5"] for e in listing if e["md5"] not in present]
+        missing += [version.hash] if version.hash not in present else []  # the .dir last: it vouches for the rest
+        for oid in missing:
+            log.info("re-sending %s, absent on the remote although DVC's index lists it", oid)
+            odb.fs.put_file(local.oid_to_path(oid), odb.oid_to_path(oid))
+    return count + len(missing)
+
+
+def _present(odb: Any) -> dict[str, int]:
+    """Every object on the remote -> its size in bytes (one listing of ``files/md5/``)."""
+    return {Path(path).parent.name + Path(path).name: info["size"] for path, info in odb.fs.fs.find(odb.path, detail=True).items()}
+
+
+def pull(root: Path, jobs: int | None = None) -> None:
+    """Fetch and check out the cache version ``dvc.lock`` names in the working tree."""
+    with _repo(root) as repo:
+        repo.pull(targets=[_stage(root)], jobs=jobs, remote=REMOTE)
+
+
+def _read_object(odb: Any, oid: str) -> bytes:
+    with odb.fs.open(odb.oid_to_path(oid), mode="rb") as handle:
+        return handle.read()
+
+
+def _md5_object(odb: Any, oid: str) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with odb.fs.open(odb.oid_to_path(oid), mode="rb") as handle:
+        while block := handle.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def remote_verify(root: Path, rev: str | None = None, deep: bool = False, jobs: int = 16) -> RemoteVerdict:
+    """Check that every object of the version at ``rev`` is on the remote with the size the version's metadata
+    records (listing the remote, not trusting the ``.dir`` object alone); ``deep`` downloads and re-hashes each."""
+    version = version_at(root, rev)
+    with _repo(root) as repo:
+        odb = repo.cloud.get_remote_odb(REMOTE, "remote-verify")
+        url = repo.config["remote"][REMOTE]["url"]
+        try:
+            listing = json.loads(_read_object(odb, version.hash))
+        except FileNotFoundError:
+            return RemoteVerdict(version, url, 0, deep, (f"{version.hash}: the .dir object is missing on the remote",))
+        objects = {entry["relpath"]: entry["md5"] for entry in listing}
+        present = _present(odb)
+        problems = [f"{rel} ({oid}): missing on the remote" for rel, oid in sorted(objects.items()) if oid not in present]
+        sizes = _metadata_sizes(odb, objects, present)
+        problems += [
+            f"{rel} ({objects[rel]}): {present[objects[rel]]} bytes on the remote, metadata says {size}"
+            for rel, size in sorted(sizes.items())
+            if objects.get(rel) in present and present[objects[rel]] != size
+        ]
+        problems += [f"{rel}: listed in the metadata but not in {version.hash}" for rel in sorted(sizes.keys() - objects.keys())]
+        if deep and not problems:
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                digests = dict(zip(objects, pool.map(lambda oid: _md5_object(odb, oid), objects.values())))
+            problems += [f"{rel} ({objects[rel]}): content hash on the remote is {digests[rel]}" for rel in sorted(objects) if digests[rel] != objects[rel]]
+    return RemoteVerdict(version, url, len(objects) + 1, deep, tuple(problems))
+
+
+def _metadata_sizes(odb: Any, objects: dict[str, str], present: dict[str, int]) -> dict[str, int]:
+    """Expected size of each file per the version's own metadata (which the remote must hold too)."""
+    oid = objects.get(METADATA_NAME)
+    if oid is None or oid not in present:
+        return {}
+    metadata = json.loads(_read_object(odb, oid))
+    return {rel: entry["size"] for rel, entry in metadata.get("files", {}).items()}
+
+
+def versions(root: Path) -> list[tuple[Version, list[str]]]:
+    """Cache versions named by tags and by commits that changed ``dvc.lock``: (version, revisions), newest first."""
+    tags = _git(root, "tag", "--list", "--sort=-creatordate").split()
+    commits = _git(root, "log", "--format=%h", "--", "dvc.lock").split()
+    found: dict[str, tuple[Version, list[str]]] = {}
+    for rev in tags + commits:
+        try:
+            version = version_at(root, rev)
+        except RemoteError:
+            continue  # a revision whose dvc.lock has no cache stage yet
+        found.setdefault(version.hash, (version, []))[1].append(rev)
+    return list(found.values())
+
+
+def _remote_settings(root: Path) -> dict[str, Any]:
+    """The remote's full settings as the project resolves them (tracked config, config.local, environment)."""
+    with _repo(root) as repo:
+        try:
+            return dict(repo.config["remote"][REMOTE])
+        except KeyError as exc:
+            raise RemoteError(f"no remote '{REMOTE}' configured (see README: remote set-up)", root / ".dvc") from exc
+
+
+def pull_version(root: Path, version: Version, target: Path, jobs: int | None = None) -> Path:
+    """Fetch ``version`` into a DVC cache under ``target`` and materialise ``target/<hash>/`` (read-only files).
+
+    ``target`` becomes a git-less DVC project (``core.no_scm``) whose cache, site cache and checkout all live
+    on ``target``'s filesystem, so files are stored once (hardlinks, else symlinks; copies as a last resort).
+    The remote's settings and credentials are passed in memory, never written under ``target``.
+    """
+    from dvc.config import Config
+    from dvc.repo import Repo
+
+    settings = _remote_settings(root)
+    target.mkdir(parents=True, exist_ok=True)
+    if not (target / ".dvc").exists():
+        Repo.init(str(target), no_scm=True)
+    with Config(str(target / ".dvc")).edit("repo") as conf:
+        conf["core"].update({"no_scm": True, "site_cache_dir": str(target / ".dvc" / "site")})
+        conf["cache"].update({"type": "reflink,hardlink,symlink,copy"})
+    pointer = target / f"{version.dirname}.dvc"
+    out = {"md5": version.hash, "size": version.size, "nfiles": version.nfiles, "hash": "md5", "path": version.dirname}
+    pointer.write_text(yaml.safe_dump({"outs": [{k: v for k, v in out.items() if v}]}))
+    config = {"core": {"remote": REMOTE}, "remote": {REMOTE: settings}}
+    from dvc.exceptions import DvcException
+
+    try:
+        with Repo(str(target), config=config) as repo:
+            repo.pull(targets=[str(pointer)], jobs=jobs, remote=REMOTE)
+    except DvcException as exc:
+        raise RemoteError(f"remote '{REMOTE}' ({settings.get('url')}): {_cause(exc)}", target) from exc
+    out_dir = target / version.dirname
+    for path in out_dir.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            path.chmod(0o444)
+    return out_dir

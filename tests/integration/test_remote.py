@@ -1,0 +1,165 @@
+"""The cache on a real S3 server (SeaweedFS on loopback): push, status, pull in a fresh clone, versions by tag,
+pulling a version into another directory, remote verification and bad credentials."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from eegcache import remote, store
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+BIN = Path(sys.executable).parent
+GIT_IDENTITY = {
+    f"GIT_{role}_{field}": value
+    for role in ("AUTHOR", "COMMITTER")
+    for field, value in (("NAME", "eegcache tests"), ("EMAIL", "tests@eegcache.invalid"))
+}
+
+
+def sh(*args: str, cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1", **GIT_IDENTITY,
+           **(env or {})}  # fmt: skip
+    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def connect(root: Path, server, prefix: str) -> None:
+    remote.configure(
+        root, f"s3://{server.bucket}/{prefix}", endpoint_url=server.endpoint_url,
+        access_key=server.access_key, secret_key=server.secret_key, jobs=8,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, demo_corpus, s3_server) -> Path:
+    """A git repo with the project's DVC files, a built demo cache, and `storage` on the local S3 server."""
+    root = tmp_path_factory.mktemp("remote_repo")
+    for name in ("dvc.yaml", "conf", "src"):
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
+    shutil.copytree(demo_corpus, root / "data" / "tusz_demo")
+    sh("git", "init", "-q", cwd=root)
+    sh("dvc", "init", "-q", cwd=root)
+    shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")
+    (root / ".gitignore").write_text("/data/\n/.eegcache/\n__pycache__/\n")
+    sh("eegcache", "params", cwd=root)
+    sh("dvc", "repro", cwd=root)
+    connect(root, s3_server, f"t-{uuid.uuid4().hex[:8]}")
+    sh("git", "add", "-A", cwd=root)
+    sh("git", "commit", "-qm", "cache v1", cwd=root)
+    sh("git", "tag", "cache-v1", cwd=root)
+    return root
+
+
+def test_credentials_stay_out_of_tracked_files(project, s3_server):
+    tracked = sh("git", "ls-files", cwd=project).stdout.split()
+    assert ".dvc/config.local" not in tracked
+    for name in tracked:
+        text = (project / name).read_bytes()
+        assert s3_server.secret_key.encode() not in text and s3_server.access_key.encode() not in text, name
+    config = (project / ".dvc" / "config").read_text()
+    assert "url = s3://" in config and "verify = True" in config and "endpointurl" not in config
+
+
+def test_push_uploads_everything_then_nothing(project):
+    version = remote.version_at(project)
+    assert remote.push(project) == version.nfiles + 1  # every file, metadata included, plus the .dir object
+    assert remote.push(project) == 0
+    assert "are in sync" in sh("dvc", "status", "-c", cwd=project).stdout
+    verdict = remote.remote_verify(project, deep=True)
+    assert verdict.ok, verdict.problems
+    assert verdict.objects == version.nfiles + 1
+
+
+def test_pull_in_a_fresh_clone_is_byte_identical(project, s3_server, tmp_path):
+    remote.push(project)
+    clone = tmp_path / "clone"
+    sh("git", "clone", "-q", str(project), str(clone), cwd=tmp_path)
+    assert not (clone / "cache" / "tusz").exists()
+    connect(clone, s3_server, _prefix(project))
+    remote.pull(clone)
+    assert files(clone / "cache" / "tusz") == files(project / "cache" / "tusz")
+
+
+def _prefix(root: Path) -> str:
+    with (root / ".dvc" / "config").open() as handle:
+        url = next(line.split("=", 1)[1].strip() for line in handle if line.strip().startswith("url"))
+    return url.split("/", 3)[3]
+
+
+def test_pull_version_into_another_directory(project, tmp_path, s3_server):
+    remote.push(project)
+    version = remote.version_at(project, "cache-v1")
+    out = remote.pull_version(project, version, tmp_path / "volume")
+    assert out == tmp_path / "volume" / version.dirname
+    assert files(out) == files(project / "cache" / "tusz")
+    sample = next(out.rglob("*.npz"))
+    assert not os.access(sample, os.W_OK) or os.geteuid() == 0
+    assert sample.stat().st_mode & 0o222 == 0  # read-only
+    assert sample.stat().st_nlink >= 2 or sample.is_symlink()  # stored once: linked from the volume's DVC cache
+    for path in (tmp_path / "volume").rglob("*"):
+        if path.is_file():
+            assert s3_server.secret_key.encode() not in path.read_bytes(), path
+    again = remote.pull_version(project, version, tmp_path / "volume")  # a rerun is a no-op
+    assert files(again) == files(out)
+
+
+def test_remote_verify_catches_objects_deleted_behind_dvcs_back(project, tmp_path, s3_server):
+    remote.push(project)
+    version = remote.version_at(project)
+    listing = yaml.safe_load((project / ".dvc" / "cache" / "files" / "md5" / version.hash[:2] / version.hash[2:]).read_text())
+    victim = next(e for e in listing if e["relpath"].endswith(".npz"))
+    url = f"s3://{s3_server.bucket}/{_prefix(project)}/files/md5/{victim['md5'][:2]}/{victim['md5'][2:]}"
+    sh(str(BIN / "s5cmd"), "--endpoint-url", s3_server.endpoint_url, "rm", url, cwd=tmp_path, env=s3_server.env())
+    verdict = remote.remote_verify(project)
+    assert not verdict.ok
+    assert verdict.problems == (f"{victim['relpath']} ({victim['md5']}): missing on the remote",)
+    assert remote.push(project) == 1  # pushing again re-sends exactly the missing object
+    assert remote.remote_verify(project).ok
+
+
+def test_versions_and_tag_checkout_round_trip(project, s3_server):
+    remote.push(project)
+    v1 = remote.version_at(project, "cache-v1")
+    v1_files = files(project / "cache" / "tusz")
+    sh("eegcache", "params", "preprocess.dtype=float32", cwd=project)
+    sh("dvc", "repro", cwd=project)
+    remote.push(project)
+    sh("git", "add", "-A", cwd=project)
+    sh("git", "commit", "-qm", "cache v2 (float32)", cwd=project)
+    sh("git", "tag", "cache-v2", cwd=project)
+    found = {v.hash: (v, revs) for v, revs in remote.versions(project)}
+    assert v1.hash in found and "cache-v1" in found[v1.hash][1]
+    v2 = remote.version_at(project, "cache-v2")
+    assert v2.hash != v1.hash and v2.params["preprocess.dtype"] == "float32"
+    sh("git", "checkout", "-q", "cache-v1", cwd=project)
+    sh("dvc", "checkout", cwd=project)
+    assert files(project / "cache" / "tusz") == v1_files
+    assert store.read_metadata(project / "cache" / "tusz")["dtype"] == "float16"
+
+
+def test_wrong_credentials_name_the_remote_and_cause(project, s3_server, tmp_path):
+    clone = tmp_path / "clone"
+    sh("git", "clone", "-q", str(project), str(clone), cwd=tmp_path)
+    remote.configure(clone, f"s3://{s3_server.bucket}/{_prefix(project)}", endpoint_url=s3_server.endpoint_url,
+                     access_key=s3_server.access_key, secret_key="wrong-secret")  # fmt: skip
+    with pytest.raises(remote.RemoteError) as err:
+        remote.pull(clone)
+    message = str(err.value)
+    assert "remote 'storage'" in message and f"s3://{s3_server.bucket}" in message
+    assert "wrong-secret" not in message
