@@ -20,12 +20,18 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed ## create .venv and install the package with test and bench extras
 
-demo: venv ## generate the demo corpus, build the cache with `dvc repro`, print where it is and its summary
+demo: venv ## demo corpus -> `dvc repro` -> verify -> push to the local S3 server -> remote-verify
 	$(BIN)/eegcache demo-corpus $(DEMO_DIR)
 	$(BIN)/eegcache params
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro build_cache
 	$(BIN)/eegcache verify cache/tusz
 	$(BIN)/eegcache summary cache/tusz
+	$(BIN)/eegcache s3-local start --configure-dvc
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc push
+	$(BIN)/eegcache remote-verify
+
+s3-stop: venv ## stop the local S3 server that `make demo` started (its data stays in .eegcache/s3)
+	$(BIN)/eegcache s3-local stop
 
 test: venv ## run the whole test suite
 	PATH="$(abspath $(BIN)):$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
@@ -36,4 +42,4 @@ bench: venv ## run the benchmarks (results go to bench/README.md)
 clean: ## remove generated data, caches and the venv
 	rm -rf $(VENV) data cache metrics .eegcache
 
-.PHONY: help venv demo test bench clean
+.PHONY: help venv demo s3-stop test bench clean

@@ -115,6 +115,14 @@ def _s3_start(args: argparse.Namespace) -> int:
 
     server = s3local.start(Path(args.dir), bucket=args.bucket, timeout_s=args.timeout)
     print(f"S3 server at {server.endpoint_url}: bucket {server.bucket}, data {server.data_dir}, log {server.log_file}")
+    if args.configure_dvc:
+        from eegcache import remote
+
+        remote.configure_access(
+            Path("."), endpoint_url=server.endpoint_url, access_key=server.access_key, secret_key=server.secret_key
+        )
+        print("wrote its endpoint and keys to .dvc/config.local (git-ignored) for the remote 'storage'")
+        return 0
     print("Point DVC at it (--local writes the git-ignored .dvc/config.local, never the tracked .dvc/config):")
     print(f"  dvc remote modify --local storage endpointurl {server.endpoint_url}")
     if args.show_credentials:
@@ -200,6 +208,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--bucket", default="eegcache")
     p.add_argument("--timeout", type=float, default=60, help="seconds to wait until it answers")
     p.add_argument("--show-credentials", action="store_true", help="also print the DVC commands with the keys")
+    p.add_argument("--configure-dvc", action="store_true", help="write endpoint and keys to .dvc/config.local")
     p.set_defaults(func=_s3_start)
     p = s3.add_parser("stop", help="stop it (the data stays)")
     p.set_defaults(func=_s3_stop)

@@ -148,9 +148,18 @@ def configure(
         remote.update({"url": url, "verify": True})
         if jobs:
             remote["jobs"] = jobs
+    configure_access(root, endpoint_url=endpoint_url, access_key=access_key, secret_key=secret_key)
+
+
+def configure_access(
+    root: Path, *, endpoint_url: str | None = None, access_key: str | None = None, secret_key: str | None = None
+) -> None:
+    """Write the remote's endpoint and credentials to the git-ignored ``.dvc/config.local`` (only the given ones)."""
+    from dvc.config import Config
+
     local = {"endpointurl": endpoint_url, "access_key_id": access_key, "secret_access_key": secret_key}
     if any(local.values()):
-        with config.edit("local") as conf:
+        with Config(str(root / ".dvc")).edit("local") as conf:
             conf["remote"].setdefault(REMOTE, {}).update({k: v for k, v in local.items() if v})
 
 
