@@ -94,18 +94,21 @@ def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 @contextmanager
-def _repo(root: Path, remote_config: dict[str, Any] | None = None) -> Iterator[Any]:
-    """A DVC repo whose failures come out as RemoteError naming the remote and the cause."""
+def _repo(root: Path, config: dict[str, Any] | None = None) -> Iterator[Any]:
+    """A DVC repo (with in-memory ``config`` merged, if given) whose failures come out as RemoteError naming
+    the remote and the cause."""
+    from botocore.exceptions import BotoCoreError, ClientError
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
+    url = (config or {}).get("remote", {}).get(REMOTE, {}).get("url") or _url(root)
     try:
-        with Repo(str(root), remote_config=remote_config) as repo:
+        with Repo(str(root), config=config) as repo:
             yield repo
     except DvcException as exc:
-        raise RemoteError(f"remote '{REMOTE}' ({_url(root)}): {_cause(exc)}", root) from exc
-    except (OSError, ValueError) as exc:  # s3fs/botocore failures surface as these when DVC does not wrap them
-        raise RemoteError(f"remote '{REMOTE}' ({_url(root)}): {_cause(exc)}", root) from exc
+        raise RemoteError(f"remote '{REMOTE}' ({url}): {_cause(exc)}", root) from exc
+    except (OSError, ValueError, BotoCoreError, ClientError) as exc:  # s3fs/botocore errors DVC did not wrap
+        raise RemoteError(f"remote '{REMOTE}' ({url}): {_cause(exc)}", root) from exc
 
 
 def _cause(exc: BaseException) -> str:
@@ -290,19 +293,26 @@ def pull_version(root: Path, version: Version, target: Path, jobs: int | None = 
     with Config(str(target / ".dvc")).edit("repo") as conf:
         conf["core"].update({"no_scm": True, "site_cache_dir": str(target / ".dvc" / "site")})
         conf["cache"].update({"type": "reflink,hardlink,symlink,copy"})
-    pointer = target / f"{version.dirname}.dvc"
-    out = {"md5": version.hash, "size": version.size, "nfiles": version.nfiles, "hash": "md5", "path": version.dirname}
+    final = target / version.dirname
+    if final.is_dir():
+        return final  # it only ever appears by the rename below, complete; content checks belong to the resolver
+    # Check out under a temporary name and rename: an interrupted pull never leaves a version dir that looks whole.
+    partial = target / f".partial-{version.dirname}"
+    pointer = target / f"{partial.name}.dvc"
+    out = {"md5": version.hash, "size": version.size, "nfiles": version.nfiles, "hash": "md5", "path": partial.name}
     pointer.write_text(yaml.safe_dump({"outs": [{k: v for k, v in out.items() if v}]}))
     config = {"core": {"remote": REMOTE}, "remote": {REMOTE: settings}}
-    from dvc.exceptions import DvcException
-
-    try:
-        with Repo(str(target), config=config) as repo:
-            repo.pull(targets=[str(pointer)], jobs=jobs, remote=REMOTE)
-    except DvcException as exc:
-        raise RemoteError(f"remote '{REMOTE}' ({settings.get('url')}): {_cause(exc)}", target) from exc
-    out_dir = target / version.dirname
-    for path in out_dir.rglob("*"):
+    with _repo(target, config) as repo:
+        # One request first: an unreachable server or a version never pushed fails here, at once and clearly,
+        # instead of after DVC has retried every object.
+        odb = repo.cloud.get_remote_odb(REMOTE, "pull-version")
+        if not odb.fs.exists(odb.oid_to_path(version.hash)):
+            raise RemoteError(f"remote '{REMOTE}' ({settings.get('url')}): version {version.hash} is not there "
+                              "(its .dir object is missing: was it pushed?)", target)  # fmt: skip
+        repo.pull(targets=[str(pointer)], jobs=jobs, remote=REMOTE, force=True)  # the partial dir is ours
+    for path in partial.rglob("*"):
         if path.is_file() and not path.is_symlink():
             path.chmod(0o444)
-    return out_dir
+    partial.rename(final)
+    pointer.unlink()
+    return final

@@ -163,3 +163,63 @@ def test_wrong_credentials_name_the_remote_and_cause(project, s3_server, tmp_pat
     message = str(err.value)
     assert "remote 'storage'" in message and f"s3://{s3_server.bucket}" in message
     assert "wrong-secret" not in message
+
+
+@pytest.fixture
+def own_server(tmp_path):
+    """A server of this test's own, which it may stop and restart."""
+    from eegcache import s3local
+
+    state = tmp_path / "own-s3"
+    yield state, s3local.start(state)
+    s3local.stop(state, timeout_s=5)
+
+
+def _clone_with_cache(project: Path, tmp_path: Path) -> Path:
+    """A git clone that also holds the project's DVC cache (so it can push without building)."""
+    clone = tmp_path / "clone"
+    sh("git", "clone", "-q", str(project), str(clone), cwd=tmp_path)
+    shutil.copytree(project / ".dvc" / "cache", clone / ".dvc" / "cache")
+    return clone
+
+
+def test_server_down_is_a_clear_error_and_a_rerun_after_restart_completes(project, tmp_path, own_server):
+    from eegcache import s3local
+
+    state, server = own_server
+    clone = _clone_with_cache(project, tmp_path)
+    connect(clone, server, "down-up")
+    assert remote.push(clone) == remote.version_at(clone).nfiles + 1
+    version = remote.version_at(clone)
+    s3local.stop(state, timeout_s=5)
+    with pytest.raises(remote.RemoteError) as err:
+        remote.pull_version(clone, version, tmp_path / "volume")
+    assert "remote 'storage'" in str(err.value) and "s3://" in str(err.value)
+    assert not (tmp_path / "volume" / version.dirname).exists()  # nothing partial presented as complete
+    s3local.start(state)  # same keys and endpoint as before
+    out = remote.pull_version(clone, version, tmp_path / "volume")
+    assert files(out) == files(project / "cache" / "tusz")
+
+
+def test_missing_bucket_names_it(project, tmp_path, s3_server):
+    clone = _clone_with_cache(project, tmp_path)
+    remote.configure(clone, "s3://no-such-bucket/x", endpoint_url=s3_server.endpoint_url,
+                     access_key=s3_server.access_key, secret_key=s3_server.secret_key)  # fmt: skip
+    with pytest.raises(remote.RemoteError) as err:
+        remote.push(clone)
+    assert "s3://no-such-bucket/x" in str(err.value)
+    assert "bucket" in str(err.value).lower()
+
+
+def test_object_missing_on_the_remote_fails_the_pull(project, tmp_path, own_server):
+    state, server = own_server
+    clone = _clone_with_cache(project, tmp_path)
+    connect(clone, server, "holes")
+    remote.push(clone)
+    version = remote.version_at(clone)
+    npz = next(e for e in yaml.safe_load(Path(clone / ".dvc" / "cache" / "files" / "md5" / version.hash[:2] / version.hash[2:]).read_text()) if e["relpath"].endswith(".npz"))
+    url = f"s3://{server.bucket}/holes/files/md5/{npz['md5'][:2]}/{npz['md5'][2:]}"
+    sh(str(BIN / "s5cmd"), "--endpoint-url", server.endpoint_url, "rm", url, cwd=tmp_path, env=server.env())
+    with pytest.raises(remote.RemoteError):
+        remote.pull_version(clone, version, tmp_path / "volume")
+    assert not (tmp_path / "volume" / version.dirname).exists()
