@@ -27,7 +27,7 @@ demo: venv ## demo corpus -> `dvc repro` -> verify -> push to the local S3 serve
 	$(BIN)/eegcache verify cache/tusz
 	$(BIN)/eegcache summary cache/tusz
 	$(BIN)/eegcache s3-local start --configure-dvc
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc push
+	$(BIN)/eegcache push
 	$(BIN)/eegcache remote-verify
 
 s3-stop: venv ## stop the local S3 server that `make demo` started (its data stays in .eegcache/s3)

@@ -82,6 +82,15 @@ def _remote_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def _push(args: argparse.Namespace) -> int:
+    from eegcache import remote
+
+    sent = remote.push(Path(args.repo), jobs=args.jobs)
+    version = remote.version_at(Path(args.repo))
+    print(f"uploaded {sent} object(s); version {version.hash} ({version.nfiles} files) is on the remote")
+    return 0
+
+
 def _versions(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -179,6 +188,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("cache_dir")
     p.add_argument("--deep", action="store_true", help="also re-hash every file and check its arrays")
     p.set_defaults(func=_verify)
+
+    p = sub.add_parser("push", help="dvc push the cache version, then re-send anything still missing on the remote")
+    p.add_argument("--jobs", type=int)
+    p.add_argument("--repo", default=".")
+    p.set_defaults(func=_push)
 
     p = sub.add_parser("remote-verify", help="check that every object of a cache version is on the DVC remote")
     p.add_argument("--rev", help="git revision whose dvc.lock names the version (default: working tree)")

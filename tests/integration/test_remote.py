@@ -223,3 +223,11 @@ def test_object_missing_on_the_remote_fails_the_pull(project, tmp_path, own_serv
     with pytest.raises(remote.RemoteError):
         remote.pull_version(clone, version, tmp_path / "volume")
     assert not (tmp_path / "volume" / version.dirname).exists()
+
+
+def test_cli_push_verify_versions(project):
+    cli = [sys.executable, "-m", "eegcache.cli"]
+    assert "version" in sh(*cli, "push", cwd=project).stdout
+    assert "OK (fast): all" in sh(*cli, "remote-verify", "--rev", "cache-v1", cwd=project).stdout
+    listing = sh(*cli, "versions", cwd=project).stdout
+    assert "cache-v1" in listing and remote.version_at(project, "cache-v1").dirname[:12] in listing
