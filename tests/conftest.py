@@ -61,4 +61,4 @@ def s3_server(tmp_path_factory):
     state_dir = tmp_path_factory.mktemp("s3")
     server = s3local.start(state_dir)
     yield server
-    s3local.stop(state_dir)
+    s3local.stop(state_dir, timeout_s=5)

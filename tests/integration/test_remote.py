@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -131,6 +132,10 @@ def test_remote_verify_catches_objects_deleted_behind_dvcs_back(project, tmp_pat
     assert verdict.problems == (f"{victim['relpath']} ({victim['md5']}): missing on the remote",)
     assert remote.push(project) == 1  # pushing again re-sends exactly the missing object
     assert remote.remote_verify(project).ok
+    dir_url = f"s3://{s3_server.bucket}/{_prefix(project)}/files/md5/{version.hash[:2]}/{version.hash[2:]}"
+    sh(str(BIN / "s5cmd"), "--endpoint-url", s3_server.endpoint_url, "rm", dir_url, cwd=tmp_path, env=s3_server.env())
+    assert remote.remote_verify(project).problems == (f"{version.hash}: the .dir object is missing on the remote",)
+    assert remote.push(project) == 1 and remote.remote_verify(project, deep=True).ok
 
 
 def test_versions_and_tag_checkout_round_trip(project, s3_server):
@@ -231,3 +236,46 @@ def test_cli_push_verify_versions(project):
     assert "OK (fast): all" in sh(*cli, "remote-verify", "--rev", "cache-v1", cwd=project).stdout
     listing = sh(*cli, "versions", cwd=project).stdout
     assert "cache-v1" in listing and remote.version_at(project, "cache-v1").dirname[:12] in listing
+
+
+def test_server_stopped_mid_pull_then_restarted(tmp_path, own_server):
+    """Stop the server while a pull of ~250 MB is under way, restart it: the version dir is either absent
+    (the pull failed) or complete, and a rerun ends with a byte-identical version."""
+    import numpy as np
+
+    from eegcache import s3local
+
+    state, server = own_server
+    source = tmp_path / "source"
+    source.mkdir()
+    sh("dvc", "init", "-q", "--no-scm", cwd=source)
+    rng = np.random.default_rng(0)
+    for i in range(60):
+        (source / "big").mkdir(exist_ok=True)
+        (source / "big" / f"f{i:03d}.bin").write_bytes(rng.bytes(4_000_000))
+    sh("dvc", "add", "-q", "big", cwd=source)
+    remote.configure(source, f"s3://{server.bucket}/mid", endpoint_url=server.endpoint_url,
+                     access_key=server.access_key, secret_key=server.secret_key)  # fmt: skip
+    sh("dvc", "push", "-q", cwd=source)
+    out = yaml.safe_load((source / "big.dvc").read_text())["outs"][0]
+    version = remote.Version("big", out["md5"], out["nfiles"], out["size"])
+    volume = tmp_path / "volume"
+    code = (f"from pathlib import Path; from eegcache import remote; "
+            f"remote.pull_version(Path({str(source)!r}), remote.{version!r}, Path({str(volume)!r}), jobs=1)")  # fmt: skip
+    pull = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    fetched = volume / ".dvc" / "cache" / "files" / "md5"
+    deadline = time.monotonic() + 60
+    while pull.poll() is None and time.monotonic() < deadline and sum(1 for _ in fetched.rglob("*")) < 10:
+        time.sleep(0.01)
+    assert pull.poll() is None, "the pull ended before the server was stopped"
+    s3local.stop(state, timeout_s=5)
+    time.sleep(1)
+    s3local.start(state)
+    _, stderr = pull.communicate(timeout=600)
+    final = volume / version.dirname
+    if pull.returncode != 0:  # it gave up while the server was down
+        assert not final.exists() and "remote 'storage'" in stderr
+    else:  # its retries outlasted the outage
+        assert files(final) == files(source / "big")
+    again = remote.pull_version(source, version, volume)
+    assert files(again) == files(source / "big")
