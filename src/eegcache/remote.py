@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from eegcache import fetch
 from eegcache.errors import EegcacheError
 
 log = logging.getLogger(__name__)
@@ -276,17 +277,19 @@ def _remote_settings(root: Path) -> dict[str, Any]:
             raise RemoteError(f"no remote '{REMOTE}' configured (see README: remote set-up)", root / ".dvc") from exc
 
 
-def pull_version(root: Path, version: Version, target: Path, jobs: int | None = None) -> Path:
+def pull_version(root: Path, version: Version, target: Path, jobs: int | None = None, mount: Path | None = None) -> Path:
     """Fetch ``version`` into a DVC cache under ``target`` and materialise ``target/<hash>/`` (read-only files).
 
     ``target`` becomes a git-less DVC project (``core.no_scm``) whose cache, site cache and checkout all live
     on ``target``'s filesystem, so files are stored once (hardlinks, else symlinks; copies as a last resort).
-    The remote's settings and credentials are passed in memory, never written under ``target``.
+    Objects come from the project's remote (settings and credentials passed in memory, never written under
+    ``target``) or, with ``mount``, from a directory holding the remote's layout (a read-only bucket mount);
+    either way every object's md5 is checked before it enters the cache. ``jobs``: concurrent transfers
+    (default: the remote's ``jobs``, else 16).
     """
     from dvc.config import Config
     from dvc.repo import Repo
 
-    settings = _remote_settings(root)
     target.mkdir(parents=True, exist_ok=True)
     if not (target / ".dvc").exists():
         Repo.init(str(target), no_scm=True)
@@ -296,23 +299,55 @@ def pull_version(root: Path, version: Version, target: Path, jobs: int | None = 
     final = target / version.dirname
     if final.is_dir():
         return final  # it only ever appears by the rename below, complete; content checks belong to the resolver
+    if mount is not None:
+        source: fetch.Source = fetch.DirSource(mount)
+        jobs = jobs or 16
+    else:
+        settings = _remote_settings(root)
+        jobs = jobs or int(settings.get("jobs") or 16)
+        source = _s3_source(settings, jobs)
+    fill_version(source, version, target / ".dvc" / "cache", jobs)
     # Check out under a temporary name and rename: an interrupted pull never leaves a version dir that looks whole.
     partial = target / f".partial-{version.dirname}"
     pointer = target / f"{partial.name}.dvc"
     out = {"md5": version.hash, "size": version.size, "nfiles": version.nfiles, "hash": "md5", "path": partial.name}
     pointer.write_text(yaml.safe_dump({"outs": [{k: v for k, v in out.items() if v}]}))
-    config = {"core": {"remote": REMOTE}, "remote": {REMOTE: settings}}
-    with _repo(target, config) as repo:
-        # One request first: an unreachable server or a version never pushed fails here, at once and clearly,
-        # instead of after DVC has retried every object.
-        odb = repo.cloud.get_remote_odb(REMOTE, "pull-version")
-        if not odb.fs.exists(odb.oid_to_path(version.hash)):
-            raise RemoteError(f"remote '{REMOTE}' ({settings.get('url')}): version {version.hash} is not there "
-                              "(its .dir object is missing: was it pushed?)", target)  # fmt: skip
-        repo.pull(targets=[str(pointer)], jobs=jobs, remote=REMOTE, force=True)  # the partial dir is ours
+    with _repo(target) as repo:
+        repo.checkout(targets=[str(pointer)], force=True)  # the partial dir is ours; every object is in the cache
     for path in partial.rglob("*"):
         if path.is_file() and not path.is_symlink():
             path.chmod(0o444)
     partial.rename(final)
     pointer.unlink()
     return final
+
+
+def _s3_source(settings: dict[str, Any], jobs: int) -> fetch.S3Source:
+    try:
+        return fetch.S3Source(settings, connections=jobs)
+    except Exception as exc:  # noqa: BLE001 - botocore's configuration errors, named with the remote
+        raise RemoteError(f"remote '{REMOTE}' ({settings.get('url')}): {_cause(exc)}") from exc
+
+
+def fill_version(source: fetch.Source, version: Version, cache_dir: Path, jobs: int = 16) -> fetch.FillStats:
+    """Bring the version's ``.dir`` object, then every object it lists, into the DVC cache at ``cache_dir``."""
+    from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, IncompleteReadError, ResponseStreamingError
+    from urllib3.exceptions import HTTPError
+
+    transient = (ConnectionError, IncompleteReadError, ResponseStreamingError, HTTPError)
+    where = f"remote '{REMOTE}' ({source.name})"
+    try:
+        # The .dir object first, alone and without retries: an unreachable server or a version never pushed
+        # fails here, at once and clearly.
+        try:
+            fetch.fill(source, [version.hash], cache_dir, jobs=1)
+        except fetch.MissingObject as exc:
+            raise RemoteError(f"{where}: version {version.hash} is not there (its .dir object is missing: was it pushed?)") from exc
+        listing = json.loads(fetch.cache_path(cache_dir, version.hash).read_bytes())
+        stats = fetch.fill(source, [entry["md5"] for entry in listing], cache_dir, jobs=jobs, transient=transient)
+    except fetch.FetchError as exc:
+        raise RemoteError(f"{where}: {exc}") from exc
+    except (BotoCoreError, ClientError, HTTPError, OSError) as exc:
+        raise RemoteError(f"{where}: {_cause(exc)}") from exc
+    log.info("fetched %d objects (%d bytes), %d already in the cache", stats.fetched, stats.bytes, stats.present)
+    return stats

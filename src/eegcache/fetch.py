@@ -1,0 +1,183 @@
+"""Fill a DVC cache with content-addressed objects at high concurrency, verifying every object's md5 on the
+bytes as they arrive (no second read), from an S3 remote or from a directory holding the remote's layout
+(a read-only bucket mount). DVC then only checks out from its full cache.
+
+DVC's own fetch downloads at modest concurrency and re-reads every object to hash it afterwards on one
+thread; this does both in one pass per object, on a thread pool (hashlib and socket reads release the GIL).
+An object enters the cache only by an atomic rename after its hash matched, so an interrupted fill leaves
+temporary files at worst, never a wrong object; a rerun fetches only what is absent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+from eegcache.errors import EegcacheError
+
+CHUNK = 1 << 20
+ATTEMPTS = 4  # per object, for transfers cut mid-stream (botocore retries only the request itself)
+
+
+class FetchError(EegcacheError):
+    """An object that could not be fetched or whose content does not match its name."""
+
+
+class MissingObject(FetchError):
+    """The source does not hold the object."""
+
+
+class Source(Protocol):
+    """Where objects come from: ``chunks(oid)`` yields an object's bytes, raising MissingObject if absent."""
+
+    name: str
+
+    def chunks(self, oid: str) -> AbstractContextManager[Iterator[bytes]]: ...
+
+
+def object_key(oid: str) -> str:
+    """An object's path under a DVC 3 remote or cache root."""
+    return f"files/md5/{oid[:2]}/{oid[2:]}"
+
+
+@dataclass
+class DirSource:
+    """A directory with the remote's layout (``<root>/files/md5/..``), e.g. a read-only mounted bucket prefix."""
+
+    root: Path
+
+    @property
+    def name(self) -> str:
+        return str(self.root)
+
+    def chunks(self, oid: str) -> AbstractContextManager[Iterator[bytes]]:
+        return _file_chunks(self.root / object_key(oid))
+
+
+class _file_chunks(AbstractContextManager):
+    def __init__(self, path: Path) -> None:
+        try:
+            self.handle: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed in __exit__
+        except FileNotFoundError as exc:
+            raise MissingObject("not in the source", path) from exc
+
+    def __enter__(self) -> Iterator[bytes]:
+        return iter(lambda: self.handle.read(CHUNK), b"")
+
+    def __exit__(self, *exc: object) -> None:
+        self.handle.close()
+
+
+class S3Source:
+    """An S3 prefix (``s3://bucket/prefix``) reached with botocore, configured from DVC remote settings
+    (``endpointurl``, ``region``, ``profile``, ``access_key_id``, ``secret_access_key``, ``session_token``,
+    ``ssl_verify``); unset credentials fall back to botocore's usual chain (environment, files, instance role)."""
+
+    def __init__(self, settings: dict[str, Any], connections: int) -> None:
+        import botocore.session
+        from botocore.config import Config
+
+        self.name = settings["url"]
+        self.bucket, _, prefix = settings["url"].removeprefix("s3://").partition("/")
+        self.prefix = prefix.strip("/")
+        if settings.get("credentialpath"):
+            os.environ.setdefault("AWS_SHARED_CREDENTIALS_FILE", settings["credentialpath"])
+        session = botocore.session.Session(profile=settings.get("profile"))
+        self.client = session.create_client(
+            "s3",
+            endpoint_url=settings.get("endpointurl"),
+            region_name=settings.get("region") or session.get_config_variable("region") or "us-east-1",
+            aws_access_key_id=settings.get("access_key_id"),
+            aws_secret_access_key=settings.get("secret_access_key"),
+            aws_session_token=settings.get("session_token"),
+            verify=settings.get("ssl_verify"),
+            config=Config(max_pool_connections=connections, retries={"max_attempts": 3, "mode": "standard"},
+                          connect_timeout=10, read_timeout=60),  # fmt: skip
+        )
+
+    def chunks(self, oid: str) -> AbstractContextManager[Iterator[bytes]]:
+        from botocore.exceptions import ClientError
+
+        key = f"{self.prefix}/{object_key(oid)}" if self.prefix else object_key(oid)
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise MissingObject(f"not on the remote (s3://{self.bucket}/{key})") from exc
+            raise
+        return _body_chunks(body)
+
+
+class _body_chunks(AbstractContextManager):
+    def __init__(self, body: Any) -> None:
+        self.body = body
+
+    def __enter__(self) -> Iterator[bytes]:
+        return self.body.iter_chunks(CHUNK)
+
+    def __exit__(self, *exc: object) -> None:
+        self.body.close()
+
+
+@dataclass(frozen=True)
+class FillStats:
+    fetched: int  # objects downloaded
+    present: int  # objects already in the cache
+    bytes: int  # bytes downloaded
+
+
+def cache_path(cache_dir: Path, oid: str) -> Path:
+    return cache_dir / object_key(oid)
+
+
+def fill(source: Source, oids: Iterable[str], cache_dir: Path, jobs: int = 16, transient: tuple[type[BaseException], ...] = ()) -> FillStats:
+    """Bring every object of ``oids`` into the DVC cache at ``cache_dir`` (read-only files), verified.
+
+    ``transient``: exception types worth retrying for one object (a connection cut mid-stream); anything
+    else, and a transient error that persists, propagates. Objects already in the cache are trusted: only a
+    verified object is ever renamed into place here, and deep validation of the cache belongs to the resolver.
+    """
+    wanted = list(dict.fromkeys(oids))
+    todo = [oid for oid in wanted if not cache_path(cache_dir, oid).exists()]
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        sizes = list(pool.map(lambda oid: _retrying(lambda: _fetch_one(source, oid, cache_dir), transient), todo))
+    return FillStats(len(todo), len(wanted) - len(todo), sum(sizes))
+
+
+def _retrying(fn: Callable[[], int], transient: tuple[type[BaseException], ...]) -> int:
+    for attempt in range(ATTEMPTS):
+        try:
+            return fn()
+        except transient:
+            if attempt == ATTEMPTS - 1:
+                raise
+            time.sleep(0.5 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def _fetch_one(source: Source, oid: str, cache_dir: Path) -> int:
+    dest = cache_path(cache_dir, oid)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{id(dest)}.tmp")
+    digest = hashlib.md5(usedforsecurity=False)
+    size = 0
+    try:
+        with source.chunks(oid) as chunks, open(tmp, "wb", buffering=0) as out:
+            for chunk in chunks:
+                digest.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
+        if digest.hexdigest() != oid.removesuffix(".dir"):
+            raise FetchError(f"object {oid} from {source.name} has content hash {digest.hexdigest()}: corrupt, not used")
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return size
