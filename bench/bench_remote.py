@@ -180,11 +180,7 @@ def write_recordings(cache_dir: Path, first: int, count: int, rng: np.random.Gen
 def write_metadata(root: Path, cache_dir: Path, files: dict[str, dict]) -> None:
     """Metadata with the fields ``build._metadata`` writes, consistent with ``files``."""
     cfg = config.load(root / config.PARAMS_FILE)
-    params = {
-        "data": {k: v for k, v in dataclasses.asdict(cfg.data).items() if k != "raw_dir"},
-        "preprocess": dataclasses.asdict(cfg.preprocess),
-        "build": {"on_error": cfg.build.on_error},
-    }
+    params = config.stage_params(cfg)
     splits: dict[str, dict] = {}
     for entry in files.values():
         s = splits.setdefault(entry["split"], {"files": 0, "patients": set(), "seconds": 0.0,
@@ -315,8 +311,8 @@ def phases(profile: Path, wall_s: float) -> list[tuple[str, float]]:
     return [
         ("whole process (Python start, imports, pull_version)", wall_s),
         ("pull_version", total),
-        ("  open the project's DVC repo, read the remote's settings", cumulative("eegcache/remote.py", "_remote_settings")),
-        ("  create the S3 client (botocore)", cumulative("eegcache/remote.py", "_s3_source")),
+        ("  open the project's DVC repo, read the remote's settings", cumulative("eegcache/remote.py", "remote_settings")),
+        ("  create the S3 client (botocore)", cumulative("eegcache/remote.py", "remote_source")),
         ("  fill the volume's DVC cache: .dir, then every object, md5 on the arriving bytes",
          cumulative("eegcache/remote.py", "fill_version")),
         ("  dvc checkout (hard links into the version dir)", cumulative("dvc/repo/checkout.py", "checkout")),

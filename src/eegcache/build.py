@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from eegcache import __version__, corpus, edf, montage, signal, store
-from eegcache.config import Config, stable_hash
+from eegcache.config import Config, stable_hash, stage_params
 from eegcache.errors import AnnotationError, CorpusError, EegcacheError, RecordingError
 from eegcache.hashstate import HashState, stamped_md5
 from eegcache.report import BuildProgress
@@ -65,15 +65,6 @@ def code_digest() -> str:
     parts = {m.__name__: store.md5_bytes(Path(m.__file__).read_bytes()) for m in _OUTPUT_MODULES}
     parts.update({lib: importlib_metadata.version(lib) for lib in _OUTPUT_LIBRARIES})
     return stable_hash(parts)
-
-
-def stage_params(config: Config) -> dict[str, Any]:
-    """The params the cache depends on (what dvc.yaml lists for the stage), recorded in the metadata."""
-    return {
-        "data": {k: v for k, v in asdict(config.data).items() if k != "raw_dir"},
-        "preprocess": asdict(config.preprocess),
-        "build": {"on_error": config.build.on_error},
-    }
 
 
 def recording_key(key_parts: tuple[str, str, str], split: str, edf_md5: str, annotation_md5: str) -> str:

@@ -119,6 +119,58 @@ def _pull_version(args: argparse.Namespace) -> int:
     return 0
 
 
+def _composed(args: argparse.Namespace) -> cfg.Config:
+    """conf/ of the project composed with the command's Hydra overrides (``cache=volume_first``, ``cache.jobs=32``)."""
+    return cfg.validate(cfg.compose(Path(args.repo) / "conf", args.overrides), str(Path(args.repo) / "conf"))
+
+
+def _resolve(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from eegcache import resolve
+
+    console = Console(stderr=True)
+    config = _composed(args)
+    try:
+        report = resolve.resolve(config, Path(args.repo), say=lambda text: console.print(text, markup=False))
+    except resolve.ResolveError as exc:
+        if args.json:
+            _write_json(args.json, exc.report.as_dict())
+        console.print(resolve.table(exc.report))
+        raise
+    console.print(resolve.table(report))
+    if args.json:
+        _write_json(args.json, report.as_dict())
+    else:
+        print(report.path)
+    return 0
+
+
+def _write_json(where: str, data: dict) -> None:
+    import json
+
+    text = json.dumps(data, indent=1, sort_keys=True)
+    if where == "-":
+        print(text)
+    else:
+        Path(where).write_text(text + "\n")
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from eegcache import resolve, volume
+
+    config = _composed(args)
+    in_use = set(args.in_use or [])
+    expected = resolve.expected_version(config, Path(args.repo)).hash
+    in_use |= {expected} if expected else set()
+    result = volume.prune(resolve.volume_root(config, Path(args.repo)), args.keep, in_use)
+    for name in result.removed:
+        print(f"removed {name}")
+    print(f"kept {len(result.kept)} version(s) ({', '.join(result.kept) or 'none'}); removed {len(result.removed)}, "
+          f"and {result.objects_removed} cache object(s) only they used ({result.bytes_freed / 1e6:.1f} MB)")  # fmt: skip
+    return 0
+
+
 def _s3_start(args: argparse.Namespace) -> int:
     from eegcache import s3local
 
@@ -212,6 +264,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int)
     p.add_argument("--repo", default=".")
     p.set_defaults(func=_pull_version)
+
+    p = sub.add_parser("resolve", help="put the expected cache version on the volume from the first valid source")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. cache=volume_first cache.validation=deep")
+    p.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE ('-': stdout)")
+    p.add_argument("--repo", default=".", help="the project (conf/, dvc.lock, .dvc/)")
+    p.set_defaults(func=_resolve)
+
+    p = sub.add_parser("prune", help="remove old cache versions from the volume (never the one in use)")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. cache.volume_root=/results")
+    p.add_argument("--keep", type=int, required=True, help="versions to keep, most recently used first")
+    p.add_argument("--in-use", action="append", metavar="HASH", help="also keep this version (repeatable)")
+    p.add_argument("--repo", default=".")
+    p.set_defaults(func=_prune)
 
     p = sub.add_parser("summary", help="print a cache's per-split summary from its metadata")
     p.add_argument("cache_dir")

@@ -91,11 +91,45 @@ class BuildConfig:
             raise ConfigError(f"build.workers = {self.workers}; expected 0 (all cores) or a positive count")
 
 
+SOURCES = ("volume", "remote", "mount", "build")
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """Where a run looks for its cache version, in order (``conf/cache/<preset>.yaml``), and how it checks it."""
+
+    preset: str = "s3_first"
+    sources: tuple[str, ...] = ("mount", "remote", "volume", "build")
+    validation: str = "fast"  # fast: names, sizes, metadata, version hash; deep: also every file's content hash
+    allow_build: bool = False
+    push_after_build: bool = True
+    volume_root: str = ".eegcache/volume"  # versions live in <volume_root>/cache/tusz/<hash>/
+    mount_point: str = ""  # the DVC remote's prefix as a read-only mounted directory ("" = none)
+    rev: str = ""  # git revision whose dvc.lock names the version ("" = the working tree)
+    version: str = ""  # the version hash itself (<md5>.dir); wins over rev
+    jobs: int = 0  # concurrent transfers; 0 = the remote's `jobs`, else 16
+    gpu_price_per_hour: float = 2.50  # of the machine the run pays for while it waits (A100-80GB)
+    rebuild_gpu_hours: float = 2.5  # measured: rebuilding the cache inside the GPU container
+    build_seconds_per_gb: float = 60.0  # measured by `make bench`: this project's build, per GB of EDF
+
+    def __post_init__(self) -> None:
+        for source in self.sources:
+            _choice("cache.sources entry", source, SOURCES)
+        if len(set(self.sources)) != len(self.sources) or not self.sources:
+            raise ConfigError(f"cache.sources = {list(self.sources)}; expected distinct entries of {', '.join(SOURCES)}")
+        _choice("cache.validation", self.validation, ("fast", "deep"))
+        if self.version and not (self.version.endswith(".dir") and len(self.version) == 36):
+            raise ConfigError(f"cache.version = {self.version!r}; expected a DVC directory hash '<32 hex digits>.dir'")
+        if self.jobs < 0 or min(self.gpu_price_per_hour, self.rebuild_gpu_hours, self.build_seconds_per_gb) < 0:
+            raise ConfigError("cache.jobs, prices, hours and seconds must not be negative")
+
+
 @dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     build: BuildConfig = field(default_factory=BuildConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
 
 
 def _build_section(cls: type, raw: Any, where: str) -> Any:
@@ -113,6 +147,11 @@ def _build_section(cls: type, raw: Any, where: str) -> Any:
         if kind in _SECTIONS:
             values[name] = _build_section(_SECTIONS[kind], value, path[name])
             continue
+        if kind == "tuple[str, ...]":
+            if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+                raise ConfigError(f"{path[name]} = {value!r}: expected a list of strings")
+            values[name] = tuple(value)
+            continue
         expected = {"str": str, "int": int, "float": (int, float), "bool": bool}[kind]
         if (isinstance(value, bool) and kind != "bool") or not isinstance(value, expected):
             raise ConfigError(f"{path[name]} = {value!r}: expected {kind}, got {type(value).__name__}")
@@ -128,7 +167,9 @@ def validate(raw: dict[str, Any], source: str) -> Config:
         raise ConfigError(exc.reason, source) from exc
 
 
-_SECTIONS: dict[str, type] = {"DataConfig": DataConfig, "PreprocessConfig": PreprocessConfig, "BuildConfig": BuildConfig}
+_SECTIONS: dict[str, type] = {
+    "DataConfig": DataConfig, "PreprocessConfig": PreprocessConfig, "BuildConfig": BuildConfig, "CacheConfig": CacheConfig,
+}  # fmt: skip
 
 
 def compose(config_dir: Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
@@ -183,6 +224,16 @@ def write_params(config_dir: Path, params_file: Path, overrides: Sequence[str] =
     config = validate(raw, str(config_dir))
     params_file.write_text(yaml.safe_dump(raw, sort_keys=False))
     return config
+
+
+def stage_params(config: Config) -> dict[str, Any]:
+    """The params the cache depends on (what dvc.yaml lists for the stage), recorded in the metadata; their
+    :func:`stable_hash` is the metadata's ``params_hash``."""
+    return {
+        "data": {k: v for k, v in dataclasses.asdict(config.data).items() if k != "raw_dir"},
+        "preprocess": dataclasses.asdict(config.preprocess),
+        "build": {"on_error": config.build.on_error},
+    }
 
 
 def as_dict(section: Any) -> dict[str, Any]:

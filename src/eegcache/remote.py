@@ -10,6 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +25,7 @@ import yaml
 
 from eegcache import fetch
 from eegcache.errors import EegcacheError
+from eegcache.store import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +36,10 @@ METADATA_NAME = ".cache_metadata.json"
 
 class RemoteError(EegcacheError):
     """A remote that cannot be used (credentials, server, bucket, missing objects), naming the remote and the cause."""
+
+
+class RemoteUnavailable(RemoteError):
+    """The remote cannot be reached or refuses us (server down, bad or missing credentials, no bucket)."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +103,7 @@ def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 @contextmanager
-def _repo(root: Path, config: dict[str, Any] | None = None) -> Iterator[Any]:
+def _repo(root: Path, config: dict[str, Any] | None = None, wait_for_lock: bool = False) -> Iterator[Any]:
     """A DVC repo (with in-memory ``config`` merged, if given) whose failures come out as RemoteError naming
     the remote and the cause."""
     from botocore.exceptions import BotoCoreError, ClientError
@@ -104,7 +112,7 @@ def _repo(root: Path, config: dict[str, Any] | None = None) -> Iterator[Any]:
 
     url = (config or {}).get("remote", {}).get(REMOTE, {}).get("url") or _url(root)
     try:
-        with Repo(str(root), config=config) as repo:
+        with Repo(str(root), config=config, _wait_for_lock=wait_for_lock) as repo:
             yield repo
     except DvcException as exc:
         raise RemoteError(f"remote '{REMOTE}' ({url}): {_cause(exc)}", root) from exc
@@ -268,7 +276,7 @@ def versions(root: Path) -> list[tuple[Version, list[str]]]:
     return list(found.values())
 
 
-def _remote_settings(root: Path) -> dict[str, Any]:
+def remote_settings(root: Path) -> dict[str, Any]:
     """The remote's full settings as the project resolves them (tracked config, config.local, environment)."""
     with _repo(root) as repo:
         try:
@@ -287,46 +295,99 @@ def pull_version(root: Path, version: Version, target: Path, jobs: int | None = 
     either way every object's md5 is checked before it enters the cache. ``jobs``: concurrent transfers
     (default: the remote's ``jobs``, else 16).
     """
-    from dvc.config import Config
-    from dvc.repo import Repo
-
-    target.mkdir(parents=True, exist_ok=True)
-    if not (target / ".dvc").exists():
-        Repo.init(str(target), no_scm=True)
-    with Config(str(target / ".dvc")).edit("repo") as conf:
-        conf["core"].update({"no_scm": True, "site_cache_dir": str(target / ".dvc" / "site")})
-        conf["cache"].update({"type": "reflink,hardlink,symlink,copy"})
-    final = target / version.dirname
-    if final.is_dir():
-        return final  # it only ever appears by the rename below, complete; content checks belong to the resolver
+    if (target / version.dirname).is_dir():
+        return target / version.dirname  # it only ever appears complete (see install_version)
     if mount is not None:
         source: fetch.Source = fetch.DirSource(mount)
-        jobs = jobs or 16
     else:
-        settings = _remote_settings(root)
+        settings = remote_settings(root)
         jobs = jobs or int(settings.get("jobs") or 16)
-        source = _s3_source(settings, jobs)
-    fill_version(source, version, target / ".dvc" / "cache", jobs)
-    # Check out under a temporary name and rename: an interrupted pull never leaves a version dir that looks whole.
-    partial = target / f".partial-{version.dirname}"
+        source = remote_source(settings, jobs)
+    return install_version(source, version, target, jobs or 16)[0]
+
+
+def install_version(source: fetch.Source, version: Version, target: Path, jobs: int = 16) -> tuple[Path, fetch.FillStats]:
+    """``target/<hash>/`` filled from ``source`` through the DVC cache at ``target/.dvc/cache``.
+
+    Safe to run from several processes at once on one ``target``: objects enter the cache by atomic renames,
+    each process checks out into its own hidden directory, DVC's checkouts wait for each other, and the
+    version directory appears by one rename, complete (a process that loses the race discards its copy).
+    A killed run leaves only hidden partial directories, removed by the next run on the same host.
+    """
+    final = target / version.dirname
+    if final.is_dir():
+        return final, fetch.FillStats(0, 0, 0)
+    _init_volume_project(target)
+    _remove_dead_partials(target)
+    stats = fill_version(source, version, target / ".dvc" / "cache", jobs)
+    if final.is_dir():
+        return final, stats
+    partial = target / f"{PARTIAL}{version.dirname}.{socket.gethostname()}.{os.getpid()}"
     pointer = target / f"{partial.name}.dvc"
     out = {"md5": version.hash, "size": version.size, "nfiles": version.nfiles, "hash": "md5", "path": partial.name}
     pointer.write_text(yaml.safe_dump({"outs": [{k: v for k, v in out.items() if v}]}))
-    with _repo(target) as repo:
-        repo.checkout(targets=[str(pointer)], force=True)  # the partial dir is ours; every object is in the cache
-    for path in partial.rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            path.chmod(0o444)
-    partial.rename(final)
-    pointer.unlink()
-    return final
+    try:
+        with _repo(target, wait_for_lock=True) as repo:
+            repo.checkout(targets=[str(pointer)], force=True)  # the partial dir is ours; every object is in the cache
+        for path in partial.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                path.chmod(0o444)
+        try:
+            partial.rename(final)
+        except OSError:
+            if not final.is_dir():
+                raise
+            shutil.rmtree(partial)  # another process installed the same version first; ours is a spare copy
+    finally:
+        pointer.unlink(missing_ok=True)
+    return final, stats
 
 
-def _s3_source(settings: dict[str, Any], jobs: int) -> fetch.S3Source:
+PARTIAL = ".partial-"
+
+
+def _init_volume_project(target: Path) -> None:
+    """A git-less DVC project at ``target`` whose site cache stays on its filesystem (written atomically, so
+    processes starting together agree)."""
+    dvc_dir = target / ".dvc"
+    text = (
+        "[core]\n    no_scm = True\n"
+        f"    site_cache_dir = {dvc_dir / 'site'}\n"
+        "[cache]\n    type = \"reflink,hardlink,symlink,copy\"\n"
+    )
+    config = dvc_dir / "config"
+    if not config.is_file() or config.read_text() != text:
+        atomic_write(config, text.encode())
+
+
+def _remove_dead_partials(target: Path) -> None:
+    """Partial checkouts left by killed processes of this host (their pid is gone)."""
+    host = socket.gethostname()
+    for path in target.glob(f"{PARTIAL}*"):
+        name, _, pid = path.name.removesuffix(".dvc").rpartition(".")
+        if name.endswith(f".{host}") and pid.isdigit() and not _alive(int(pid)):
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remote_source(settings: dict[str, Any], jobs: int) -> fetch.S3Source:
+    """The remote (its settings from :func:`remote_settings`) as a fetch source with ``jobs`` connections."""
     try:
         return fetch.S3Source(settings, connections=jobs)
     except Exception as exc:  # noqa: BLE001 - botocore's configuration errors, named with the remote
-        raise RemoteError(f"remote '{REMOTE}' ({settings.get('url')}): {_cause(exc)}") from exc
+        raise RemoteUnavailable(f"remote '{REMOTE}' ({settings.get('url')}): {_cause(exc)}") from exc
 
 
 def fill_version(source: fetch.Source, version: Version, cache_dir: Path, jobs: int = 16) -> fetch.FillStats:
@@ -343,6 +404,8 @@ def fill_version(source: fetch.Source, version: Version, cache_dir: Path, jobs: 
             fetch.fill(source, [version.hash], cache_dir, jobs=1)
         except fetch.MissingObject as exc:
             raise RemoteError(f"{where}: version {version.hash} is not there (its .dir object is missing: was it pushed?)") from exc
+        except (BotoCoreError, ClientError, HTTPError, OSError) as exc:
+            raise RemoteUnavailable(f"{where}: {_cause(exc)}") from exc
         listing = json.loads(fetch.cache_path(cache_dir, version.hash).read_bytes())
         stats = fetch.fill(source, [entry["md5"] for entry in listing], cache_dir, jobs=jobs, transient=transient)
     except fetch.FetchError as exc:

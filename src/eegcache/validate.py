@@ -22,6 +22,7 @@ class Verdict:
     files: int = 0
     bytes: int = 0
     problems: tuple[str, ...] = field(default_factory=tuple)
+    damaged: tuple[str, ...] = field(default_factory=tuple)  # listed files present with a wrong size or content
 
     @property
     def ok(self) -> bool:
@@ -79,13 +80,13 @@ def verify(cache_dir: Path, deep: bool = False, threads: int = 4) -> Verdict:
     found = _listing(cache_dir)
     problems += [f"{rel}: missing" for rel in sorted(expected.keys() - found.keys())]
     problems += [f"{rel}: not in the metadata (extra or partial file)" for rel in sorted(found.keys() - expected.keys())]
-    problems += [
-        f"{rel}: {found[rel]} bytes, metadata says {expected[rel]['size']}"
-        for rel in sorted(expected.keys() & found.keys())
-        if found[rel] != expected[rel]["size"]
-    ]
+    damaged = [rel for rel in sorted(expected.keys() & found.keys()) if found[rel] != expected[rel]["size"]]
+    problems += [f"{rel}: {found[rel]} bytes, metadata says {expected[rel]['size']}" for rel in damaged]
     if deep and not problems:
         with ThreadPoolExecutor(max_workers=threads) as pool:  # hashing releases the GIL
-            for found_problems in pool.map(lambda rel: _deep_problems(cache_dir, rel, expected[rel], metadata), sorted(expected)):
+            checked = pool.map(lambda rel: (rel, _deep_problems(cache_dir, rel, expected[rel], metadata)), sorted(expected))
+            for rel, found_problems in checked:
                 problems += found_problems
-    return Verdict(cache_dir, deep, len(expected), sum(e["size"] for e in expected.values()), tuple(problems))
+                damaged += [rel] if found_problems else []
+    size = sum(e["size"] for e in expected.values())
+    return Verdict(cache_dir, deep, len(expected), size, tuple(problems), tuple(damaged))

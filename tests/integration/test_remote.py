@@ -8,63 +8,21 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 
 from eegcache import remote, store
-from tests.conftest import REPO
+from tests.integration.projects import BIN, connect, files, make_project, sh
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-BIN = Path(sys.executable).parent
-GIT_IDENTITY = {
-    f"GIT_{role}_{field}": value
-    for role in ("AUTHOR", "COMMITTER")
-    for field, value in (("NAME", "eegcache tests"), ("EMAIL", "tests@eegcache.invalid"))
-}
-
-
-def sh(*args: str, cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1", **GIT_IDENTITY,
-           **(env or {})}  # fmt: skip
-    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def files(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def connect(root: Path, server, prefix: str) -> None:
-    remote.configure(
-        root, f"s3://{server.bucket}/{prefix}", endpoint_url=server.endpoint_url,
-        access_key=server.access_key, secret_key=server.secret_key, jobs=8,
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, demo_corpus, s3_server) -> Path:
     """A git repo with the project's DVC files, a built demo cache, and `storage` on the local S3 server."""
-    root = tmp_path_factory.mktemp("remote_repo")
-    for name in ("dvc.yaml", "conf", "src"):
-        src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
-    shutil.copytree(demo_corpus, root / "data" / "tusz_demo")
-    sh("git", "init", "-q", cwd=root)
-    sh("dvc", "init", "-q", cwd=root)
-    shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")
-    (root / ".gitignore").write_text("/data/\n/.eegcache/\n__pycache__/\n")
-    sh("eegcache", "params", cwd=root)
-    sh("dvc", "repro", cwd=root)
-    connect(root, s3_server, f"t-{uuid.uuid4().hex[:8]}")
-    sh("git", "add", "-A", cwd=root)
-    sh("git", "commit", "-qm", "cache v1", cwd=root)
-    sh("git", "tag", "cache-v1", cwd=root)
-    return root
+    return make_project(tmp_path_factory.mktemp("remote_repo"), demo_corpus, s3_server)
 
 
 def test_credentials_stay_out_of_tracked_files(project, s3_server):

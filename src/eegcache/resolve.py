@@ -1,0 +1,273 @@
+"""Put a valid copy of the expected cache version on the volume from the cheapest source that has one.
+
+Sources are tried in the order of the ``cache`` config group (``conf/cache/<preset>.yaml``):
+
+- ``volume``: ``<volume>/cache/tusz/<hash>/`` as it is, if it passes validation;
+- ``remote``: the DVC S3 remote, fetched into the volume's DVC cache and checked out (:mod:`eegcache.remote`);
+- ``mount``: the same remote prefix as a read-only mounted directory, used the same way;
+- ``build``: ``dvc repro`` from raw data in the project, only with ``allow_build``; then pushed and installed.
+
+Whatever the source, the version directory is validated (``fast`` or ``deep``) against the expected version before
+it is used; a bad one is quarantined (see :mod:`eegcache.volume`). A source that is not available (no mount, no
+credentials, server down) is *skipped*, one that was tried and failed is *rejected*; both with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from eegcache import fetch, remote, volume
+from eegcache.config import Config, stable_hash, stage_params
+from eegcache.errors import EegcacheError
+
+log = logging.getLogger(__name__)
+
+
+class ResolveError(EegcacheError):
+    """No source gave a valid copy of the version; ``report`` holds every source's reason."""
+
+    def __init__(self, reason: str, report: Report):
+        super().__init__(reason)
+        self.report = report
+
+
+class _Skip(Exception):
+    """The source is not available here."""
+
+
+class _Reject(Exception):
+    """The source was tried and gave no valid copy."""
+
+
+@dataclass(frozen=True)
+class Attempt:
+    source: str
+    outcome: str  # used | rejected | skipped
+    reason: str
+    seconds: float
+    bytes: int = 0
+
+
+@dataclass
+class Report:
+    """What a resolve did: JSON for the trainer (:meth:`as_dict`), a table for people (:func:`table`)."""
+
+    version: str | None
+    preset: str
+    validation: str
+    volume: str
+    path: str | None = None
+    source: str | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    seconds: float = 0.0
+    bytes: int = 0
+    files: int = 0
+    saved_gpu_hours: float = 0.0
+    saved_usd: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Run:
+    config: Config
+    root: Path
+    expected: volume.Expected
+    versions: Path  # <volume>/cache/tusz
+    say: Callable[[str], None]
+    rev: str
+    files: int = 0  # of the last copy accepted
+
+    @property
+    def dir(self) -> Path:
+        return self.versions / self.expected.dirname
+
+
+def expected_version(config: Config, root: Path = Path()) -> volume.Expected:
+    """The version a run needs: ``cache.version``, else the hash ``dvc.lock`` names at ``cache.rev`` (the working
+    tree when empty; None when it has none yet), with the metadata facts the configuration implies."""
+    facts = {"split_policy": config.data.split_policy, "params_hash": stable_hash(stage_params(config))}
+    if config.cache.version:
+        return volume.Expected(config.cache.version, **facts)
+    try:
+        return volume.Expected(remote.version_at(root, config.cache.rev or None).hash, **facts)
+    except (remote.RemoteError, FileNotFoundError):
+        if config.cache.rev:
+            raise
+        return volume.Expected(None, **facts)  # nothing built yet: only a build can name the version
+
+
+def _path(root: Path, value: str) -> Path:
+    return Path(value) if os.path.isabs(value) else root / value
+
+
+def volume_root(config: Config, root: Path = Path()) -> Path:
+    """The volume (``cache.volume_root``; relative paths are taken from the project root)."""
+    return _path(root, config.cache.volume_root)
+
+
+def resolve(config: Config, root: Path = Path(), say: Callable[[str], None] = log.info) -> Report:
+    """Make the expected cache version available on the volume; returns the report (``report.path``)."""
+    started = time.perf_counter()
+    cache = config.cache
+    expected = expected_version(config, root)
+    versions = volume.versions_root(volume_root(config, root))
+    run = _Run(config, root, expected, versions, say, cache.rev or "workspace")
+    report = Report(expected.hash, cache.preset, cache.validation, str(versions))
+    for name in cache.sources:
+        t0 = time.perf_counter()
+        try:
+            path, moved, note = SOURCES[name](run)
+        except (_Skip, _Reject) as exc:
+            outcome = "skipped" if isinstance(exc, _Skip) else "rejected"
+            report.attempts.append(Attempt(name, outcome, str(exc), round(time.perf_counter() - t0, 3)))
+            say(f"{name}: {outcome}: {exc}")
+            continue
+        seconds = time.perf_counter() - t0
+        report.attempts.append(Attempt(name, "used", f"{note}; valid ({cache.validation})", round(seconds, 3), moved))
+        volume.mark_used(path)
+        report.version, report.path, report.source, report.bytes = run.expected.hash, str(path), name, moved
+        report.files = run.files
+        break
+    report.seconds = round(time.perf_counter() - started, 3)
+    saved = max(cache.rebuild_gpu_hours - report.seconds / 3600, 0.0) if report.path else 0.0
+    report.saved_gpu_hours, report.saved_usd = round(saved, 3), round(saved * cache.gpu_price_per_hour, 2)
+    if report.path is None:
+        lines = "".join(f"\n  - {a.source}: {a.outcome}: {a.reason}" for a in report.attempts)
+        raise ResolveError(
+            f"no valid source for cache version {expected.hash or '(none named)'} (preset {cache.preset}, "
+            f"sources tried in order):{lines}\nNothing was deleted; bad copies, if any, are in {versions / volume.QUARANTINE}.",
+            report,
+        )
+    return report
+
+
+def _accept(run: _Run, path: Path) -> None:
+    """Validate ``path`` as the expected version; quarantine it and reject the source if it fails."""
+    result = volume.check(path, run.expected, deep=run.config.cache.validation == "deep")
+    if result.ok:
+        run.files = result.files
+        return
+    moved = volume.quarantine(path, result.problems, result.damaged)
+    more = f" (and {len(result.problems) - 1} more)" if len(result.problems) > 1 else ""
+    raise _Reject(f"{path.name} is invalid: {result.problems[0]}{more}; moved to {moved or 'quarantine by another run'}")
+
+
+def _from_volume(run: _Run) -> tuple[Path, int, str]:
+    if run.expected.hash is None:
+        raise _Reject("no version named (dvc.lock has none and cache.version is empty)")
+    if not run.dir.is_dir():
+        raise _Reject(f"version {run.expected.dirname} is not on the volume ({run.versions})")
+    _accept(run, run.dir)
+    return run.dir, 0, "on the volume"
+
+
+def _install(run: _Run, source: fetch.Source, jobs: int) -> tuple[Path, int, str]:
+    """Fetch the version from ``source`` into the volume (unless a valid copy is there already) and validate it."""
+    if run.expected.hash is None:
+        raise _Reject("no version named (dvc.lock has none and cache.version is empty)")
+    if run.dir.is_dir():
+        try:
+            _accept(run, run.dir)
+            return run.dir, 0, "already on the volume, nothing fetched"
+        except _Reject as exc:
+            run.say(f"the copy on the volume was set aside: {exc}")
+    version = remote.Version(run.rev, run.expected.hash, 0, 0)
+    try:
+        path, stats = remote.install_version(source, version, run.versions, jobs)
+    except remote.RemoteUnavailable as exc:
+        raise _Skip(str(exc)) from exc
+    except remote.RemoteError as exc:
+        raise _Reject(str(exc)) from exc
+    _accept(run, path)
+    return path, stats.bytes, f"fetched {stats.fetched} object(s) from {source.name}, {stats.present} already in the volume's DVC cache"
+
+
+def _from_remote(run: _Run) -> tuple[Path, int, str]:
+    try:
+        settings = remote.remote_settings(run.root)
+        jobs = run.config.cache.jobs or int(settings.get("jobs") or 16)
+        source = remote.remote_source(settings, jobs)
+    except remote.RemoteError as exc:
+        raise _Skip(str(exc)) from exc
+    return _install(run, source, jobs)
+
+
+def _from_mount(run: _Run) -> tuple[Path, int, str]:
+    if not run.config.cache.mount_point:
+        raise _Skip("no mount configured (cache.mount_point is empty)")
+    mount = _path(run.root, run.config.cache.mount_point)
+    if not mount.is_dir():
+        raise _Skip(f"{mount} is not mounted (no such directory)")
+    return _install(run, fetch.DirSource(mount), run.config.cache.jobs or 16)
+
+
+def build_estimate(config: Config, root: Path) -> tuple[int, int, float]:
+    """(EDF files, bytes, estimated seconds) of a build of the raw data at this project's measured throughput."""
+    sizes = [p.stat().st_size for p in _path(root, config.data.raw_dir).rglob("*") if p.suffix.lower() == ".edf"]
+    return len(sizes), sum(sizes), sum(sizes) / 1e9 * config.cache.build_seconds_per_gb
+
+
+def _from_build(run: _Run) -> tuple[Path, int, str]:
+    cache, root = run.config.cache, run.root
+    if not cache.allow_build:
+        raise _Skip("building is not allowed (cache.allow_build: false)")
+    raw = _path(root, run.config.data.raw_dir)
+    if not raw.is_dir():
+        raise _Skip(f"raw data directory {raw} not found")
+    count, size, seconds = build_estimate(run.config, root)
+    started = time.perf_counter()
+    run.say(f"building from {raw}: {count} EDF files, {size / 1e9:.2f} GB; estimated {seconds / 60:.1f} min, "
+            f"~${seconds / 3600 * cache.gpu_price_per_hour:.2f} at ${cache.gpu_price_per_hour:.2f}/h")  # fmt: skip
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.run(["dvc", "repro", "build_cache"], cwd=root, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise _Reject(f"dvc repro failed: {(proc.stderr or proc.stdout).strip()[-2000:]}")
+    built = remote.version_at(root)
+    if run.expected.hash not in (None, built.hash):
+        raise _Reject(f"the build made version {built.hash}, not the expected {run.expected.hash} "
+                      "(raw data, code or params differ from the ones that version was built with)")  # fmt: skip
+    run.expected = replace(run.expected, hash=built.hash)
+    if cache.push_after_build:
+        try:
+            sent = remote.push(root)
+            run.say(f"pushed {built.hash}: {sent} object(s) uploaded")
+        except remote.RemoteError as exc:
+            run.say(f"built, but the push failed (push later with `eegcache push`): {exc}")
+    path, moved, note = _install(run, fetch.DirSource(root / ".dvc" / "cache"), cache.jobs or 16)
+    return path, moved, f"built with `dvc repro` ({time.perf_counter() - started:.1f} s); {note}"
+
+
+SOURCES: dict[str, Callable[[_Run], tuple[Path, int, str]]] = {
+    "volume": _from_volume,
+    "remote": _from_remote,
+    "mount": _from_mount,
+    "build": _from_build,
+}
+
+
+def table(report: Report) -> Any:
+    """The report as a short rich table for people."""
+    from rich.table import Table
+
+    title = f"cache {report.version or '(none)'} — preset {report.preset}, {report.validation} validation"
+    grid = Table(title=title)
+    for column in ("source", "outcome", "seconds", "MB moved", "why"):
+        grid.add_column(column, justify="right" if column in ("seconds", "MB moved") else "left", overflow="fold")
+    for a in report.attempts:
+        style = {"used": "green", "rejected": "red", "skipped": "yellow"}[a.outcome]
+        grid.add_row(a.source, a.outcome, f"{a.seconds:.2f}", f"{a.bytes / 1e6:.1f}", a.reason, style=style)
+    if report.path:
+        grid.caption = (f"{report.path}: {report.files} recordings in {report.seconds:.2f} s; saved vs a rebuild "
+                        f"on the GPU: {report.saved_gpu_hours:.2f} GPU-h, ${report.saved_usd:.2f}")  # fmt: skip
+    return grid

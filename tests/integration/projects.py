@@ -1,0 +1,62 @@
+"""A throw-away eegcache project for integration tests: a git repo with the project's DVC files, a built demo
+cache and the remote `storage` on a real S3 server; and the shell helper the tests drive git and DVC with."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from eegcache import remote
+from tests.conftest import REPO
+
+BIN = Path(sys.executable).parent
+GIT_IDENTITY = {
+    f"GIT_{role}_{field}": value
+    for role in ("AUTHOR", "COMMITTER")
+    for field, value in (("NAME", "eegcache tests"), ("EMAIL", "tests@eegcache.invalid"))
+}
+
+
+def sh(*args: str, cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1", **GIT_IDENTITY,
+           **(env or {})}  # fmt: skip
+    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def connect(root: Path, server, prefix: str) -> None:
+    remote.configure(
+        root, f"s3://{server.bucket}/{prefix}", endpoint_url=server.endpoint_url,
+        access_key=server.access_key, secret_key=server.secret_key, jobs=8,
+    )  # fmt: skip
+
+
+def make_project(root: Path, corpus: Path, server) -> Path:
+    """At ``root``: a git repo with the project's DVC files, ``corpus`` as raw data, the cache built by ``dvc
+    repro``, ``storage`` on ``server`` under a fresh prefix, committed and tagged ``cache-v1``."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name in ("dvc.yaml", "conf", "src"):
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
+    shutil.copytree(corpus, root / "data" / "tusz_demo")
+    sh("git", "init", "-q", cwd=root)
+    sh("dvc", "init", "-q", cwd=root)
+    shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")
+    (root / ".gitignore").write_text("/data/\n/.eegcache/\n__pycache__/\n")
+    sh("eegcache", "params", cwd=root)
+    sh("dvc", "repro", cwd=root)
+    connect(root, server, f"t-{uuid.uuid4().hex[:8]}")
+    sh("git", "add", "-A", cwd=root)
+    sh("git", "commit", "-qm", "cache v1", cwd=root)
+    sh("git", "tag", "cache-v1", cwd=root)
+    return root
