@@ -134,11 +134,16 @@ def _evict_corrupt_objects(cache_dir: Path, path: Path, damaged: tuple[str, ...]
 
 
 def installed(volume_root: Path) -> list[Path]:
-    """Version directories on the volume, most recently used first."""
+    """Version directories installed on the volume (named by their hash, with their ``.dir`` object in the
+    volume's DVC cache; a look-alike directory someone else made is not one), most recently used first."""
     root = versions_root(volume_root)
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if p.is_dir() and _VERSION_NAME.match(p.name)]
+    objects = root / DVC_CACHE / "files" / "md5"
+    found = [
+        p for p in root.iterdir()
+        if _VERSION_NAME.match(p.name) and p.is_dir() and (objects / p.name[:2] / f"{p.name[2:]}.dir").is_file()
+    ]  # fmt: skip
     return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 
 
