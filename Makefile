@@ -39,6 +39,7 @@ test: venv ## run the whole test suite
 bench: venv ## run the benchmarks (results go to bench/README.md)
 	PATH="$(abspath $(BIN)):$$PATH" $(PY) bench/bench_build.py
 	PATH="$(abspath $(BIN)):$$PATH" $(PY) bench/bench_remote.py
+	PATH="$(abspath $(BIN)):$$PATH" $(PY) bench/bench_resolve.py
 
 clean: ## remove generated data, caches and the venv
 	rm -rf $(VENV) data cache metrics .eegcache

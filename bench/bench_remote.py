@@ -148,7 +148,8 @@ def patient_id(n: int) -> str:
     return "".join(letters[n // 26**k % 26] for k in range(7, -1, -1))
 
 
-def write_recordings(cache_dir: Path, first: int, count: int, rng: np.random.Generator) -> dict[str, dict]:
+def write_recordings(cache_dir: Path, first: int, count: int, rng: np.random.Generator,
+                     samples: tuple[int, int] = SAMPLES) -> dict[str, dict]:  # fmt: skip
     """``count`` synthetic recordings (4 per patient, split by patient), numbered from ``first`` -> metadata entries."""
     rate = 200.0
     channels = montage.channel_names("ref19")
@@ -157,21 +158,21 @@ def write_recordings(cache_dir: Path, first: int, count: int, rng: np.random.Gen
     for n in range(first, first + count):
         patient = patient_id(n // 4)
         split = SPLITS[int(np.searchsorted(edges, (n // 4 * 0.6180339887) % 1.0, side="right"))][0]
-        samples = int(rng.integers(*SAMPLES))
-        eeg = rng.standard_normal((len(channels), samples), dtype=np.float32).astype(np.float16)
-        labels = np.zeros(samples, dtype=np.uint8)
+        length = int(rng.integers(*samples))
+        eeg = rng.standard_normal((len(channels), length), dtype=np.float32).astype(np.float16)
+        labels = np.zeros(length, dtype=np.uint8)
         seizures = []
         if n % 5 == 0:  # a fifth of the recordings hold one seizure
-            start = int(rng.integers(0, samples // 2))
-            stop = start + int(rng.integers(2_000, 12_000))
+            start = int(rng.integers(0, length // 2))
+            stop = min(start + int(rng.integers(2_000, 12_000)), length)
             labels[start:stop] = 1
-            seizures = [[start, min(stop, samples)]]
+            seizures = [[start, stop]]
         rel = f"{split}/{patient}_s001_t{n % 4:03d}{store.SUFFIX}"
-        facts = store.RecordingFacts(rate, channels, (), samples / rate)
+        facts = store.RecordingFacts(rate, channels, (), length / rate)
         size, md5 = store.write_recording(cache_dir / rel, eeg, labels, facts)
         entries[rel] = {
             "split": split, "patient": patient, "key": store.md5_bytes(f"bench-{n}".encode()), "size": size,
-            "md5": md5, "samples": samples, "seconds": samples / rate,
+            "md5": md5, "samples": length, "seconds": length / rate,
             "seizure_seconds": sum(b - a for a, b in seizures) / rate, "seizures": seizures, "zero_filled": [],
         }  # fmt: skip
     return entries
@@ -215,9 +216,11 @@ def commit_version(root: Path) -> None:
     sh("dvc", "commit", "-f", "-q", "build_cache", cwd=root)
 
 
-def make_project(root: Path, server: s3local.S3Server, rng: np.random.Generator) -> dict[str, dict]:
+def make_project(root: Path, server: s3local.S3Server | None, rng: np.random.Generator, count: int = FILES,
+                 samples: tuple[int, int] = SAMPLES) -> dict[str, dict]:  # fmt: skip
     """A git + DVC project like the integration tests' (the repo's dvc.yaml, conf/, src/), with a synthetic cache
-    of FILES recordings committed as the ``build_cache`` output and ``storage`` on ``server`` -> metadata entries."""
+    of ``count`` recordings committed as the ``build_cache`` output and ``storage`` on ``server`` (if given)
+    -> metadata entries."""
     root.mkdir(parents=True)
     for name in ("dvc.yaml", "conf", "src"):
         src = REPO / name
@@ -235,9 +238,11 @@ def make_project(root: Path, server: s3local.S3Server, rng: np.random.Generator)
     raw.mkdir(parents=True)
     (raw / "README").write_text("stand-in for the TUSZ root; bench_remote.py writes the cache directly\n")
     cache_dir = root / cfg.build.out_dir
-    files = write_recordings(cache_dir, 0, FILES, rng)
+    files = write_recordings(cache_dir, 0, count, rng, samples)
     write_metadata(root, cache_dir, files)
     commit_version(root)
+    if server is None:
+        return files
     remote.configure(root, f"s3://{server.bucket}/{PREFIX}", endpoint_url=server.endpoint_url,
                      access_key=server.access_key, secret_key=server.secret_key)  # fmt: skip
     return files
@@ -385,9 +390,24 @@ def measure(work: Path, server: s3local.S3Server, rng: np.random.Generator, note
                 f"({noop[1][1]['inprocess_s']:.2f} s in-process)")  # fmt: skip
         shutil.rmtree(volume)
 
+    def resolve_round(attempt: int) -> None:
+        vol = work / f"resolve_{attempt}"
+        usage, proc = measured(server, lambda: sh(str(BIN / "eegcache"), "resolve", "--repo", str(root), "--json", "-",
+                                                  "cache=volume_first", f"cache.volume_root={vol}", cwd=work))  # fmt: skip
+        report = json.loads(proc.stdout)
+        assert [a["outcome"] for a in report["attempts"]] == ["rejected", "used"], report["attempts"]
+        check_pulled(Path(report["path"]), version)
+        rs.append(usage)
+        say(f"  eegcache resolve cache=volume_first, empty volume (volume rejected, remote used), round "
+            f"{attempt + 1}: {usage}, {report['seconds']:.2f} s in-process")  # fmt: skip
+        shutil.rmtree(vol)
+
+    rs: list[Usage] = []
     s5cmd_round(0)
     pull_round(0)
+    resolve_round(0)
     pull_round(1)
+    resolve_round(1)
     s5cmd_round(1)
 
     say("4. pull_version jobs sweep")
@@ -437,7 +457,9 @@ def measure(work: Path, server: s3local.S3Server, rng: np.random.Generator, note
 
     s5_best = min(s5, key=lambda u: u.wall_s)
     pv_best = min(pv, key=lambda u: u.wall_s)
+    rs_best = min(rs, key=lambda u: u.wall_s)
     ratio = pv_best.wall_s / s5_best.wall_s
+    rs_ratio = rs_best.wall_s / s5_best.wall_s
     nproc = len(os.sched_getaffinity(0))
     floor = max(s5_best.wall_s, (s5_best.client_cpu_s + s5_best.server_cpu_s + md5_usage.client_cpu_s) / nproc)
     noop_usage, noop_result = noop[1]
@@ -446,6 +468,8 @@ def measure(work: Path, server: s3local.S3Server, rng: np.random.Generator, note
               f"{s5_best} = {mb / s5_best.wall_s:.0f} MB/s", "", None),
         Check("eegcache `pull_version` into an empty directory (jobs from the remote config, best of 2) / s5cmd",
               f"{pv_best} = {mb / pv_best.wall_s:.0f} MB/s; **{ratio:.2f}×**", "≤ 1.5×", ratio <= 1.5),
+        Check("cold `eegcache resolve cache=volume_first` into an empty volume (best of 2) / s5cmd",
+              f"{rs_best}; **{rs_ratio:.2f}×**", "≤ 1.5×", rs_ratio <= 1.5),
         Check("`pull_version` with jobs = " + ", ".join(map(str, JOBS)),
               " / ".join(f"{sweep[j].wall_s:.2f}" for j in JOBS)
               + f" s; best jobs={best_jobs}: {sweep[best_jobs].wall_s / s5_best.wall_s:.2f}× s5cmd", "", None),
@@ -473,7 +497,8 @@ def measure(work: Path, server: s3local.S3Server, rng: np.random.Generator, note
                  "into a fresh directory, after `sync` so earlier runs' dirty pages are written back outside the timing. "
                  "CPU-s: user + system of the client processes (`getrusage`) and of the `weed` process (`/proc`).")  # fmt: skip
     notes.append("All runs: s5cmd " + ", ".join(f"{u.wall_s:.2f}" for u in s5) + " s; pull_version "
-                 + ", ".join(f"{u.wall_s:.2f}" for u in pv) + f" s; profiled pull_version {profiled.wall_s:.2f} s.")
+                 + ", ".join(f"{u.wall_s:.2f}" for u in pv) + " s; resolve " + ", ".join(f"{u.wall_s:.2f}" for u in rs)
+                 + f" s; profiled pull_version {profiled.wall_s:.2f} s.")
     return checks, data_line, breakdown, notes
 
 
@@ -518,7 +543,7 @@ def render(command: str, facts: list[tuple[str, str]], data_line: str, checks: l
     lines += ["", f"Data: {data_line}", "", "| measure | result | target | verdict |", "|---|---|---|---|"]
     lines += [f"| {c.name} | {c.value} | {c.target} | {c.verdict or '—'} |" for c in checks]
     lines += ["", "Where `pull_version`'s time goes (one run under cProfile, jobs from the config; cumulative seconds "
-              "of the main thread, which waits in `generic.transfer` while DVC's threads download):", "",
+              "of the main thread, which waits in `fill_version` while the fetch threads download):", "",
               "| step | seconds |", "|---|---:|"]  # fmt: skip
     lines += [f"| {'&emsp;' * ((len(label) - len(label.lstrip())) // 2)}{label.strip()} | {seconds:.2f} |"
               for label, seconds in breakdown]
@@ -526,13 +551,16 @@ def render(command: str, facts: list[tuple[str, str]], data_line: str, checks: l
     return "\n".join(lines)
 
 
-def write_readme(block: str) -> None:
+def write_readme(block: str, marks: tuple[str, str] = (MARK_START, MARK_END),
+                 title: str = "Remote: pull and push on a local S3 server") -> None:  # fmt: skip
+    """Replace the text between ``marks`` in bench/README.md by ``block`` (a new section ``title`` if absent)."""
+    start, end = marks
     path = BENCH / "README.md"
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if MARK_START not in text or MARK_END not in text:
-        text = text.rstrip("\n") + f"\n\n## Remote: pull and push on a local S3 server\n\n{MARK_START}\n{MARK_END}\n"
-    head, rest = text.split(MARK_START, 1)
-    tail = rest.split(MARK_END, 1)[1]
+    if start not in text or end not in text:
+        text = text.rstrip("\n") + f"\n\n## {title}\n\n{start}\n{end}\n"
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1]
     path.write_text(head + block + tail)
 
 
