@@ -125,11 +125,46 @@ class CacheConfig:
 
 
 @dataclass(frozen=True)
+class ModalConfig:
+    """The Modal deployment (``deploy/modal/app.py``): resources, the Volume, the secret and the bucket mounts."""
+
+    app_name: str = "eegcache"
+    python_version: str = "3.11"
+    gpu: str = "A100-80GB"
+    train_timeout_s: int = 6 * 3600
+    train_cpu: float = 8.0
+    train_memory_mib: int = 65536
+    build_cpu: float = 2.0
+    build_memory_mib: int = 8192
+    build_timeout_s: int = 3600
+    build_containers: int = 32  # shards of the recordings for `.map`
+    volume_name: str = "eegcache-results"
+    volume_path: str = "/results"
+    secret_name: str = "aws-s3-secret"
+    bucket: str = "eegcache"
+    raw_prefix: str = "tusz/v2.0.3/"  # the TUSZ root (holding edf/) in the bucket
+    raw_mount: str = "/data"
+    cache_prefix: str = "tusz-cache/"  # the DVC remote's prefix (.dvc/config: url = s3://<bucket>/<prefix>)
+    cache_mount: str = "/s3-cache"
+
+    def __post_init__(self) -> None:
+        for name in ("raw_prefix", "cache_prefix"):
+            if not getattr(self, name).endswith("/"):
+                raise ConfigError(f"modal.{name} = {getattr(self, name)!r}; a bucket mount's key prefix must end with '/'")
+        for name in ("volume_path", "raw_mount", "cache_mount"):
+            if not getattr(self, name).startswith("/"):
+                raise ConfigError(f"modal.{name} = {getattr(self, name)!r}; expected an absolute path in the container")
+        if min(self.train_timeout_s, self.build_timeout_s, self.build_containers, self.train_memory_mib) < 1:
+            raise ConfigError("modal timeouts, memory and build_containers must be positive")
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     build: BuildConfig = field(default_factory=BuildConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    modal: ModalConfig = field(default_factory=ModalConfig)
 
 
 def _build_section(cls: type, raw: Any, where: str) -> Any:
@@ -169,6 +204,7 @@ def validate(raw: dict[str, Any], source: str) -> Config:
 
 _SECTIONS: dict[str, type] = {
     "DataConfig": DataConfig, "PreprocessConfig": PreprocessConfig, "BuildConfig": BuildConfig, "CacheConfig": CacheConfig,
+    "ModalConfig": ModalConfig,
 }  # fmt: skip
 
 

@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -73,6 +73,26 @@ class _file_chunks(AbstractContextManager):
 
     def __exit__(self, *exc: object) -> None:
         self.handle.close()
+
+
+@dataclass
+class TreeSource:
+    """A cache directory as a source: its files by their md5s, plus objects given as bytes (its ``.dir``)."""
+
+    root: Path
+    paths: dict[str, str]  # oid -> path relative to root
+    blobs: dict[str, bytes]  # oid -> content
+
+    @property
+    def name(self) -> str:
+        return str(self.root)
+
+    def chunks(self, oid: str) -> AbstractContextManager[Iterator[bytes]]:
+        if oid in self.blobs:
+            return nullcontext(iter([self.blobs[oid]]))
+        if oid not in self.paths:
+            raise MissingObject(f"object {oid} is not in the tree", self.root)
+        return _file_chunks(self.root / self.paths[oid])
 
 
 class S3Source:

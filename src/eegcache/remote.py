@@ -201,6 +201,35 @@ def push(root: Path, jobs: int | None = None) -> int:
     return count + len(missing)
 
 
+def tree_source(cache_dir: Path) -> tuple[str, fetch.TreeSource]:
+    """A built cache directory as a fetch source, with its DVC version hash (from its metadata's md5s; the
+    objects' content is verified again wherever they are fetched to)."""
+    from eegcache import store, volume
+
+    metadata_bytes = (cache_dir / METADATA_NAME).read_bytes()
+    files = store.read_metadata(cache_dir)["files"]
+    listing = volume.tree_listing(metadata_bytes, files)
+    paths = {entry["md5"]: rel for rel, entry in files.items()} | {store.md5_bytes(metadata_bytes): METADATA_NAME}
+    oid = store.md5_bytes(listing) + ".dir"
+    return oid, fetch.TreeSource(cache_dir, paths, {oid: listing})
+
+
+def push_tree(root: Path, cache_dir: Path) -> tuple[str, int]:
+    """Upload a cache directory built outside DVC's workspace (e.g. by sharded containers) to the project's remote
+    as a version, without copying it into a DVC cache: the objects the remote lacks, then the ``.dir`` object
+    last. Returns (version hash, objects uploaded)."""
+    version, source = tree_source(cache_dir)
+    with _repo(root) as repo:
+        odb = repo.cloud.get_remote_odb(REMOTE, "push")
+        present = _present(odb)
+        missing = [oid for oid in source.paths if oid not in present]
+        for oid in missing:
+            odb.fs.put_file(str(cache_dir / source.paths[oid]), odb.oid_to_path(oid))
+        if version not in present:
+            odb.fs.pipe_file(odb.oid_to_path(version), source.blobs[version])
+    return version, len(missing) + (version not in present)
+
+
 def _present(odb: Any) -> dict[str, int]:
     """Every object on the remote -> its size in bytes (one listing of ``files/md5/``)."""
     return {Path(path).parent.name + Path(path).name: info["size"] for path, info in odb.fs.fs.find(odb.path, detail=True).items()}
@@ -225,10 +254,12 @@ def _md5_object(odb: Any, oid: str) -> str:
     return digest.hexdigest()
 
 
-def remote_verify(root: Path, rev: str | None = None, deep: bool = False, jobs: int = 16) -> RemoteVerdict:
-    """Check that every object of the version at ``rev`` is on the remote with the size the version's metadata
-    records (listing the remote, not trusting the ``.dir`` object alone); ``deep`` downloads and re-hashes each."""
-    version = version_at(root, rev)
+def remote_verify(root: Path, rev: str | None = None, deep: bool = False, jobs: int = 16,
+                  version: Version | None = None) -> RemoteVerdict:  # fmt: skip
+    """Check that every object of the version at ``rev`` (or ``version``) is on the remote with the size the
+    version's metadata records (listing the remote, not trusting the ``.dir`` object alone); ``deep`` downloads
+    and re-hashes each."""
+    version = version or version_at(root, rev)
     with _repo(root) as repo:
         odb = repo.cloud.get_remote_odb(REMOTE, "remote-verify")
         url = repo.config["remote"][REMOTE]["url"]

@@ -49,13 +49,17 @@ def versions_root(volume_root: Path) -> Path:
     return Path(volume_root) / VERSIONS_DIR
 
 
-def tree_hash(metadata_bytes: bytes, files: dict[str, dict[str, Any]]) -> str:
-    """The DVC directory hash (``<md5>.dir``) of a cache whose metadata file holds ``metadata_bytes`` and lists
-    ``files``: the md5 of the ``.dir`` object DVC would write (its entries sorted by path, keys sorted)."""
+def tree_listing(metadata_bytes: bytes, files: dict[str, dict[str, Any]]) -> bytes:
+    """The ``.dir`` object DVC writes for a cache whose metadata file holds ``metadata_bytes`` and lists ``files``
+    (entries ``{"md5", "relpath"}`` sorted by path, keys sorted)."""
     entries = [{"md5": entry["md5"], "relpath": rel} for rel, entry in files.items()]
     entries.append({"md5": store.md5_bytes(metadata_bytes), "relpath": store.METADATA_NAME})
-    listing = json.dumps(sorted(entries, key=lambda e: e["relpath"]), sort_keys=True).encode()
-    return store.md5_bytes(listing) + ".dir"
+    return json.dumps(sorted(entries, key=lambda e: e["relpath"]), sort_keys=True).encode()
+
+
+def tree_hash(metadata_bytes: bytes, files: dict[str, dict[str, Any]]) -> str:
+    """The DVC directory hash (``<md5>.dir``) of such a cache: the md5 of its ``.dir`` object."""
+    return store.md5_bytes(tree_listing(metadata_bytes, files)) + ".dir"
 
 
 @dataclass(frozen=True)
