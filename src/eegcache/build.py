@@ -117,6 +117,7 @@ class _Journal:
 
     def __init__(self, out_dir: Path):
         self.path = out_dir / store.JOURNAL_NAME
+        self._handle: Any = None
 
     def read(self) -> dict[str, dict[str, Any]]:
         entries: dict[str, dict[str, Any]] = {}
@@ -142,7 +143,9 @@ class _Journal:
         self._handle.flush()
 
     def finish(self) -> None:
-        self._handle.close()
+        """Close (if started) and delete the journal: the metadata now records every output."""
+        if self._handle is not None:
+            self._handle.close()
         self.path.unlink(missing_ok=True)
 
 
@@ -197,36 +200,64 @@ def _annotations(assigned, on_error: str, skipped: list[dict[str, str]]) -> list
     return parsed
 
 
-def run_build(config: Config, base_dir: Path = Path()) -> BuildSummary:
-    """Build (or bring up to date) the cache described by ``config``; paths are relative to ``base_dir``."""
-    started = time.perf_counter()
+@dataclass(frozen=True)
+class _Plan:
+    """Everything a build of the corpus would do, decided from file names and annotations alone (no EDF is
+    opened, nothing is hashed or written): one task per recording with a usable annotation."""
+
+    raw_dir: Path
+    out_dir: Path
+    refs: list[corpus.RecordingRef]
+    excluded: list[tuple[corpus.RecordingRef, str]]
+    skipped: list[dict[str, str]]  # recordings whose annotation is bad or missing (build.on_error=skip)
+    params: dict[str, Any]
+    params_hash: str
+    code: str
+    tasks: list[Task]  # sorted by the EDF's relpath
+
+    def inputs(self) -> list[Path]:
+        """Every input file of the corpus: each EDF and the annotation beside it."""
+        return [r.edf for r in self.refs] + [r.annotation for r in self.refs if r.annotation is not None]
+
+
+def _plan(config: Config, base_dir: Path) -> _Plan:
+    """Discover, split and parse annotations; fails on a bad corpus (or a bad annotation with on_error=fail)."""
     raw_dir = base_dir / config.data.raw_dir
-    out_dir = base_dir / config.build.out_dir
     refs = corpus.discover(raw_dir)
     assigned, excluded = corpus.assign_splits(
         refs, config.data.split_policy, config.data.dev_ratio, config.data.split_seed
     )
     skipped: list[dict[str, str]] = []
     parsed = _annotations(assigned, config.build.on_error, skipped)
-
     params = stage_params(config)
     params_hash = stable_hash(params)
     code = code_digest()
+    tasks = [
+        Task(ref.edf, ref.relpath, f"{split}/{ref.bname}{store.SUFFIX}", split, ref.patient, ref.annotation,
+             (params_hash, code, ref.annotation.suffix), ann.duration_s, ann.seizures)
+        for ref, split, ann in parsed
+    ]  # fmt: skip
+    out_dir = base_dir / config.build.out_dir
+    return _Plan(raw_dir, out_dir, refs, excluded, skipped, params, params_hash, code, tasks)
+
+
+def run_build(config: Config, base_dir: Path = Path()) -> BuildSummary:
+    """Build (or bring up to date) the cache described by ``config``; paths are relative to ``base_dir``."""
+    started = time.perf_counter()
+    plan = _plan(config, base_dir)
+    out_dir = plan.out_dir
     state = HashState(base_dir / config.build.state_dir)
     previous = _previous_entries(out_dir)
-    rels = {ref.bname: f"{split}/{ref.bname}{store.SUFFIX}" for ref, split, _ in parsed}
     # Inputs are hashed here only where an earlier output could be reused; new work hashes them in its worker.
-    candidates = [ref for ref, _, _ in parsed if _reusable(out_dir, rels[ref.bname], previous)]
-    digests = state.md5_many([p for ref in candidates for p in (ref.edf, ref.annotation)])
+    candidates = [t for t in plan.tasks if _reusable(out_dir, t.rel, previous)]
+    digests = state.md5_many([p for t in candidates for p in (t.edf, t.annotation)])
     tasks, reused = [], {}
-    for ref, split, ann in parsed:
-        rel, key_parts = rels[ref.bname], (params_hash, code, ref.annotation.suffix)
-        if ref.edf in digests:
-            key = recording_key(key_parts, split, digests[ref.edf], digests[ref.annotation])
-            if key == previous[rel]["key"]:
-                reused[rel] = previous[rel]
+    for task in plan.tasks:
+        if task.edf in digests:
+            key = recording_key(task.key_parts, task.split, digests[task.edf], digests[task.annotation])
+            if key == previous[task.rel]["key"]:
+                reused[task.rel] = previous[task.rel]
                 continue
-        task = Task(ref.edf, ref.relpath, rel, split, ref.patient, ref.annotation, key_parts, ann.duration_s, ann.seizures)
         tasks.append(task)
 
     journal = _Journal(out_dir)
@@ -234,20 +265,25 @@ def run_build(config: Config, base_dir: Path = Path()) -> BuildSummary:
     journal.start(reused)
     (out_dir / store.METADATA_NAME).unlink(missing_ok=True)
     removed = _remove_stale(out_dir, set(reused) | {t.rel for t in tasks})
-    done = dict(reused)
-    done.update(_run_tasks(tasks, params["preprocess"], out_dir, config, journal, skipped, state))
 
-    inputs = [r.edf for r in refs] + [r.annotation for r in refs if r.annotation is not None]
-    digests = state.md5_many(inputs)  # only skipped and excluded recordings are still unhashed here
+    def finished(task: Task, entry: dict[str, Any], edf_stamp: list, annotation_stamp: list) -> None:
+        journal.add(task.rel, entry)
+        state.record(task.edf, edf_stamp)
+        state.record(task.annotation, annotation_stamp)
+
+    skipped = list(plan.skipped)
+    done = dict(reused)
+    done.update(_run_tasks(tasks, plan.params["preprocess"], out_dir, config, skipped, finished))
+
+    digests = state.md5_many(plan.inputs())  # only skipped and excluded recordings are still unhashed here
     state.save()
-    metadata = _metadata(config, params, params_hash, code, refs, digests, done, skipped, excluded)
-    store.write_metadata(out_dir, metadata)
-    journal.finish()
-    _write_metrics(base_dir / config.build.metrics_file, metadata)
+    metadata = _publish(config, base_dir, plan, digests, done, skipped, journal)
     return BuildSummary(out_dir, metadata, len(tasks), len(reused), removed, time.perf_counter() - started)
 
 
-def _run_tasks(tasks, params, out_dir, config, journal, skipped, state) -> dict[str, dict[str, Any]]:
+def _run_tasks(tasks, params, out_dir, config, skipped, finished) -> dict[str, dict[str, Any]]:
+    """Process ``tasks`` in worker processes -> {rel: entry}; ``finished(task, entry, edf_stamp, annotation_stamp)``
+    is called in this process as each output lands; failures raise or, with on_error=skip, go to ``skipped``."""
     done: dict[str, dict[str, Any]] = {}
     workers = config.build.workers or os.cpu_count() or 1
     hours = sum(t.annotation_duration_s for t in tasks) / 3600
@@ -260,8 +296,8 @@ def _run_tasks(tasks, params, out_dir, config, journal, skipped, state) -> dict[
             pending: dict[Future, Task] = {pool.submit(process, t, params, out_dir): t for t in ordered}
             try:
                 while pending:
-                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in finished:
+                    finished_now, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in finished_now:
                         task = pending.pop(future)
                         try:
                             entry, edf_stamp, annotation_stamp = future.result()
@@ -271,9 +307,7 @@ def _run_tasks(tasks, params, out_dir, config, journal, skipped, state) -> dict[
                             skipped.append({"file": task.source, "reason": str(exc)})
                         else:
                             done[task.rel] = entry
-                            journal.add(task.rel, entry)
-                            state.record(task.edf, edf_stamp)
-                            state.record(task.annotation, annotation_stamp)
+                            finished(task, entry, edf_stamp, annotation_stamp)
                         progress.advance(task.annotation_duration_s / 3600)
             except BaseException:
                 for future in pending:
@@ -282,7 +316,16 @@ def _run_tasks(tasks, params, out_dir, config, journal, skipped, state) -> dict[
     return done
 
 
-def _metadata(config, params, params_hash, code, refs, digests, done, skipped, excluded) -> dict[str, Any]:
+def _publish(config, base_dir, plan, digests, done, skipped, journal) -> dict[str, Any]:
+    """Write the metadata (last: it marks the cache complete), drop the journal, write the metrics."""
+    metadata = _metadata(config, plan, digests, done, skipped)
+    store.write_metadata(plan.out_dir, metadata)
+    journal.finish()
+    _write_metrics(base_dir / config.build.metrics_file, metadata)
+    return metadata
+
+
+def _metadata(config, plan, digests, done, skipped) -> dict[str, Any]:
     splits: dict[str, dict[str, Any]] = {}
     for rel, entry in sorted(done.items()):
         s = splits.setdefault(entry["split"], {"files": 0, "patients": set(), "seconds": 0.0,
@@ -296,22 +339,22 @@ def _metadata(config, params, params_hash, code, refs, digests, done, skipped, e
         s["patients"] = len(s["patients"])
         s["seconds"] = round(s["seconds"], 3)
         s["seizure_seconds"] = round(s["seizure_seconds"], 3)
-    raw = [[r.relpath, digests[r.edf], digests.get(r.annotation) if r.annotation else None] for r in refs]
+    raw = [[r.relpath, digests[r.edf], digests.get(r.annotation) if r.annotation else None] for r in plan.refs]
     return {
         "schema_version": store.SCHEMA_VERSION,
         "package_version": __version__,
         "split_policy": config.data.split_policy,
-        "params": params,
-        "params_hash": params_hash,
-        "code_digest": code,
+        "params": plan.params,
+        "params_hash": plan.params_hash,
+        "code_digest": plan.code,
         "raw_digest": stable_hash(raw),
-        "raw_recordings": len(refs),
+        "raw_recordings": len(plan.refs),
         "sample_rate": float(config.preprocess.sample_rate),
         "channels": list(montage.channel_names(config.preprocess.montage)),
         "dtype": config.preprocess.dtype,
         "splits": splits,
         "skipped": sorted(skipped, key=lambda s: s["file"]),
-        "excluded": [{"file": r.relpath, "reason": why} for r, why in excluded],
+        "excluded": [{"file": r.relpath, "reason": why} for r, why in plan.excluded],
         "files": dict(sorted(done.items())),
     }
 
