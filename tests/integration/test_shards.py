@@ -1,0 +1,206 @@
+"""The sharded build (plan_shards, build_shard, merge_shards) on real EDF files: byte-identical to run_build,
+concurrent shards, skipped recordings, and the merge's refusals."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from eegcache import corpus, store
+from eegcache.build import build_shard, merge_shards, plan_shards, run_build
+from eegcache.errors import AnnotationError, CacheError, ConfigError, CorpusError
+from eegcache.validate import verify
+from tests.conftest import make_config
+from tests.integration.test_build import _plant_junk, tree_bytes
+
+pytestmark = pytest.mark.integration
+
+
+def outputs(work: Path) -> dict[str, bytes]:
+    """Every file a build writes under ``work`` (make_config's layout): the cache and the metrics file."""
+    return {f"{part}/{rel}": data for part in ("cache", "metrics") for rel, data in tree_bytes(work / part).items()}
+
+
+def sharded_build(cfg, shards: int, concurrent: bool = False) -> tuple[list[list[str]], dict]:
+    """plan_shards, build_shard per shard (in this process one after another, or each in its own process at
+    once), merge_shards -> (the plan, the merged metadata)."""
+    plan = plan_shards(cfg, shards)
+    if concurrent:
+        # spawn: fresh interpreters, as separate containers would be; results come back pickled
+        with ProcessPoolExecutor(len(plan), mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(pool.map(build_shard, [cfg] * len(plan), plan))
+    else:
+        results = [build_shard(cfg, rels) for rels in plan]
+    return plan, merge_shards(cfg, results)
+
+
+def durations(raw_dir: Path) -> dict[str, float]:
+    """Output rel path -> annotated seconds, for every recording of a corpus under the official splits."""
+    refs = corpus.discover(raw_dir)
+    return {f"{r.official_split}/{r.bname}.npz": corpus.parse_annotation(r.annotation).duration_s for r in refs}
+
+
+@pytest.fixture(scope="module")
+def reference(base_config, demo_corpus, tmp_path_factory) -> dict[str, bytes]:
+    work = tmp_path_factory.mktemp("reference")
+    run_build(make_config(base_config, demo_corpus, work))
+    return outputs(work)
+
+
+@pytest.mark.parametrize("shards", [1, 3, 100])
+def test_sharded_build_is_byte_identical_to_run_build(reference, base_config, demo_corpus, tmp_path, shards):
+    recordings = len(durations(demo_corpus))
+    assert 3 < recordings < 100, "the demo corpus should have more than 3 and fewer than 100 recordings"
+    cfg = make_config(base_config, demo_corpus, tmp_path)
+    plan, metadata = sharded_build(cfg, shards)
+    assert len(plan) == min(shards, recordings)
+    assert outputs(tmp_path) == reference
+    assert metadata == json.loads(reference[f"cache/tusz/{store.METADATA_NAME}"])
+    assert verify(tmp_path / "cache" / "tusz", deep=True).ok
+
+
+def test_concurrent_shards_in_separate_processes(reference, base_config, demo_corpus, tmp_path):
+    cfg = make_config(base_config, demo_corpus, tmp_path, build={"workers": 1})
+    plan, _ = sharded_build(cfg, 2, concurrent=True)
+    assert len(plan) == 2
+    assert outputs(tmp_path) == reference
+
+
+def _break_annotation(corpus_root: Path) -> Path:
+    csv_bi = sorted(corpus_root.rglob("*.csv_bi"))[0]
+    csv_bi.write_text(csv_bi.read_text().replace("csv_v1.0.0", "csv_v9.9.9"))
+    return csv_bi
+
+
+def test_skipped_recordings_are_recorded_as_run_build_records_them(base_config, corpus_copy, tmp_path):
+    junk = _plant_junk(corpus_copy)
+    bad = _break_annotation(corpus_copy)
+    with pytest.raises(AnnotationError, match="csv_v9.9.9"):
+        plan_shards(make_config(base_config, corpus_copy, tmp_path / "fail"), 2)
+    single = run_build(make_config(base_config, corpus_copy, tmp_path / "single", build={"on_error": "skip"}))
+    cfg = make_config(base_config, corpus_copy, tmp_path / "sharded", build={"on_error": "skip"})
+    plan = plan_shards(cfg, 3)
+    planned = [rel for rels in plan for rel in rels]
+    assert "train/zzzzzzzz_s001_t000.npz" in planned and not any(bad.stem in rel for rel in planned)
+    results = [build_shard(cfg, rels) for rels in plan]
+    assert [s["file"] for r in results for s in r.skipped] == ["edf/train/zzzzzzzz/s001_2010/01_tcp_ar/" + junk.name]
+    metadata = merge_shards(cfg, results)
+    assert outputs(tmp_path / "sharded") == outputs(tmp_path / "single")
+    assert metadata["skipped"] == single.metadata["skipped"] and len(metadata["skipped"]) == 2
+    assert metadata["raw_digest"] == single.metadata["raw_digest"]
+
+
+@pytest.fixture
+def two_shards(base_config, demo_corpus, tmp_path):
+    """A demo corpus built as two shards into tmp_path, not merged yet -> (config, plan, results)."""
+    cfg = make_config(base_config, demo_corpus, tmp_path)
+    plan = plan_shards(cfg, 2)
+    return cfg, plan, [build_shard(cfg, rels) for rels in plan]
+
+
+def test_merge_without_a_shard_names_the_missing_recordings(two_shards):
+    cfg, plan, results = two_shards
+    with pytest.raises(CacheError) as err:
+        merge_shards(cfg, results[:1])
+    message = str(err.value)
+    assert f"{len(plan[1])} planned recording(s) in no shard result" in message
+    assert all(rel in message for rel in plan[1]) and not any(rel in message for rel in plan[0])
+    assert not (Path(cfg.build.out_dir) / store.METADATA_NAME).exists()
+
+
+def test_merge_refuses_a_shard_given_twice(two_shards):
+    cfg, plan, results = two_shards
+    with pytest.raises(CacheError, match=f"{plan[0][0]} is in results 0 and 1"):
+        merge_shards(cfg, [results[0], *results])
+
+
+def test_merge_refuses_results_built_with_other_params(two_shards):
+    cfg, _, results = two_shards
+    work = Path(cfg.build.out_dir).parents[1]
+    float32 = make_config(cfg, Path(cfg.data.raw_dir), work, preprocess={"dtype": "float32"})
+    with pytest.raises(CacheError, match="built with other params, code or inputs"):
+        merge_shards(float32, results)
+
+
+def test_merge_refuses_missing_truncated_and_foreign_outputs(two_shards):
+    cfg, plan, results = two_shards
+    out_dir = Path(cfg.build.out_dir)
+    (out_dir / plan[0][0]).unlink()
+    truncated = out_dir / plan[1][0]
+    truncated.write_bytes(truncated.read_bytes()[:-1])
+    foreign = out_dir / "train" / "qqqqqqqq_s001_t000.npz"
+    foreign.write_bytes(b"an output of some earlier build")
+    with pytest.raises(CacheError) as err:
+        merge_shards(cfg, results)
+    assert f"{plan[0][0]} is missing" in str(err.value) and f"{plan[1][0]} has" in str(err.value)
+    assert "train/qqqqqqqq_s001_t000.npz" in str(err.value) and foreign.exists()
+    assert not (out_dir / store.METADATA_NAME).exists()
+
+
+def test_merge_removes_only_leftovers_of_killed_writes(reference, two_shards):
+    cfg, plan, results = two_shards
+    out_dir = Path(cfg.build.out_dir)
+    killed = out_dir / Path(plan[0][0]).parent / f".{Path(plan[0][0]).name}{store.TMP_MARK}x1y2z3"
+    killed.write_bytes(b"half an output")  # what a shard killed inside store.atomic_write leaves
+    (out_dir / store.JOURNAL_NAME).write_text("")  # and an interrupted run_build before it
+    merge_shards(cfg, results)
+    assert not killed.exists() and outputs(out_dir.parents[1]) == reference
+
+
+def test_sharded_build_over_an_earlier_cache(reference, base_config, demo_corpus, tmp_path):
+    """The first shard to start removes the earlier metadata (the cache is incomplete until the merge); the
+    earlier outputs are rewritten, the merge accepts them."""
+    cfg = make_config(base_config, demo_corpus, tmp_path)
+    run_build(cfg)
+    plan = plan_shards(cfg, 2)
+    results = [build_shard(cfg, plan[0])]
+    assert not verify(tmp_path / "cache" / "tusz").ok
+    merge_shards(cfg, [*results, build_shard(cfg, plan[1])])
+    assert outputs(tmp_path) == reference
+
+
+def test_build_shard_names_an_unknown_recording(base_config, demo_corpus, tmp_path):
+    cfg = make_config(base_config, demo_corpus, tmp_path)
+    known = plan_shards(cfg, 1)[0][0]
+    with pytest.raises(CorpusError, match="dev/nosuchpt_s001_t000.npz"):
+        build_shard(cfg, [known, "dev/nosuchpt_s001_t000.npz"])
+    assert not (tmp_path / "cache").exists()
+
+
+def test_plan_shards_is_deterministic_balanced_and_complete(base_config, demo_corpus, tmp_path):
+    cfg = make_config(base_config, demo_corpus, tmp_path)
+    seconds = durations(demo_corpus)
+    for shards in (1, 2, 3, len(seconds), len(seconds) + 4):
+        plan = plan_shards(cfg, shards)
+        assert plan == plan_shards(cfg, shards)
+        assert len(plan) == min(shards, len(seconds)) and all(plan)
+        assert sorted(rel for rels in plan for rel in rels) == sorted(seconds)  # each recording exactly once
+        assert all(rels == sorted(rels) for rels in plan)
+        loads = [sum(seconds[rel] for rel in rels) for rels in plan]
+        # greedy longest-first: each shard's shortest recording came last and went to the then emptiest shard,
+        # so without it no shard holds more than the emptiest shard holds in the end
+        assert all(load - min(seconds[rel] for rel in rels) <= min(loads) for load, rels in zip(loads, plan))
+    assert not (tmp_path / "cache").exists()
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ConfigError, match="shards"):
+            plan_shards(cfg, bad)
+
+
+def test_plan_shards_fails_like_run_build_on_a_split_leak(base_config, corpus_copy, tmp_path):
+    """A new session of a train patient under dev (a new name, so it is the split check that fires)."""
+    edf = sorted((corpus_copy / "edf" / "train").rglob("*.edf"))[0]
+    patient, bname = edf.parents[2].name, f"{edf.parents[2].name}_s009_t000"
+    folder = corpus_copy / "edf" / "dev" / patient / "s009_2015" / "01_tcp_ar"
+    folder.mkdir(parents=True)
+    (folder / f"{bname}.edf").write_bytes(edf.read_bytes())
+    csv_bi = edf.with_suffix(".csv_bi").read_text()
+    (folder / f"{bname}.csv_bi").write_text(csv_bi.replace(f"bname = {edf.stem}", f"bname = {bname}"))
+    cfg = make_config(base_config, corpus_copy, tmp_path)
+    with pytest.raises(CorpusError, match=f"patient {patient} appears in train and dev"):
+        run_build(cfg)
+    with pytest.raises(CorpusError, match=f"patient {patient} appears in train and dev"):
+        plan_shards(cfg, 2)
