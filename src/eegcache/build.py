@@ -192,6 +192,14 @@ def _remove_stale(out_dir: Path, keep: set[str]) -> int:
     return removed
 
 
+def _reason(exc: EegcacheError) -> str:
+    """Why a recording was skipped, without the machine's path (the ``file`` beside it names the recording relative
+    to the raw root), so the metadata does not depend on where the corpus is mounted."""
+    where = Path(exc.path).name if exc.path else ""
+    where += f":{exc.line}" if exc.line is not None else ""
+    return f"{where}: {exc.reason}" if where else exc.reason
+
+
 def _annotations(assigned, on_error: str, skipped: list[dict[str, str]]) -> list[tuple[Any, str, Any]]:
     """Parse each recording's annotation; bad or missing ones fail the build or go to ``skipped``."""
     parsed = []
@@ -203,7 +211,7 @@ def _annotations(assigned, on_error: str, skipped: list[dict[str, str]]) -> list
         except (AnnotationError, CorpusError) as exc:
             if on_error == "fail":
                 raise
-            skipped.append({"file": ref.relpath, "reason": str(exc)})
+            skipped.append({"file": ref.relpath, "reason": _reason(exc)})
     return parsed
 
 
@@ -311,7 +319,7 @@ def _run_tasks(tasks, params, out_dir, config, skipped, finished) -> dict[str, d
                         except EegcacheError as exc:
                             if config.build.on_error == "fail":
                                 raise
-                            skipped.append({"file": task.source, "reason": str(exc)})
+                            skipped.append({"file": task.source, "reason": _reason(exc)})
                         else:
                             done[task.rel] = entry
                             finished(task, entry, edf_stamp, annotation_stamp)

@@ -158,6 +158,8 @@ def test_bad_recording_is_skipped_and_recorded(base_config, corpus_copy, tmp_pat
     assert len(skipped) == 2
     assert "not a readable EDF file" in skipped["edf/train/zzzzzzzz/s001_2010/01_tcp_ar/zzzzzzzz_s001_t000.edf"]
     assert any("no annotation file" in reason for reason in skipped.values())
+    assert not [r for r in skipped.values() if str(corpus_copy) in r], "machine paths in the metadata"
+    assert "zzzzzzzz_s001_t000.edf: " in skipped["edf/train/zzzzzzzz/s001_2010/01_tcp_ar/zzzzzzzz_s001_t000.edf"]
     assert verify(summary.cache_dir, deep=True).ok
 
 
