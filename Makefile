@@ -20,12 +20,14 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed ## create .venv and install the package with test and bench extras
 
-demo: venv ## demo corpus -> `dvc repro` -> verify -> push to the local S3 server -> remote-verify
+demo: venv ## demo corpus -> `dvc repro` (cache, verify, baseline) -> push to the local S3 server -> remote-verify
 	$(BIN)/eegcache demo-corpus $(DEMO_DIR)
 	$(BIN)/eegcache params
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro build_cache
 	$(BIN)/eegcache verify cache/tusz
 	$(BIN)/eegcache summary cache/tusz
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro train
+	$(BIN)/dvc metrics show metrics/train.json
 	$(BIN)/eegcache s3-local start --configure-dvc
 	$(BIN)/eegcache push
 	$(BIN)/eegcache remote-verify
@@ -42,6 +44,6 @@ bench: venv ## run the benchmarks (results go to bench/README.md)
 	PATH="$(abspath $(BIN)):$$PATH" $(PY) bench/bench_resolve.py
 
 clean: ## remove generated data, caches and the venv
-	rm -rf $(VENV) data cache metrics .eegcache
+	rm -rf $(VENV) data cache metrics models .eegcache
 
 .PHONY: help venv demo s3-stop test bench clean

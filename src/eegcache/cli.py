@@ -43,6 +43,19 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from eegcache.train import run_train
+
+    config = cfg.load(Path(args.params), args.overrides)
+    result = run_train(config)
+    split, m = config.train.eval_split, result.metrics
+    print(f"{split}: AUROC {m[f'{split}_auroc']:.3f}, sensitivity {m[f'{split}_sensitivity']:.3f} and "
+          f"{m[f'{split}_false_alarms_per_24h']:.1f} false alarms per 24 h at threshold {config.train.threshold:g} "
+          f"({m[f'{split}_seizure_windows']} seizure of {m[f'{split}_windows']} windows)")  # fmt: skip
+    print(f"metrics: {result.metrics_file}, ROC: {result.roc_file}, model: {result.model_file}")
+    return 0
+
+
 def _verify(args: argparse.Namespace) -> int:
     from eegcache.validate import verify
 
@@ -235,6 +248,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="value overrides on params.yaml, e.g. data.raw_dir=/path")
     p.add_argument("--params", default=cfg.PARAMS_FILE)
     p.set_defaults(func=_build)
+
+    p = sub.add_parser("train", help="train and evaluate the numpy baseline on the cache (the DVC stage `train`)")
+    p.add_argument("overrides", nargs="*", help="value overrides on params.yaml, e.g. train.epochs=10")
+    p.add_argument("--params", default=cfg.PARAMS_FILE)
+    p.set_defaults(func=_train)
 
     p = sub.add_parser("verify", help="check a cache against its metadata")
     p.add_argument("cache_dir")

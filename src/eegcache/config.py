@@ -158,6 +158,66 @@ class ModalConfig:
             raise ConfigError("modal timeouts, memory and build_containers must be positive")
 
 
+# buckets: balanced sampling over the dataset's seizure buckets; class_weights: every window once per epoch with
+# the loss weighted so both classes count equally; none: every window once per epoch, unweighted.
+BALANCE_MODES = ("buckets", "class_weights", "none")
+
+
+def parse_bands(text: str) -> tuple[tuple[float, float], ...]:
+    """Frequency bands ``"1-4,4-8,..."`` (Hz) as ((low, high), ...); ConfigError unless each has 0 <= low < high."""
+    bands = []
+    for part in text.split(","):
+        low, sep, high = part.strip().partition("-")
+        try:
+            band = (float(low), float(high))
+        except ValueError:
+            band = None
+        if not sep or band is None or not 0 <= band[0] < band[1]:
+            raise ConfigError(f"train.bands = {text!r}: {part.strip()!r} is not a band 'low-high' (Hz, low < high)")
+        bands.append(band)
+    return tuple(bands)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    train_split: str = "train"
+    eval_split: str = "dev"
+    window_s: float = 10.0
+    stride_s: float = 5.0
+    bands: str = "1-4,4-8,8-13,13-30,30-70"
+    min_seizure_fraction: float = 0.5
+    balance: str = "buckets"
+    epochs: int = 30
+    batch_size: int = 64
+    learning_rate: float = 0.1
+    l2: float = 0.001
+    threshold: float = 0.5
+    seed: int = 0
+    metrics_file: str = "metrics/train.json"
+    roc_file: str = "metrics/roc.json"
+    model_file: str = "models/baseline.json"
+
+    def __post_init__(self) -> None:
+        _choice("train.balance", self.balance, BALANCE_MODES)
+        parse_bands(self.bands)
+        if self.train_split == self.eval_split:
+            raise ConfigError(f"train.train_split and train.eval_split are both {self.train_split!r}")
+        if self.window_s <= 0 or self.stride_s <= 0:
+            raise ConfigError(f"train.window_s = {self.window_s}, stride_s = {self.stride_s}; expected seconds > 0")
+        if not 0 < self.min_seizure_fraction <= 1:
+            raise ConfigError(f"train.min_seizure_fraction = {self.min_seizure_fraction}; expected a share in (0, 1]")
+        if self.epochs < 1 or self.batch_size < 1 or self.seed < 0:
+            raise ConfigError("train.epochs and train.batch_size must be at least 1, train.seed at least 0")
+        if self.learning_rate <= 0 or self.l2 < 0:
+            raise ConfigError(f"train.learning_rate = {self.learning_rate} must be > 0, train.l2 = {self.l2} >= 0")
+        if not 0 < self.threshold < 1:
+            raise ConfigError(f"train.threshold = {self.threshold}; expected a probability in (0, 1)")
+
+    @property
+    def band_edges(self) -> tuple[tuple[float, float], ...]:
+        return parse_bands(self.bands)
+
+
 @dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
@@ -165,6 +225,7 @@ class Config:
     build: BuildConfig = field(default_factory=BuildConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     modal: ModalConfig = field(default_factory=ModalConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 def _build_section(cls: type, raw: Any, where: str) -> Any:
@@ -203,9 +264,8 @@ def validate(raw: dict[str, Any], source: str) -> Config:
 
 
 _SECTIONS: dict[str, type] = {
-    "DataConfig": DataConfig, "PreprocessConfig": PreprocessConfig, "BuildConfig": BuildConfig, "CacheConfig": CacheConfig,
-    "ModalConfig": ModalConfig,
-}  # fmt: skip
+    cls.__name__: cls for cls in (DataConfig, PreprocessConfig, BuildConfig, CacheConfig, ModalConfig, TrainConfig)
+}
 
 
 def compose(config_dir: Path, overrides: Sequence[str] = ()) -> dict[str, Any]:

@@ -40,3 +40,7 @@ class RecordingError(EegcacheError):
 
 class CacheError(EegcacheError):
     """A cache file or metadata that is missing, malformed or inconsistent."""
+
+
+class TrainError(EegcacheError):
+    """A cache split that cannot train or evaluate the baseline (no windows, or no seizure or background windows)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -66,6 +67,29 @@ def test_repro_builds_and_locks_the_cache(repo):
     }  # fmt: skip
     assert "up to date" in sh("dvc", "status", cwd=repo)
     assert "didn't change" in sh("dvc", "repro", cwd=repo)
+
+
+def dvc_json(*args: str, cwd: Path) -> dict:
+    """The JSON document that ``dvc <args> --json`` prints (on one line, whatever else is logged around it)."""
+    return json.loads(next(line for line in sh("dvc", *args, "--json", cwd=cwd).splitlines() if line.startswith("{")))
+
+
+def test_train_stage_metrics_and_roc_plot_render_in_dvc(repo):
+    sh("dvc", "repro", "train", cwd=repo)
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["train"]
+    assert {d["path"] for d in lock["deps"]} == {"cache/tusz", "src/eegcache/train.py", "src/eegcache/dataset.py"}
+    assert set(lock["params"]["params.yaml"]) == {"train"}
+    assert {o["path"] for o in lock["outs"]} == {"metrics/train.json", "metrics/roc.json", "models/baseline.json"}
+
+    metrics = dvc_json("metrics", "show", cwd=repo)[""]["data"]["metrics/train.json"]["data"]
+    assert metrics["dev_auroc"] >= 0.9 and metrics["dev_windows"] > 0
+
+    plots = dvc_json("plots", "show", cwd=repo)["data"]["metrics/roc.json"]
+    spec = plots[0]["content"]
+    assert spec["encoding"]["x"]["field"] == "fpr" and spec["encoding"]["y"]["field"] == "tpr"
+    values = spec["data"]["values"]
+    assert (values[0]["fpr"], values[0]["tpr"], values[-1]["fpr"], values[-1]["tpr"]) == (0, 0, 1, 1)
+    assert "didn't change" in sh("dvc", "repro", "train", cwd=repo)
 
 
 def test_rebuild_from_scratch_gives_the_same_version(repo):
