@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed ## create .venv and install the package with test and bench extras
 
-demo: venv ## demo corpus -> `dvc repro` (cache, verify, baseline) -> push to the local S3 server -> remote-verify
+demo: venv ## demo corpus -> `dvc repro` (cache, verify, baseline) -> push to local S3 -> remote-verify -> Modal train body
 	$(BIN)/eegcache demo-corpus $(DEMO_DIR)
 	$(BIN)/eegcache params
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro build_cache
@@ -31,6 +31,7 @@ demo: venv ## demo corpus -> `dvc repro` (cache, verify, baseline) -> push to th
 	$(BIN)/eegcache s3-local start --configure-dvc
 	$(BIN)/eegcache push
 	$(BIN)/eegcache remote-verify
+	PATH="$(abspath $(BIN)):$$PATH" $(PY) deploy/modal/app.py .eegcache/demo-volume  # Modal's train body, locally
 
 s3-stop: venv ## stop the local S3 server that `make demo` started (its data stays in .eegcache/s3)
 	$(BIN)/eegcache s3-local stop

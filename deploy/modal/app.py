@@ -1,0 +1,181 @@
+"""eegcache on Modal: A100 training that first puts the right cache version on the Volume (pulled with DVC from S3,
+never built on the GPU unless allowed), a cache build spread over CPU containers with ``.map``, and remote checks.
+
+    modal run deploy/modal/app.py --rev cache-v1 --overrides "cache=volume_first train.epochs=20"
+    modal run deploy/modal/app.py::build_cache --overrides "data.split_policy=patient_disjoint"
+    modal run deploy/modal/app.py::verify --version <md5>.dir
+
+Everything here is thin: the work is done by ``eegcache.resolve``, ``eegcache.build``, ``eegcache.remote`` and
+``eegcache.train``. Resources, names, bucket and prefixes come from the ``modal`` section of the composed config
+(``conf/modal/default.yaml``). The functions' bodies also run offline with ``.local()`` (the tests do), where
+``project`` and the ``cache.volume_root``/``cache.mount_point``/``data.raw_dir`` overrides point at local stand-ins.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import modal
+
+from eegcache import build, config, remote, resolve, volume
+from eegcache import train as trainer
+
+CONTAINER_PROJECT = "/root/project"
+PROJECT = Path(os.environ.get("EEGCACHE_PROJECT") or Path(__file__).resolve().parents[2])
+SETTINGS = config.validate(config.compose(PROJECT / "conf"), str(PROJECT / "conf")).modal
+DVC_FILES = (".dvc/config", "dvc.yaml", "dvc.lock", "params.yaml")
+
+
+def _requirements() -> list[str]:
+    """The project's pinned dependencies (read where pyproject.toml exists: on the machine that deploys)."""
+    pyproject = PROJECT / "pyproject.toml"
+    return tomllib.loads(pyproject.read_text())["project"]["dependencies"] if pyproject.is_file() else []
+
+
+def _image() -> modal.Image:
+    image = (
+        modal.Image.debian_slim(python_version=SETTINGS.python_version)
+        .apt_install("git")
+        .pip_install(*_requirements())
+        .env({"EEGCACHE_PROJECT": CONTAINER_PROJECT, "DVC_NO_ANALYTICS": "1"})
+        .add_local_python_source("eegcache")
+        .add_local_dir(PROJECT / "conf", f"{CONTAINER_PROJECT}/conf")
+    )
+    for name in DVC_FILES:  # the DVC metadata the container needs; the data comes from the remote
+        image = image.add_local_file(PROJECT / name, f"{CONTAINER_PROJECT}/{name}")
+    return image
+
+
+app = modal.App(SETTINGS.app_name)
+image = _image()
+results = modal.Volume.from_name(SETTINGS.volume_name, create_if_missing=True)
+aws = modal.Secret.from_name(SETTINGS.secret_name)
+raw_data = modal.CloudBucketMount(SETTINGS.bucket, key_prefix=SETTINGS.raw_prefix, secret=aws, read_only=True)
+dvc_remote = modal.CloudBucketMount(SETTINGS.bucket, key_prefix=SETTINGS.cache_prefix, secret=aws, read_only=True)
+
+
+def _config(project: Path, overrides: list[str]) -> config.Config:
+    """conf/ composed with the container's paths first, then the caller's overrides (which win)."""
+    paths = [f"cache.volume_root={SETTINGS.volume_path}", f"cache.mount_point={SETTINGS.cache_mount}",
+             f"data.raw_dir={SETTINGS.raw_mount}"]  # fmt: skip
+    return config.validate(config.compose(project / "conf", [*paths, *overrides]), str(project / "conf"))
+
+
+def _commit_volume() -> None:
+    if not modal.is_local():  # a local run has no Volume to commit
+        results.commit()
+
+
+def _project(project: str | None) -> Path:
+    root = Path(project) if project else PROJECT
+    if not (root / ".git").exists():  # the container's copy of the project has no git: DVC must not look for it
+        from dvc.config import Config
+
+        with Config(str(root / ".dvc")).edit("local") as conf:
+            conf["core"]["no_scm"] = True
+    return root
+
+
+@app.function(image=image, gpu=SETTINGS.gpu, timeout=SETTINGS.train_timeout_s, cpu=SETTINGS.train_cpu,
+              memory=SETTINGS.train_memory_mib, volumes={SETTINGS.volume_path: results, SETTINGS.cache_mount: dvc_remote},
+              secrets=[aws])  # fmt: skip
+def train(version: str, overrides: list[str] | None = None, project: str | None = None) -> dict[str, Any]:
+    """Resolve ``version`` (``<md5>.dir``) onto the Volume with the configured preset (default: the bucket mount,
+    then the DVC remote, then the Volume; never a build unless ``cache.allow_build=true``), then train on it.
+    A resolver error (no valid source) stops the run before any training."""
+    root = _project(project)
+    cfg = _config(root, [f"cache.version={version}", *(overrides or [])])
+    report = resolve.resolve(cfg, root, say=print)
+    if report.bytes or report.source == "build":
+        _commit_volume()
+    print(resolve.table(report))
+    run_dir = resolve.volume_root(cfg, root) / "runs" / version.removesuffix(".dir")
+    outputs = [f"build.out_dir={report.path}", f"train.metrics_file={run_dir / 'metrics.json'}",
+               f"train.roc_file={run_dir / 'roc.json'}", f"train.model_file={run_dir / 'model.json'}"]  # fmt: skip
+    result = trainer.run_train(_config(root, [f"cache.version={version}", *(overrides or []), *outputs]))
+    _commit_volume()
+    print({key: value for key, value in result.metrics.items() if key.startswith(cfg.train.eval_split)})
+    return {"resolve": report.as_dict(), "metrics": result.metrics, "run_dir": str(run_dir)}
+
+
+@app.function(image=image, cpu=SETTINGS.build_cpu, memory=SETTINGS.build_memory_mib, timeout=SETTINGS.build_timeout_s,
+              volumes={SETTINGS.volume_path: results, SETTINGS.raw_mount: raw_data})  # fmt: skip
+def build_shard(rels: list[str], overrides: list[str] | None = None, project: str | None = None) -> build.ShardResult:
+    """Process one share of the recordings into the Volume's staging directory."""
+    root = _project(project)
+    if not modal.is_local():
+        results.reload()
+    shard = build.build_shard(_build_config(root, overrides or []), rels, root)
+    _commit_volume()
+    return shard
+
+
+def _build_config(root: Path, overrides: list[str]) -> config.Config:
+    cfg = _config(root, overrides)
+    staging = resolve.volume_root(cfg, root) / "build" / config.stable_hash(config.stage_params(cfg))[:16]
+    extra = [f"build.out_dir={staging / 'cache' / 'tusz'}", f"build.state_dir={staging / 'state'}",
+             f"build.metrics_file={staging / 'cache_stats.json'}", "build.progress=false"]  # fmt: skip
+    return _config(root, [*overrides, *extra])
+
+
+@app.function(image=image, cpu=SETTINGS.build_cpu, memory=SETTINGS.build_memory_mib, timeout=SETTINGS.build_timeout_s,
+              volumes={SETTINGS.volume_path: results, SETTINGS.raw_mount: raw_data}, secrets=[aws])  # fmt: skip
+def build_cache(overrides: list[str] | None = None, project: str | None = None, push: bool = True) -> dict[str, Any]:
+    """Build the cache from the raw bucket mount across ``modal.build_containers`` CPU containers, merge the
+    metadata, push the version to the DVC remote and install it on the Volume; returns the version hash."""
+    root = _project(project)
+    overrides = list(overrides or [])
+    cfg = _build_config(root, overrides)
+    shards = build.plan_shards(cfg, SETTINGS.build_containers, root)
+    calls = [(rels, overrides, project) for rels in shards]
+    if modal.is_local():
+        done = [build_shard.local(*call) for call in calls]
+    else:
+        done = list(build_shard.starmap(calls))
+        results.reload()
+    metadata = build.merge_shards(cfg, done, root)
+    out_dir = Path(cfg.build.out_dir)
+    version, source = remote.tree_source(out_dir)
+    uploaded = remote.push_tree(root, out_dir)[1] if push else 0
+    versions = volume.versions_root(resolve.volume_root(cfg, root))
+    installed, _ = remote.install_version(source, remote.Version("build", version, 0, 0), versions)
+    _commit_volume()
+    summary = {"version": version, "uploaded": uploaded, "files": len(metadata["files"]), "path": str(installed)}
+    print(summary)
+    return summary
+
+
+@app.function(image=image, timeout=1800, secrets=[aws])
+def verify(version: str, deep: bool = False, project: str | None = None) -> dict[str, Any]:
+    """``remote-verify`` of ``version`` on the DVC remote: every object present (``deep``: re-hashed)."""
+    root = _project(project)
+    verdict = remote.remote_verify(root, deep=deep, version=remote.Version("modal", version, 0, 0))
+    for problem in verdict.problems:
+        print(f"- {problem}")
+    return {"version": version, "ok": verdict.ok, "objects": verdict.objects, "problems": list(verdict.problems)}
+
+
+@app.local_entrypoint()
+def main(rev: str = "", overrides: str = "", action: str = "train") -> None:
+    """Read the cache version that ``dvc.lock`` names at ``rev`` (here, with git), then run ``action`` with it."""
+    version = remote.version_at(PROJECT, rev or None).hash
+    print(f"cache version {version} (dvc.lock at {rev or 'the working tree'})")
+    if action == "train":
+        print(train.remote(version, overrides.split()))
+    elif action == "verify":
+        print(verify.remote(version))
+    else:
+        raise SystemExit(f"--action {action!r}: expected train or verify")
+
+
+if __name__ == "__main__":  # `make demo`: the train body run here, pulling into a temporary stand-in for the Volume
+    import json
+    import sys
+    import tempfile
+
+    stand_in = sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="eegcache-volume-")
+    outcome = train.local(remote.version_at(PROJECT).hash, [f"cache.volume_root={stand_in}", "cache.mount_point="])
+    print(json.dumps({"cache": outcome["resolve"]["path"], "metrics": outcome["metrics"]}, indent=1))

@@ -1,0 +1,124 @@
+"""The Modal app offline: its functions' resources through ``Function.info()`` (no account, no network), and their
+bodies run with ``.local()`` against the local SeaweedFS server, temporary directories standing in for the Volume
+(``/results``) and the bucket mounts, and the real DVC and git."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from eegcache import remote, resolve, volume
+from tests.conftest import REPO
+from tests.integration.projects import BIN, files, make_project, sh
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore:The .* function is executing locally:UserWarning"),
+]
+MODAL = yaml.safe_load((REPO / "conf" / "modal" / "default.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def app():
+    spec = importlib.util.spec_from_file_location("eegcache_modal_app", REPO / "deploy" / "modal" / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, demo_corpus, s3_server) -> Path:
+    root = make_project(tmp_path_factory.mktemp("modal_repo"), demo_corpus, s3_server)
+    remote.push(root)
+    return root
+
+
+def test_train_runs_on_an_a100_with_the_volume_and_read_only_bucket_mounts(app):
+    info = app.train.info()
+    assert info.gpus == [("A100-80GB", 1)] and MODAL["gpu"] == "A100-80GB"
+    assert (info.timeout, info.cpu, info.memory_mib) == (MODAL["train_timeout_s"], MODAL["train_cpu"], MODAL["train_memory_mib"])
+    assert {path: v.name for path, v in info.volumes.items()} == {"/results": MODAL["volume_name"]}
+    ((path, mount),) = info.cloud_bucket_mounts.items()
+    assert (path, mount.bucket_name, mount.key_prefix, mount.read_only) == ("/s3-cache", MODAL["bucket"], MODAL["cache_prefix"], True)
+    assert mount.key_prefix.endswith("/")
+    assert info.secrets == ["modal.Secret.from_name('aws-s3-secret')"]
+
+
+def test_build_functions_run_on_cpus_with_the_raw_data_mount(app):
+    for function in (app.build_shard, app.build_cache):
+        info = function.info()
+        assert info.gpus == [] and (info.cpu, info.memory_mib) == (MODAL["build_cpu"], MODAL["build_memory_mib"])
+        assert {path: v.name for path, v in info.volumes.items()} == {"/results": MODAL["volume_name"]}
+        ((path, mount),) = info.cloud_bucket_mounts.items()
+        assert (path, mount.key_prefix, mount.read_only) == ("/data", MODAL["raw_prefix"], True)
+        assert mount.key_prefix.endswith("/")
+    assert app.build_cache.info().secrets == ["modal.Secret.from_name('aws-s3-secret')"]  # it pushes
+    assert app.verify.info().gpus == [] and app.verify.info().secrets == ["modal.Secret.from_name('aws-s3-secret')"]
+
+
+def test_the_cache_mount_is_the_dvc_remote_prefix():
+    dvc_config = (REPO / ".dvc" / "config").read_text()
+    assert f"url = s3://{MODAL['bucket']}/{MODAL['cache_prefix'].rstrip('/')}\n" in dvc_config
+
+
+def container_copy(app, project: Path, where: Path) -> Path:
+    """What the image holds of the project: the DVC metadata and conf/, no git, no data; plus the git-ignored
+    config.local standing in for the endpoint and the secret's credentials."""
+    for name in (*app.DVC_FILES, ".dvc/config.local"):
+        (where / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(project / name, where / name)
+    shutil.copytree(project / "conf", where / "conf")
+    return where
+
+
+def test_train_pulls_the_version_with_dvc_then_trains(app, project, tmp_path):
+    version = remote.version_at(project, "cache-v1").hash  # read with git, as the local entrypoint does
+    root = container_copy(app, project, tmp_path / "project")
+    vol = tmp_path / "results"
+    stand_ins = [f"cache.volume_root={vol}", f"cache.mount_point={tmp_path / 'not-mounted'}"]
+    out = app.train.local(version, stand_ins, project=str(root))
+    report = out["resolve"]
+    assert [(a["source"], a["outcome"]) for a in report["attempts"]] == [("mount", "skipped"), ("remote", "used")]
+    assert report["bytes"] == remote.version_at(project).size
+    assert files(Path(report["path"])) == files(project / "cache" / "tusz")
+    assert out["metrics"]["dev_auroc"] > 0.75  # it learned (chance is 0.5)
+    assert (Path(out["run_dir"]) / "metrics.json").is_file() and Path(out["run_dir"]).parent == vol / "runs"
+    again = app.train.local(version, stand_ins, project=str(root))  # warm: the Volume serves, nothing moves
+    assert again["resolve"]["bytes"] == 0 and again["metrics"] == out["metrics"]
+
+
+def test_train_uses_the_bucket_mount_when_there_is_one(app, project, tmp_path, s3_server):
+    mount = tmp_path / "s3-cache"
+    url = remote.remote_settings(project)["url"]
+    sh(str(BIN / "s5cmd"), "--endpoint-url", s3_server.endpoint_url, "cp", f"{url}/*", f"{mount}/", cwd=tmp_path,
+       env=s3_server.env())  # fmt: skip
+    version = remote.version_at(project).hash
+    out = app.train.local(version, [f"cache.volume_root={tmp_path / 'results'}", f"cache.mount_point={mount}"],
+                          project=str(project))  # fmt: skip
+    assert out["resolve"]["source"] == "mount" and out["resolve"]["bytes"] > 0
+
+
+def test_train_stops_with_the_resolver_error_instead_of_building(app, project, tmp_path):
+    vol = tmp_path / "results"
+    with pytest.raises(resolve.ResolveError) as caught:
+        app.train.local("0" * 32 + ".dir", [f"cache.volume_root={vol}", "cache.mount_point="], project=str(project))
+    message = str(caught.value)
+    assert "is not there" in message and "building is not allowed" in message
+    assert not (vol / "runs").exists()  # nothing trained
+
+
+def test_build_cache_map_body_matches_dvc_repro(app, project, tmp_path):
+    """The sharded build (each shard's body run locally) gives the version `dvc repro` recorded in dvc.lock."""
+    vol = tmp_path / "results"
+    overrides = [f"data.raw_dir={project / 'data' / 'tusz_demo'}", f"cache.volume_root={vol}"]
+    summary = app.build_cache.local(overrides, project=str(project))
+    assert summary["version"] == remote.version_at(project).hash
+    assert files(Path(summary["path"])) == files(project / "cache" / "tusz")
+    assert remote.remote_verify(project).ok
+    assert volume.installed(vol) == [Path(summary["path"])]
+    shutil.rmtree(vol)
