@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import modal
+from rich.console import Console
 
 from eegcache import build, config, remote, resolve, volume
 from eegcache import train as trainer
@@ -91,7 +92,7 @@ def train(version: str, overrides: list[str] | None = None, project: str | None 
     report = resolve.resolve(cfg, root, say=print)
     if report.bytes or report.source == "build":
         _commit_volume()
-    print(resolve.table(report))
+    Console().print(resolve.table(report))
     run_dir = resolve.volume_root(cfg, root) / "runs" / version.removesuffix(".dir")
     outputs = [f"build.out_dir={report.path}", f"train.metrics_file={run_dir / 'metrics.json'}",
                f"train.roc_file={run_dir / 'roc.json'}", f"train.model_file={run_dir / 'model.json'}"]  # fmt: skip
