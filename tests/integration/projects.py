@@ -41,9 +41,9 @@ def connect(root: Path, server, prefix: str) -> None:
     )  # fmt: skip
 
 
-def make_project(root: Path, corpus: Path, server) -> Path:
-    """At ``root``: a git repo with the project's DVC files, ``corpus`` as raw data, the cache built by ``dvc
-    repro``, ``storage`` on ``server`` under a fresh prefix, committed and tagged ``cache-v1``."""
+def make_repo(root: Path, corpus: Path) -> Path:
+    """At ``root``: a fresh clone-like git + DVC repo with the project's DVC files, conf/ and package source,
+    ``corpus`` as its raw data and ``params.yaml`` composed; nothing built."""
     root.mkdir(parents=True, exist_ok=True)
     for name in ("dvc.yaml", "conf", "src"):
         src = REPO / name
@@ -54,6 +54,13 @@ def make_project(root: Path, corpus: Path, server) -> Path:
     shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")
     (root / ".gitignore").write_text("/data/\n/.eegcache/\n__pycache__/\n")
     sh("eegcache", "params", cwd=root)
+    return root
+
+
+def make_project(root: Path, corpus: Path, server) -> Path:
+    """:func:`make_repo`, then the cache built by ``dvc repro``, ``storage`` on ``server`` under a fresh prefix,
+    committed and tagged ``cache-v1``."""
+    make_repo(root, corpus)
     sh("dvc", "repro", cwd=root)
     connect(root, server, f"t-{uuid.uuid4().hex[:8]}")
     sh("git", "add", "-A", cwd=root)

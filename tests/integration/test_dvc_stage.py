@@ -6,22 +6,15 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from eegcache import store
-from tests.conftest import REPO
+from tests.integration.projects import BIN, GIT_IDENTITY, make_repo
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-BIN = Path(sys.executable).parent  # the venv's dvc and eegcache
-GIT_IDENTITY = {
-    f"GIT_{role}_{field}": value
-    for role in ("AUTHOR", "COMMITTER")
-    for field, value in (("NAME", "eegcache tests"), ("EMAIL", "tests@eegcache.invalid"))
-}
 
 
 def sh(*args: str, cwd: Path) -> str:
@@ -34,17 +27,7 @@ def sh(*args: str, cwd: Path) -> str:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, demo_corpus) -> Path:
     """A fresh clone-like repo: the project's DVC files, conf/ and package source, plus a demo corpus."""
-    root = tmp_path_factory.mktemp("repo")
-    for name in ("dvc.yaml", "conf", "src"):
-        src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
-    shutil.copytree(demo_corpus, root / "data" / "tusz_demo")
-    sh("git", "init", "-q", cwd=root)
-    sh("dvc", "init", "-q", cwd=root)
-    shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")
-    (root / ".gitignore").write_text("/data/\n/.eegcache/\n__pycache__/\n")
-    sh("eegcache", "params", cwd=root)
-    return root
+    return make_repo(tmp_path_factory.mktemp("repo"), demo_corpus)
 
 
 def lock_hash(root: Path) -> str:
