@@ -564,6 +564,24 @@ def write_readme(block: str, marks: tuple[str, str] = (MARK_START, MARK_END),
     path.write_text(head + block + tail)
 
 
+def in_work_dir(args: argparse.Namespace, prefix: str, run_fn: Callable[[Path], tuple]) -> tuple:
+    """``run_fn(work)`` in ``args.work`` or a new temporary directory (removed unless ``args.keep``); appends the
+    whole run's time to its notes (the last item of its result) and prints its checks (the first)."""
+    work = (args.work or Path(tempfile.mkdtemp(prefix=prefix))).absolute()
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    try:
+        result = run_fn(work)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    result[-1].append(f"Whole benchmark run: {time.perf_counter() - started:.0f} s.")
+    say("")
+    for c in result[0]:
+        say(f"{c.verdict or '    '}  {c.name}: {c.value}" + (f"  (target {c.target})" if c.target else ""))
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
@@ -575,18 +593,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command = " ".join([".venv/bin/python bench/bench_remote.py", *argv])
     facts = machine_facts()
-    work = (args.work or Path(tempfile.mkdtemp(prefix="eegcache-bench-remote-"))).absolute()
-    work.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    try:
-        checks, data_line, breakdown, notes = run(work)
-    finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
-    notes.append(f"Whole benchmark run: {time.perf_counter() - started:.0f} s.")
-    say("")
-    for c in checks:
-        say(f"{c.verdict or '    '}  {c.name}: {c.value}" + (f"  (target {c.target})" if c.target else ""))
+    checks, data_line, breakdown, notes = in_work_dir(args, "eegcache-bench-remote-", run)
     if not args.no_readme:
         write_readme(render(command, facts, data_line, checks, breakdown, notes))
         say(f"results written to {(BENCH / 'README.md').relative_to(REPO)}")

@@ -11,10 +11,8 @@ import argparse
 import hashlib
 import json
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_remote import BIN, Check, machine_facts, make_project, say, sh, write_readme  # noqa: E402
+from bench_remote import BIN, Check, in_work_dir, machine_facts, make_project, say, sh, write_readme  # noqa: E402
 
 from eegcache import remote  # noqa: E402
 
@@ -150,18 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-readme", action="store_true", help="print only; leave bench/README.md alone")
     args = parser.parse_args(argv)
     command = " ".join([".venv/bin/python bench/bench_resolve.py", *(argv or sys.argv[1:])])
-    work = (args.work or Path(tempfile.mkdtemp(prefix="eegcache-bench-resolve-"))).absolute()
-    work.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    try:
-        checks, data_line, notes = run(work)
-    finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
-    notes.append(f"Whole benchmark run: {time.perf_counter() - started:.0f} s.")
-    say("")
-    for c in checks:
-        say(f"{c.verdict or '    '}  {c.name}: {c.value}" + (f"  (target {c.target})" if c.target else ""))
+    checks, data_line, notes = in_work_dir(args, "eegcache-bench-resolve-", run)
     if not args.no_readme:
         write_readme(render(command, checks, data_line, notes), MARKS, "Resolve: warm start and deep validation")
         say("results written to bench/README.md")
