@@ -39,6 +39,9 @@ s3-stop: venv ## stop the local S3 server that `make demo` started (its data sta
 test: venv ## run the whole test suite
 	PATH="$(abspath $(BIN)):$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
 
+stress: venv ## fault tests with 10 kills per operation; the reliability table goes to bench/README.md
+	PATH="$(abspath $(BIN)):$$PATH" $(PY) bench/reliability.py --kills 10
+
 bench: venv ## run the benchmarks (results go to bench/README.md)
 	PATH="$(abspath $(BIN)):$$PATH" $(PY) bench/bench_build.py
 	PATH="$(abspath $(BIN)):$$PATH" $(PY) bench/bench_remote.py
@@ -47,4 +50,4 @@ bench: venv ## run the benchmarks (results go to bench/README.md)
 clean: ## remove generated data, caches and the venv
 	rm -rf $(VENV) data cache metrics models .eegcache
 
-.PHONY: help venv demo s3-stop test bench clean
+.PHONY: help venv demo s3-stop test stress bench clean
