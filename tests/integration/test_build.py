@@ -148,6 +148,21 @@ def test_bad_recording_fails_the_build_naming_it(base_config, corpus_copy, tmp_p
     assert not (tmp_path / "cache" / "tusz" / store.METADATA_NAME).exists()
 
 
+def test_a_recording_that_turns_bad_leaves_no_stale_output(base_config, corpus_copy, tmp_path):
+    """Built once, then its EDF is damaged: with on_error=skip the rebuild lists it as skipped and removes its old
+    output, so the cache still verifies (it must not keep a file its metadata no longer lists)."""
+    cfg = make_config(base_config, corpus_copy, tmp_path, build={"on_error": "skip"})
+    first = run_build(cfg)
+    edf_path = sorted(corpus_copy.rglob("*.edf"))[0]
+    rel = next(r for r in first.metadata["files"] if r.endswith(f"/{edf_path.stem}.npz"))
+    edf_path.write_bytes(b"no longer an EDF file")
+    second = run_build(cfg)
+    assert [s["file"] for s in second.metadata["skipped"]] == [edf_path.relative_to(corpus_copy).as_posix()]
+    assert rel not in second.metadata["files"] and not (second.cache_dir / rel).exists()
+    assert len(second.metadata["files"]) == len(first.metadata["files"]) - 1
+    assert verify(second.cache_dir, deep=True).ok
+
+
 def test_bad_recording_is_skipped_and_recorded(base_config, corpus_copy, tmp_path):
     missing = sorted(corpus_copy.rglob("*.csv_bi"))[-1]
     missing.unlink()
