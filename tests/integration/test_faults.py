@@ -289,3 +289,44 @@ def test_remote_missing_objects_fall_to_the_next_source(project, tmp_path, s3_se
     record("remote corruption", case, detected and fell_through, repaired)
     assert detected and fell_through and repaired
     assert files(Path(report.path)) == files(project / "cache" / "tusz")
+
+
+# --- remote faults: the resolver skips the remote with the cause and falls to the next source -----------------
+
+
+def _remote_fault(case: str, clone: Path, server, tmp_path: Path) -> str:
+    """Break the clone's remote as ``case`` says; returns words the skip reason must hold."""
+    from eegcache import s3local
+
+    prefix = remote.remote_settings(clone)["url"].split("/", 3)[3]
+    if case == "wrong credentials":
+        remote.configure_access(clone, secret_key="not-the-secret")
+        return "SignatureDoesNotMatch"
+    if case == "bucket missing":
+        remote.configure(clone, f"s3://no-such-bucket/{prefix}", endpoint_url=server.endpoint_url,
+                         access_key=server.access_key, secret_key=server.secret_key)  # fmt: skip
+        return "NoSuchBucket"
+    state = tmp_path / "stopped-s3"  # "server stopped": a server of its own, started then stopped
+    own = s3local.start(state)
+    s3local.stop(state, timeout_s=5)
+    remote.configure_access(clone, endpoint_url=own.endpoint_url)
+    return "Could not connect"
+
+
+@pytest.mark.parametrize("case", ["wrong credentials", "bucket missing", "server stopped"])
+def test_remote_faults_skip_the_remote_and_never_build_unasked(project, tmp_path, s3_server, case):
+    clone = tmp_path / "clone"
+    sh("git", "clone", "-q", str(project), str(clone), cwd=tmp_path)
+    shutil.copytree(project / ".dvc" / "cache", tmp_path / "mount")
+    connect(clone, s3_server, remote.remote_settings(project)["url"].split("/", 3)[3])
+    words = _remote_fault(case, clone, s3_server, tmp_path)
+    vol = tmp_path / "vol"
+    report = resolve.resolve(settings(clone, vol, "cache.sources=[remote,mount]", f"cache.mount_point={tmp_path / 'mount'}"), clone)
+    skipped = report.attempts[0]
+    assert (skipped.source, skipped.outcome) == ("remote", "skipped") and words in skipped.reason, skipped.reason
+    assert "remote 'storage'" in skipped.reason and report.source == "mount"
+    with pytest.raises(resolve.ResolveError) as caught:  # no other source: an error, and no build without allow_build
+        resolve.resolve(settings(clone, tmp_path / "vol2", "cache.sources=[remote,build]"), clone)
+    assert "build: skipped: building is not allowed" in str(caught.value)
+    assert not (clone / "cache" / "tusz").exists()  # nothing was built
+    record("remote faults", case, True, report.source == "mount")
