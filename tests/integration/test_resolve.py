@@ -75,7 +75,7 @@ def test_presets_give_the_documented_order(project, tmp_path):
     assert settings(project, tmp_path).cache.preset == "s3_first"  # the default
 
 
-def test_remote_then_volume(project, tmp_path):
+def test_remote_then_volume(project, tmp_path, s3_server):
     vol = with_bystanders(tmp_path / "vol")
     first = resolve.resolve(settings(project, vol, "cache=volume_first"), project)
     assert attempts(first) == [("volume", "rejected"), ("remote", "used")]
@@ -90,6 +90,9 @@ def test_remote_then_volume(project, tmp_path):
     assert attempts(offline) == [("volume", "used")]
     assert json.loads(json.dumps(offline.as_dict()))["source"] == "volume"
     assert_bystanders(vol)
+    secrets = (s3_server.secret_key.encode(), s3_server.access_key.encode())  # credentials stay in memory
+    leaks = [p for p in vol.rglob("*") if p.is_file() and any(k in p.read_bytes() for k in secrets)]
+    assert leaks == [] and not any(k.decode() in json.dumps(first.as_dict()) for k in secrets)
 
 
 def _damage(path: Path, how: str) -> None:
@@ -253,6 +256,7 @@ def test_no_source_is_one_clear_error_and_deletes_nothing(project, tmp_path, s3_
     assert "rejected: version" in lines[2] and "not on the volume" in lines[2]
     assert "skipped: building is not allowed (cache.allow_build: false)" in lines[3]
     assert "Nothing was deleted" in message
+    assert s3_server.secret_key not in out + err and "wrong-secret" not in out + err
     assert_bystanders(vol)
     # an unreachable remote is skipped and the next source serves
     mount = tmp_path / "mount"
