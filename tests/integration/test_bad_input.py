@@ -92,6 +92,21 @@ def empty_edf(root: Path) -> Path:
     return edf
 
 
+def broken_link(path: Path) -> Path:
+    """``path`` replaced by a symbolic link to nowhere (e.g. a corpus of links into a cache that lost the file)."""
+    path.unlink()
+    path.symlink_to(path.parent / "nowhere")
+    return path
+
+
+def edf_broken_link(root: Path) -> Path:
+    return broken_link(target(root).edf)
+
+
+def annotation_broken_link(root: Path) -> Path:
+    return broken_link(target(root).annotation)
+
+
 def no_eeg_channels(root: Path) -> Path:
     ref = target(root)
     return eeg_edf(ref.edf, [("EEG EKG1-REF", 256), ("PHOTIC-REF", 256), ("IBI", 1)], duration_of(ref))
@@ -212,6 +227,8 @@ CASES = {
     "truncated EDF (in the header)": Case(truncated_in_header, RecordingError, ("not a readable EDF file",)),
     "random bytes named .edf": Case(random_bytes, RecordingError, ("not a readable EDF file",)),
     "empty .edf": Case(empty_edf, RecordingError, ("not a readable EDF file",)),
+    "EDF is a broken link": Case(edf_broken_link, RecordingError,
+                                 ("cannot read the EDF file", "No such file or directory")),
     "no EEG channels": Case(no_eeg_channels, RecordingError, ("no EEG channels",)),
     "EEG rate below the target": Case(rate_below_target, RecordingError,
                                       ("unsupported sampling rate 100", "below the target 200 Hz")),
@@ -229,6 +246,8 @@ CASES = {
     "annotation: stop before start": Case(stop_before_start, AnnotationError, ("is before start_time",)),
     "annotation: row past the end": Case(row_past_the_end, AnnotationError, ("past the end of the recording",)),
     "annotation: overlapping rows": Case(overlapping_rows, AnnotationError, ("row overlaps the row on line 6",)),
+    "annotation: a broken link": Case(annotation_broken_link, AnnotationError,
+                                      ("cannot read annotation file", "No such file or directory")),
     "annotation: missing": Case(missing_annotation, CorpusError, ("no annotation file (.csv_bi or .csv)",)),
     # corpus
     "patient in two splits": Case(patient_in_two_splits, CorpusError,
@@ -288,3 +307,30 @@ def test_a_recording_shorter_than_a_window_is_built_and_left_out_by_the_dataset(
     assert entry["samples"] == 200 and summary.metadata["skipped"] == []
     dataset = WindowDataset(summary.cache_dir, "train", window_s=10.0, stride_s=10.0)
     assert dataset.short_recordings == 1 and f"train/{ref.bname}{store.SUFFIX}" in dataset.files
+
+
+REBUILD_DAMAGE = {"broken link": (broken_link, "cannot read the EDF file"),
+                  "random bytes": (lambda edf: edf.write_bytes(np.random.default_rng(4).bytes(5000)),
+                                   "not a readable EDF file")}  # fmt: skip
+
+
+@pytest.mark.parametrize("on_error", ["fail", "skip"])
+@pytest.mark.parametrize(("damage", "words"), REBUILD_DAMAGE.values(), ids=REBUILD_DAMAGE.keys())
+def test_a_recording_damaged_since_the_last_build(damage, words, on_error, base_config, corpus_copy, tmp_path):
+    """The rebuild must not keep the old output of a recording whose EDF it can no longer use: it fails naming
+    the file, or skips the recording and deletes that output (the cache then still verifies)."""
+    cfg = make_config(base_config, corpus_copy, tmp_path / "work", build={"on_error": on_error, "workers": 1})
+    first = run_build(cfg)
+    ref = target(corpus_copy)
+    rel = f"train/{ref.bname}{store.SUFFIX}"
+    assert rel in first.metadata["files"]
+    damage(ref.edf)
+    if on_error == "fail":
+        with pytest.raises(RecordingError, match=rf"{ref.bname}\.edf: {words}"):
+            run_build(cfg)
+        return
+    second = run_build(cfg)
+    assert (second.processed, second.reused) == (1, len(first.metadata["files"]) - 1)
+    assert [s["file"] for s in second.metadata["skipped"]] == [ref.relpath]
+    assert rel not in second.metadata["files"] and not (second.cache_dir / rel).exists()
+    assert verify(second.cache_dir, deep=True).ok
