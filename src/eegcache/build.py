@@ -83,7 +83,8 @@ def recording_key(key_parts: tuple[str, str, str], split: str, edf_md5: str, ann
 def process(task: Task, params: dict[str, Any], out_dir: Path) -> tuple[dict[str, Any], list, list]:
     """Hash, read, preprocess and write one recording (in a worker process, so input hashing runs in parallel
     too) -> (manifest entry, stamped md5 of the EDF, stamped md5 of the annotation)."""
-    edf_stamp, annotation_stamp = stamped_md5(task.edf), stamped_md5(task.annotation)
+    edf_stamp = _stamp(task.edf, RecordingError, "cannot read the EDF file")
+    annotation_stamp = _stamp(task.annotation, AnnotationError, "cannot read annotation file")
     eeg = edf.read_eeg(task.edf)
     if abs(eeg.duration_s - task.annotation_duration_s) > _DURATION_TOLERANCE_S:
         raise RecordingError(
@@ -111,6 +112,14 @@ def process(task: Task, params: dict[str, Any], out_dir: Path) -> tuple[dict[str
         "zero_filled": list(out.zero_filled),
     }
     return entry, edf_stamp, annotation_stamp
+
+
+def _stamp(path: Path, error: type[EegcacheError], what: str) -> list:
+    """stamped_md5 of an input; ``error`` naming it when it cannot be read (gone, a broken link, no permission)."""
+    try:
+        return stamped_md5(path)
+    except OSError as exc:
+        raise error(f"{what}: {exc.strerror or exc}", path) from exc
 
 
 def _runs(mask: np.ndarray) -> list[list[int]]:
@@ -321,6 +330,9 @@ def _run_tasks(tasks, params, out_dir, config, skipped, finished) -> dict[str, d
                             if config.build.on_error == "fail":
                                 raise
                             skipped.append({"file": task.source, "reason": _reason(exc)})
+                            # an earlier build's output of this recording must not outlive it (verify would
+                            # find a file the metadata does not list)
+                            (out_dir / task.rel).unlink(missing_ok=True)
                         else:
                             done[task.rel] = entry
                             finished(task, entry, edf_stamp, annotation_stamp)

@@ -52,7 +52,12 @@ def read_eeg(path: Path) -> EegSignals:
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise RecordingError(f"duplicated EEG channels: {', '.join(duplicated)}", path)
+    if not (np.isfinite(duration_s) and duration_s > 0):
+        raise RecordingError(f"recording duration {duration_s:g} s in the header is not a positive number", path)
     rates = {float(s.sampling_frequency) for _, s in picked}
+    unusable = sorted(r for r in rates if not (np.isfinite(r) and r > 0))
+    if unusable:
+        raise RecordingError(f"sampling rate {unusable[0]:g} Hz in the header is not a positive number", path)
     if len(rates) > 1:
         by_rate = ", ".join(f"{n} {s.sampling_frequency:g} Hz" for n, s in picked)
         raise RecordingError(f"mixed sampling rates among EEG channels: {by_rate}", path)
@@ -60,6 +65,10 @@ def read_eeg(path: Path) -> EegSignals:
         electrodes = {name: np.asarray(s.data, dtype=np.float64) for name, s in picked}
     except Exception as exc:  # noqa: BLE001 - e.g. a truncated file whose records end early
         raise RecordingError(f"signal data unreadable ({type(exc).__name__}: {exc})", path) from exc
+    # e.g. a "nan" physical range in the header: such a channel would otherwise reach the cache as silent zeros
+    broken = [name for name, x in electrodes.items() if not np.isfinite(x).all()]
+    if broken:
+        raise RecordingError(f"non-finite samples in EEG channels {', '.join(broken)} (bad physical range?)", path)
     lengths = {len(x) for x in electrodes.values()}
     (rate,) = rates
     n_samples = lengths.pop()

@@ -44,15 +44,22 @@ class HashState:
         """Remember a digest computed elsewhere: ``stamped`` = [size, mtime_ns, md5] as :func:`stamped_md5` gives."""
         self._known[str(path.resolve())] = stamped
 
-    def md5_many(self, paths: list[Path], threads: int = 4) -> dict[Path, str]:
-        """md5 hex digests of ``paths`` (hashing only new or changed files, in parallel threads)."""
-        looked = {path: self._lookup(path) for path in paths}
-        todo = [path for path, (_, entry) in looked.items() if entry[2] is None]
+    def md5_many(self, paths: list[Path], threads: int = 4) -> dict[Path, str | None]:
+        """md5 hex digests of ``paths`` (hashing only new or changed files, in parallel threads); None for a file
+        that cannot be read (gone, a broken link, no permission): the caller decides what that means."""
+        looked: dict[Path, tuple[str | None, list]] = {}
+        for path in paths:
+            try:
+                looked[path] = self._lookup(path)
+            except OSError:
+                looked[path] = (None, [None, None, None])
+        todo = [path for path, (key, entry) in looked.items() if key is not None and entry[2] is None]
         with ThreadPoolExecutor(max_workers=threads) as pool:  # hashlib releases the GIL
-            for path, digest in zip(todo, pool.map(md5_file, todo)):
+            for path, digest in zip(todo, pool.map(_md5_or_none, todo)):
                 looked[path][1][2] = digest
         for key, entry in looked.values():
-            self._known[key] = entry
+            if key is not None and entry[2] is not None:
+                self._known[key] = entry
         return {path: entry[2] for path, (_, entry) in looked.items()}
 
     def save(self) -> None:
@@ -60,6 +67,13 @@ class HashState:
             atomic_write(self.path, dump_json(self._known))
         except OSError as exc:  # a read-only checkout still builds; it just re-hashes next time
             log.warning("could not save hash state %s (%s)", self.path, exc)
+
+
+def _md5_or_none(path: Path) -> str | None:
+    try:
+        return md5_file(path)
+    except OSError:
+        return None
 
 
 def stamped_md5(path: Path) -> list:

@@ -4,6 +4,11 @@ Arrays are [channels, samples]; rates are in Hz; times in seconds. The pipeline 
 select channels (fixed cache order) -> resample (polyphase, with its own anti-alias filter; every later
 step then runs on fewer samples) -> band-pass and notch (zero-phase SOS, so seizure onsets do not shift)
 -> per-channel z-score with clipping (statistics of the filtered signal) -> cast to the cache dtype.
+
+The shortest recording the pipeline accepts is set by the zero-phase filters, not by any training window
+(windows are chosen at read time, and the dataset leaves out recordings shorter than one window): after
+resampling it must be longer than the filters' edge padding (:func:`filter_padding`; 33 samples, 0.165 s at
+200 Hz with the default band-pass and notch). A shorter one is a RecordingError, like any other unusable recording.
 """
 
 from __future__ import annotations
@@ -81,13 +86,32 @@ def notch_sos(rate: float, freq: float, q: float) -> np.ndarray:
     return sps.tf2sos(b, a)
 
 
+def filter_padding(*sections: np.ndarray) -> int:
+    """Samples :func:`zero_phase` pads each end with (scipy's default ``padlen`` for the cascade of ``sections``);
+    a signal must be longer than this to be filtered."""
+    sos = np.vstack(sections)
+    if len(sos) == 0:
+        return 0
+    zeros_at_origin = min(int((sos[:, 2] == 0).sum()), int((sos[:, 5] == 0).sum()))
+    return 3 * (2 * len(sos) + 1 - zeros_at_origin)
+
+
 def zero_phase(x: np.ndarray, *sections: np.ndarray) -> np.ndarray:
     """Apply the cascade of the given filters forward and backward along the last axis (no phase shift).
 
     Cascading band-pass and notch into one ``sosfiltfilt`` pass halves the filtering time against two passes.
+    ``x`` must have more than :func:`filter_padding` samples (RecordingError otherwise).
     """
     sos = np.vstack(sections)
-    return x if len(sos) == 0 else sps.sosfiltfilt(sos, x, axis=-1)
+    if len(sos) == 0:
+        return x
+    padding = filter_padding(sos)
+    if x.shape[-1] <= padding:
+        raise RecordingError(
+            f"recording too short to filter: {x.shape[-1]} samples after resampling; the zero-phase filters "
+            f"need more than {padding}"
+        )
+    return sps.sosfiltfilt(sos, x, axis=-1, padlen=padding)
 
 
 def zscore_clip(x: np.ndarray, clip: float) -> np.ndarray:
@@ -140,11 +164,15 @@ def preprocess(
     """The whole pipeline for one recording (keyword arguments are the ``preprocess`` config fields)."""
     x, zero_filled = select_channels(electrodes, n_samples, montage, missing_channels)
     x = resample_to(x, rate, sample_rate)
-    x = zero_phase(
-        x,
-        bandpass_sos(sample_rate, bandpass_low, bandpass_high, bandpass_order),
-        notch_sos(sample_rate, notch_freq, notch_q),
-    )
+    sections = (bandpass_sos(sample_rate, bandpass_low, bandpass_high, bandpass_order),
+                notch_sos(sample_rate, notch_freq, notch_q))  # fmt: skip
+    shortest = filter_padding(*sections) + 1
+    if x.shape[-1] < shortest:
+        raise RecordingError(
+            f"recording too short: {x.shape[-1] / sample_rate:g} s ({x.shape[-1]} samples at {sample_rate:g} Hz after "
+            f"resampling); the zero-phase filters need at least {shortest} samples ({shortest / sample_rate:g} s)"
+        )
+    x = zero_phase(x, *sections)
     x = zscore_clip(x, clip)
     labels = label_mask(seizures, x.shape[-1], sample_rate)
     return Processed(eeg=to_dtype(x, dtype), labels=labels, zero_filled=zero_filled)

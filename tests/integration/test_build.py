@@ -178,10 +178,12 @@ def test_bad_recording_is_skipped_and_recorded(base_config, corpus_copy, tmp_pat
     assert verify(summary.cache_dir, deep=True).ok
 
 
-def test_patient_in_two_splits_stops_the_build(base_config, corpus_copy, tmp_path):
+def test_a_patient_folder_copied_into_another_split_stops_the_build(base_config, corpus_copy, tmp_path):
+    """Same file names in two splits: the duplicate-name check fires (a patient in two splits under new names is
+    a case of tests/integration/test_bad_input.py)."""
     patient_dir = next((corpus_copy / "edf" / "train").iterdir())
     shutil.copytree(patient_dir, corpus_copy / "edf" / "dev" / patient_dir.name)
-    with pytest.raises(CorpusError, match=patient_dir.name):
+    with pytest.raises(CorpusError, match=f"two EDFs share the name {patient_dir.name}_s"):
         run_build(make_config(base_config, corpus_copy, tmp_path))
 
 

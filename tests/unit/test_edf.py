@@ -73,3 +73,32 @@ def test_duplicated_electrode(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(RecordingError, match="nope.edf"):
         edf.read_eeg(tmp_path / "nope.edf")
+
+
+def header_field(path, offset, width, text):
+    """Overwrite one fixed-width ASCII header field (offsets of the EDF spec)."""
+    data = bytearray(path.read_bytes())
+    data[offset : offset + width] = text.ljust(width).encode()
+    path.write_bytes(bytes(data))
+    return path
+
+
+RECORD_DURATION = (244, 8)  # seconds per data record
+PHYSICAL_MIN_1 = (256 + 2 * (16 + 80 + 8), 8)  # physical minimum of the first of 2 signals
+
+
+@pytest.mark.parametrize(
+    ("field", "text", "reason"),
+    [(RECORD_DURATION, "-1", "recording duration -10 s in the header is not a positive number"),
+     (RECORD_DURATION, "1e308", "recording duration inf s in the header is not a positive number"),
+     (PHYSICAL_MIN_1, "nan", "non-finite samples in EEG channels FP1")],
+    ids=["negative record duration", "huge record duration", "nan physical minimum"],
+)  # fmt: skip
+def test_header_numbers_that_edfio_accepts_but_make_no_recording(tmp_path, field, text, reason):
+    """edfio reads these without complaint: a negative or huge record duration gives a negative rate or an infinite
+    duration, a "nan" physical range gives NaN samples (which z-scoring would silently turn into a zero channel)."""
+    path = write(tmp_path / "odd.edf", [("EEG FP1-REF", 256, tone(10)), ("EEG F7-REF", 256, tone(8))])
+    header_field(path, *field, text)
+    with pytest.raises(RecordingError, match=r"odd\.edf: ") as err:
+        edf.read_eeg(path)
+    assert reason in err.value.reason

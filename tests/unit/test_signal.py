@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
+from scipy.signal import sosfiltfilt
 
 from eegcache import signal
 from eegcache.errors import RecordingError
@@ -143,3 +144,30 @@ def test_preprocess_outputs_cache_dtype_and_aligned_labels():
     assert out.eeg.dtype == np.float16 and out.eeg.shape == (19, 6000)
     assert out.labels.shape == (6000,) and out.labels.sum() == 2000 and out.labels[2000] == 1
     assert_allclose(np.asarray(out.eeg[0, 600:-600], dtype=np.float64).std(), 1.0, rtol=0.05)
+
+
+PREPROCESS = dict(montage="ref19", missing_channels="zero", sample_rate=200, bandpass_low=0.5, bandpass_high=80.0,
+                  bandpass_order=4, notch_freq=60.0, notch_q=30.0, clip=10.0, dtype="float16")  # fmt: skip
+
+
+def test_filter_padding_is_scipys_default_padlen():
+    sections = (signal.bandpass_sos(RATE, 0.5, 80.0, 4), signal.notch_sos(RATE, 60.0, 30.0))
+    assert signal.filter_padding(*sections) == 33
+    x = np.random.default_rng(0).standard_normal((2, 34))
+    assert_allclose(signal.zero_phase(x, *sections), sosfiltfilt(np.vstack(sections), x, axis=-1))
+    with pytest.raises(RecordingError, match="too short to filter: 33 samples"):
+        signal.zero_phase(x[:, :33], *sections)
+
+
+@pytest.mark.parametrize(("source_rate", "n", "ok"), [(250.0, 41, False), (250.0, 42, True), (200.0, 33, False),
+                                                      (200.0, 34, True)])  # fmt: skip
+def test_preprocess_rejects_a_recording_too_short_to_filter(source_rate, n, ok):
+    """The shortest accepted recording is 34 samples at 200 Hz after resampling (41 at 250 Hz gives 33, 42 gives 34):
+    a RecordingError saying so, never scipy's ValueError."""
+    electrodes = {"FP1": np.sin(np.arange(n) / 3.0)}
+    if ok:
+        assert signal.preprocess(electrodes, source_rate, n, [], **PREPROCESS).eeg.shape == (19, 34)
+    else:
+        with pytest.raises(RecordingError, match=r"recording too short: 0\.165 s \(33 samples at 200 Hz after "
+                                                 r"resampling\); the zero-phase filters need at least 34 samples"):
+            signal.preprocess(electrodes, source_rate, n, [], **PREPROCESS)
