@@ -298,7 +298,6 @@ def run_build(config: Config, base_dir: Path = Path()) -> BuildSummary:
     skipped = list(plan.skipped)
     done = dict(reused)
     done.update(_run_tasks(tasks, plan.params["preprocess"], out_dir, config, skipped, finished))
-    removed += _remove_stale(out_dir, set(done))  # outputs of an earlier build whose recording now fails (skipped)
 
     digests = state.md5_many(plan.inputs())  # only skipped and excluded recordings are still unhashed here
     state.save()
