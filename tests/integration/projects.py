@@ -3,6 +3,7 @@ cache and the remote `storage` on a real S3 server; and the shell helper the tes
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -67,3 +68,12 @@ def make_project(root: Path, corpus: Path, server) -> Path:
     sh("git", "commit", "-qm", "cache v1", cwd=root)
     sh("git", "tag", "cache-v1", cwd=root)
     return root
+
+
+def record(operation: str, case: str, detected: bool, recovered: bool, lost: int = 0, **extra) -> None:
+    """One fault case for the reliability table (``bench/reliability.py``), when ``EEGCACHE_FAULT_LOG`` names a file."""
+    log = os.environ.get("EEGCACHE_FAULT_LOG")
+    if log:
+        row = {"operation": operation, "case": case, "detected": detected, "recovered": recovered, "lost": lost, **extra}
+        with open(log, "a") as handle:
+            handle.write(json.dumps(row) + "\n")

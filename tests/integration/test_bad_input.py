@@ -28,6 +28,7 @@ from eegcache.dataset import WindowDataset
 from eegcache.errors import AnnotationError, CorpusError, EegcacheError, RecordingError
 from eegcache.validate import verify
 from tests.conftest import make_config
+from tests.integration.projects import record
 
 pytestmark = pytest.mark.integration
 
@@ -268,6 +269,7 @@ def test_fail_stops_with_a_clear_error(case, base_config, corpus_copy, tmp_path)
     for word in case.words:
         assert word in message, message
     assert not (Path(cfg.build.out_dir) / store.METADATA_NAME).exists()
+    record("bad input, on_error=fail", case.damage.__name__.replace("_", " "), True, True)
 
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
@@ -280,6 +282,7 @@ def test_skip_lists_the_recording_and_builds_the_rest(case, base_config, corpus_
         with pytest.raises(case.error) as err:
             run_build(cfg)
         assert offending.name in str(err.value) and all(w in str(err.value) for w in case.words), err.value
+        record("bad input, on_error=skip", case.damage.__name__.replace("_", " "), True, True)
         return
     meta = run_build(cfg).metadata
     skipped = {s["file"]: s["reason"] for s in meta["skipped"]}
@@ -292,6 +295,7 @@ def test_skip_lists_the_recording_and_builds_the_rest(case, base_config, corpus_
     assert set(meta["files"]) == built
     assert len(meta["files"]) + len(meta["skipped"]) == len(discovered) == meta["raw_recordings"]
     assert verify(Path(cfg.build.out_dir), deep=True).ok
+    record("bad input, on_error=skip", case.damage.__name__.replace("_", " "), True, True)
 
 
 def test_a_recording_shorter_than_a_window_is_built_and_left_out_by_the_dataset(base_config, corpus_copy, tmp_path):

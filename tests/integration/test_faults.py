@@ -26,19 +26,11 @@ from pathlib import Path
 import pytest
 
 from eegcache import config, fetch, remote, resolve, store, validate, volume
-from tests.integration.projects import BIN, connect, files, make_project, sh
+from tests.integration.projects import BIN, connect, files, make_project, record, sh
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 KILLS = int(os.environ.get("EEGCACHE_KILLS", "2"))
 EEGCACHE = str(BIN / "eegcache")
-
-
-def record(operation: str, case: str, detected: bool, recovered: bool, lost: int = 0, **extra) -> None:
-    log = os.environ.get("EEGCACHE_FAULT_LOG")
-    if log:
-        row = {"operation": operation, "case": case, "detected": detected, "recovered": recovered, "lost": lost, **extra}
-        with open(log, "a") as handle:
-            handle.write(json.dumps(row) + "\n")
 
 
 @pytest.fixture(scope="module")
