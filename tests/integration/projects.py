@@ -11,7 +11,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from eegcache import remote
+from eegcache import config, remote
 from tests.conftest import REPO
 
 BIN = Path(sys.executable).parent
@@ -58,16 +58,23 @@ def make_repo(root: Path, corpus: Path) -> Path:
     return root
 
 
-def make_project(root: Path, corpus: Path, server) -> Path:
+def make_project(root: Path, corpus: Path, server, push: bool = False) -> Path:
     """:func:`make_repo`, then the cache built by ``dvc repro``, ``storage`` on ``server`` under a fresh prefix,
-    committed and tagged ``cache-v1``."""
+    committed and tagged ``cache-v1``; with ``push``, the version is on the remote too."""
     make_repo(root, corpus)
     sh("dvc", "repro", cwd=root)
     connect(root, server, f"t-{uuid.uuid4().hex[:8]}")
     sh("git", "add", "-A", cwd=root)
     sh("git", "commit", "-qm", "cache v1", cwd=root)
     sh("git", "tag", "cache-v1", cwd=root)
+    if push:
+        remote.push(root)
     return root
+
+
+def settings(root: Path, vol: Path, *overrides: str) -> config.Config:
+    """The project's conf/ composed with a volume at ``vol`` and Hydra ``overrides`` (as `eegcache resolve` does)."""
+    return config.validate(config.compose(root / "conf", [f"cache.volume_root={vol}", *overrides]), "test")
 
 
 def record(operation: str, case: str, detected: bool, recovered: bool, lost: int = 0, **extra) -> None:

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from eegcache import config, fetch, remote, resolve, store, validate, volume
-from tests.integration.projects import BIN, connect, files, make_project, record, sh
+from eegcache import fetch, remote, resolve, store, validate, volume
+from tests.integration.projects import BIN, connect, files, make_project, record, settings, sh
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 KILLS = int(os.environ.get("EEGCACHE_KILLS", "2"))
@@ -35,13 +35,7 @@ EEGCACHE = str(BIN / "eegcache")
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, demo_corpus, s3_server) -> Path:
-    root = make_project(tmp_path_factory.mktemp("faults_repo"), demo_corpus, s3_server)
-    remote.push(root)
-    return root
-
-
-def settings(root: Path, vol: Path, *overrides: str) -> config.Config:
-    return config.validate(config.compose(root / "conf", [f"cache.volume_root={vol}", *overrides]), "test")
+    return make_project(tmp_path_factory.mktemp("faults_repo"), demo_corpus, s3_server, push=True)
 
 
 def run_killed(cmd: list[str], cwd: Path, delay: float) -> bool:

@@ -33,9 +33,7 @@ def app():
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, demo_corpus, s3_server) -> Path:
-    root = make_project(tmp_path_factory.mktemp("modal_repo"), demo_corpus, s3_server)
-    remote.push(root)
-    return root
+    return make_project(tmp_path_factory.mktemp("modal_repo"), demo_corpus, s3_server, push=True)
 
 
 def test_train_runs_on_an_a100_with_the_volume_and_read_only_bucket_mounts(app):

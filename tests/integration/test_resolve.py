@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from eegcache import config, remote, resolve, store, volume
-from tests.integration.projects import BIN, connect, files, make_project, sh
+from eegcache import remote, resolve, store, volume
+from tests.integration.projects import BIN, connect, files, make_project, settings, sh
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -30,14 +30,7 @@ PRESETS = {
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, demo_corpus, s3_server) -> Path:
-    root = make_project(tmp_path_factory.mktemp("resolve_repo"), demo_corpus, s3_server)
-    remote.push(root)
-    return root
-
-
-def settings(root: Path, vol: Path, *overrides: str) -> config.Config:
-    raw = config.compose(root / "conf", [f"cache.volume_root={vol}", *overrides])
-    return config.validate(raw, "test")
+    return make_project(tmp_path_factory.mktemp("resolve_repo"), demo_corpus, s3_server, push=True)
 
 
 def attempts(report: resolve.Report) -> list[tuple[str, str]]:
