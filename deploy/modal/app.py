@@ -14,6 +14,7 @@ Everything here is thin: the work is done by ``eegcache.resolve``, ``eegcache.bu
 from __future__ import annotations
 
 import os
+import shutil
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -125,8 +126,9 @@ def _build_config(root: Path, overrides: list[str]) -> config.Config:
 @app.function(image=image, cpu=SETTINGS.build_cpu, memory=SETTINGS.build_memory_mib, timeout=SETTINGS.build_timeout_s,
               volumes={SETTINGS.volume_path: results, SETTINGS.raw_mount: raw_data}, secrets=[aws])  # fmt: skip
 def build_cache(overrides: list[str] | None = None, project: str | None = None, push: bool = True) -> dict[str, Any]:
-    """Build the cache from the raw bucket mount across ``modal.build_containers`` CPU containers, merge the
-    metadata, push the version to the DVC remote and install it on the Volume; returns the version hash."""
+    """Build the cache from the raw bucket mount across ``modal.build_containers`` CPU containers into a staging
+    directory on the Volume, merge the metadata, push the version to the DVC remote, install it on the Volume
+    (then the staging directory goes); returns the version hash."""
     root = _project(project)
     overrides = list(overrides or [])
     cfg = _build_config(root, overrides)
@@ -143,6 +145,9 @@ def build_cache(overrides: list[str] | None = None, project: str | None = None, 
     uploaded = remote.push_tree(root, out_dir)[1] if push else 0
     versions = volume.versions_root(resolve.volume_root(cfg, root))
     installed, _ = remote.install_version(source, remote.Version("build", version, 0, 0), versions)
+    staging = out_dir.parents[1]
+    print(f"removing the staging directory {staging}: its content is installed as {installed}")
+    shutil.rmtree(staging)  # our own intermediate; the next build starts from an empty one (merge refuses strays)
     _commit_volume()
     summary = {"version": version, "uploaded": uploaded, "files": len(metadata["files"]), "path": str(installed)}
     print(summary)

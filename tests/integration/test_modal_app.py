@@ -119,4 +119,6 @@ def test_build_cache_map_body_matches_dvc_repro(app, project, tmp_path):
     assert files(Path(summary["path"])) == files(project / "cache" / "tusz")
     assert remote.remote_verify(project).ok
     assert volume.installed(vol) == [Path(summary["path"])]
-    shutil.rmtree(vol)
+    assert not (vol / "build").exists() or not any((vol / "build").iterdir())  # the staging copy is gone
+    again = app.build_cache.local(overrides, project=str(project))  # a second build starts clean
+    assert again["version"] == summary["version"] and again["uploaded"] == 0
