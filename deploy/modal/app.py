@@ -72,13 +72,8 @@ def _commit_volume() -> None:
 
 
 def _project(project: str | None) -> Path:
-    root = Path(project) if project else PROJECT
-    if not (root / ".git").exists():  # the container's copy of the project has no git: DVC must not look for it
-        from dvc.config import Config
-
-        with Config(str(root / ".dvc")).edit("local") as conf:
-            conf["core"]["no_scm"] = True
-    return root
+    """The project's DVC metadata and conf/: the image's copy, or ``project`` (tests, local runs)."""
+    return Path(project) if project else PROJECT
 
 
 @app.function(image=image, gpu=SETTINGS.gpu, timeout=SETTINGS.train_timeout_s, cpu=SETTINGS.train_cpu,

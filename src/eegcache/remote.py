@@ -111,6 +111,8 @@ def _repo(root: Path, config: dict[str, Any] | None = None, wait_for_lock: bool 
     from dvc.repo import Repo
 
     url = (config or {}).get("remote", {}).get(REMOTE, {}).get("url") or _url(root)
+    if not (root / ".git").exists():  # a copy of the project without git (a container): DVC must not look for it
+        config = {**(config or {}), "core": {**(config or {}).get("core", {}), "no_scm": True}}
     try:
         with Repo(str(root), config=config, _wait_for_lock=wait_for_lock) as repo:
             yield repo
