@@ -22,7 +22,7 @@ from typing import Any
 import modal
 from rich.console import Console
 
-from eegcache import build, config, remote, resolve, volume
+from eegcache import config, remote, resolve, shards, volume
 from eegcache import train as trainer
 
 CONTAINER_PROJECT = "/root/project"
@@ -100,12 +100,12 @@ def train(version: str, overrides: list[str] | None = None, project: str | None 
 
 @app.function(image=image, cpu=SETTINGS.build_cpu, memory=SETTINGS.build_memory_mib, timeout=SETTINGS.build_timeout_s,
               volumes={SETTINGS.volume_path: results, SETTINGS.raw_mount: raw_data})  # fmt: skip
-def build_shard(rels: list[str], overrides: list[str] | None = None, project: str | None = None) -> build.ShardResult:
+def build_shard(rels: list[str], overrides: list[str] | None = None, project: str | None = None) -> shards.ShardResult:
     """Process one share of the recordings into the Volume's staging directory."""
     root = _project(project)
     if not modal.is_local():
         results.reload()
-    shard = build.build_shard(_build_config(root, overrides or []), rels, root)
+    shard = shards.build_shard(_build_config(root, overrides or []), rels, root)
     _commit_volume()
     return shard
 
@@ -127,14 +127,14 @@ def build_cache(overrides: list[str] | None = None, project: str | None = None, 
     root = _project(project)
     overrides = list(overrides or [])
     cfg = _build_config(root, overrides)
-    shards = build.plan_shards(cfg, SETTINGS.build_containers, root)
-    calls = [(rels, overrides, project) for rels in shards]
+    planned = shards.plan_shards(cfg, SETTINGS.build_containers, root)
+    calls = [(rels, overrides, project) for rels in planned]
     if modal.is_local():
         done = [build_shard.local(*call) for call in calls]
     else:
         done = list(build_shard.starmap(calls))
         results.reload()
-    metadata = build.merge_shards(cfg, done, root)
+    metadata = shards.merge_shards(cfg, done, root)
     out_dir = Path(cfg.build.out_dir)
     version, source = remote.tree_source(out_dir)
     uploaded = remote.push_tree(root, out_dir)[1] if push else 0

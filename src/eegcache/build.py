@@ -5,21 +5,15 @@ annotation content), its split, the preprocessing params and the code that shape
 output whose key and size match the previous metadata (or the journal of an interrupted build) is
 reused. The old metadata is removed before the first output changes and written anew only at the
 end, so a build killed at any moment leaves a cache that ``verify`` rejects and a rerun completes.
-
-The same build can be split across processes or machines (e.g. containers writing into one shared
-volume): :func:`plan_shards` once, :func:`build_shard` per shard (concurrently, into the same cache dir),
-then :func:`merge_shards` once; the cache is byte-identical to :func:`run_build`'s. A sharded build is
-not incremental: every shard processes all of its recordings.
+The same build split across processes or machines is in :mod:`eegcache.shards`.
 """
 
 from __future__ import annotations
 
-import heapq
 import json
 import logging
 import os
 import time
-from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
@@ -30,7 +24,7 @@ import numpy as np
 
 from eegcache import __version__, corpus, edf, montage, signal, store
 from eegcache.config import Config, stable_hash, stage_params
-from eegcache.errors import AnnotationError, CacheError, ConfigError, CorpusError, EegcacheError, RecordingError
+from eegcache.errors import AnnotationError, CorpusError, EegcacheError, RecordingError
 from eegcache.hashstate import HashState, stamped_md5
 from eegcache.report import BuildProgress
 
@@ -128,7 +122,7 @@ def _runs(mask: np.ndarray) -> list[list[int]]:
     return [[int(a), int(b)] for a, b in zip(edges[::2], edges[1::2])]
 
 
-class _Journal:
+class Journal:
     """Append-only record of finished outputs of the build in progress (one JSON object per line)."""
 
     def __init__(self, out_dir: Path):
@@ -171,7 +165,7 @@ def _previous_entries(out_dir: Path) -> dict[str, dict[str, Any]]:
         entries = dict(store.read_metadata(out_dir)["files"])
     except (EegcacheError, KeyError, TypeError):
         entries = {}
-    entries.update(_Journal(out_dir).read())
+    entries.update(Journal(out_dir).read())
     return entries
 
 
@@ -186,7 +180,7 @@ def _reusable(out_dir: Path, rel: str, previous: dict[str, dict[str, Any]]) -> b
         return False
 
 
-def _remove_stale(out_dir: Path, keep: set[str]) -> int:
+def remove_stale(out_dir: Path, keep: set[str]) -> int:
     """Delete our own leftovers: temp files and outputs of recordings no longer in the plan."""
     removed = 0
     if not out_dir.exists():
@@ -225,7 +219,7 @@ def _annotations(assigned, on_error: str, skipped: list[dict[str, str]]) -> list
 
 
 @dataclass(frozen=True)
-class _Plan:
+class Plan:
     """Everything a build of the corpus would do, decided from file names and annotations alone (no EDF is
     opened, nothing is hashed or written): one task per recording with a usable annotation."""
 
@@ -244,7 +238,7 @@ class _Plan:
         return [r.edf for r in self.refs] + [r.annotation for r in self.refs if r.annotation is not None]
 
 
-def _plan(config: Config, base_dir: Path) -> _Plan:
+def make_plan(config: Config, base_dir: Path) -> Plan:
     """Discover, split and parse annotations; fails on a bad corpus (or a bad annotation with on_error=fail)."""
     raw_dir = base_dir / config.data.raw_dir
     refs = corpus.discover(raw_dir)
@@ -262,13 +256,13 @@ def _plan(config: Config, base_dir: Path) -> _Plan:
         for ref, split, ann in parsed
     ]  # fmt: skip
     out_dir = base_dir / config.build.out_dir
-    return _Plan(raw_dir, out_dir, refs, excluded, skipped, params, params_hash, code, tasks)
+    return Plan(raw_dir, out_dir, refs, excluded, skipped, params, params_hash, code, tasks)
 
 
 def run_build(config: Config, base_dir: Path = Path()) -> BuildSummary:
     """Build (or bring up to date) the cache described by ``config``; paths are relative to ``base_dir``."""
     started = time.perf_counter()
-    plan = _plan(config, base_dir)
+    plan = make_plan(config, base_dir)
     out_dir = plan.out_dir
     state = HashState(base_dir / config.build.state_dir)
     previous = _previous_entries(out_dir)
@@ -284,11 +278,11 @@ def run_build(config: Config, base_dir: Path = Path()) -> BuildSummary:
                 continue
         tasks.append(task)
 
-    journal = _Journal(out_dir)
+    journal = Journal(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     journal.start(reused)
     (out_dir / store.METADATA_NAME).unlink(missing_ok=True)
-    removed = _remove_stale(out_dir, set(reused) | {t.rel for t in tasks})
+    removed = remove_stale(out_dir, set(reused) | {t.rel for t in tasks})
 
     def finished(task: Task, entry: dict[str, Any], edf_stamp: list, annotation_stamp: list) -> None:
         journal.add(task.rel, entry)
@@ -297,15 +291,15 @@ def run_build(config: Config, base_dir: Path = Path()) -> BuildSummary:
 
     skipped = list(plan.skipped)
     done = dict(reused)
-    done.update(_run_tasks(tasks, plan.params["preprocess"], out_dir, config, skipped, finished))
+    done.update(run_tasks(tasks, plan.params["preprocess"], out_dir, config, skipped, finished))
 
     digests = state.md5_many(plan.inputs())  # only skipped and excluded recordings are still unhashed here
     state.save()
-    metadata = _publish(config, base_dir, plan, digests, done, skipped, journal)
+    metadata = publish(config, base_dir, plan, digests, done, skipped, journal)
     return BuildSummary(out_dir, metadata, len(tasks), len(reused), removed, time.perf_counter() - started)
 
 
-def _run_tasks(tasks, params, out_dir, config, skipped, finished) -> dict[str, dict[str, Any]]:
+def run_tasks(tasks, params, out_dir, config, skipped, finished) -> dict[str, dict[str, Any]]:
     """Process ``tasks`` in worker processes -> {rel: entry}; ``finished(task, entry, edf_stamp, annotation_stamp)``
     is called in this process as each output lands; failures raise or, with on_error=skip, go to ``skipped``."""
     done: dict[str, dict[str, Any]] = {}
@@ -343,7 +337,7 @@ def _run_tasks(tasks, params, out_dir, config, skipped, finished) -> dict[str, d
     return done
 
 
-def _publish(config, base_dir, plan, digests, done, skipped, journal) -> dict[str, Any]:
+def publish(config, base_dir, plan, digests, done, skipped, journal) -> dict[str, Any]:
     """Write the metadata (last: it marks the cache complete), drop the journal, write the metrics."""
     metadata = _metadata(config, plan, digests, done, skipped)
     store.write_metadata(plan.out_dir, metadata)
@@ -400,152 +394,3 @@ def _write_metrics(path: Path, metadata: dict[str, Any]) -> None:
     }
     metrics["skipped"] = len(metadata["skipped"])
     store.atomic_write(path, store.dump_json(metrics))
-
-
-# --- sharded build ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ShardResult:
-    """What one shard built; plain data, pickled across process and container boundaries."""
-
-    entries: dict[str, dict[str, Any]]  # output rel path -> manifest entry (as ``process`` returns)
-    digests: dict[str, str]  # input path relative to the raw root (EDF and annotation) -> md5
-    skipped: list[dict[str, str]]  # {"file", "reason"} of recordings that failed with build.on_error=skip
-
-
-def plan_shards(config: Config, shards: int, base_dir: Path = Path()) -> list[list[str]]:
-    """The output rel paths (``"train/aaaaaaab_s001_t000.npz"``) of every recording the build processes, split
-    into at most ``shards`` non-empty lists balanced by annotated duration: longest recording first onto the
-    shard with the fewest seconds so far (ties: rel, then shard index); each list sorted. Deterministic.
-
-    Raises as run_build does on a bad corpus (e.g. a patient in two splits, a bad annotation with on_error=fail).
-    """
-    if isinstance(shards, bool) or not isinstance(shards, int) or shards < 1:
-        raise ConfigError(f"shards = {shards!r}; expected a positive number of shards")
-    tasks = _plan(config, base_dir).tasks
-    loads = [(0.0, i) for i in range(min(shards, len(tasks)))]  # a heap of (seconds assigned, shard index)
-    lists: list[list[str]] = [[] for _ in loads]
-    for task in sorted(tasks, key=lambda t: (-t.annotation_duration_s, t.rel)):
-        seconds, i = heapq.heappop(loads)
-        lists[i].append(task.rel)
-        heapq.heappush(loads, (seconds + task.annotation_duration_s, i))
-    return [sorted(rels) for rels in lists]
-
-
-def build_shard(config: Config, rels: Sequence[str], base_dir: Path = Path()) -> ShardResult:
-    """Process exactly the recordings ``rels`` (one list of :func:`plan_shards`) into ``build.out_dir`` with
-    ``build.workers`` processes, as run_build would.
-
-    Safe beside other shards writing their own outputs into the same out_dir: it writes its outputs atomically
-    and no metadata, journal or hash state, and it removes only a stale metadata file (the cache stays
-    incomplete until :func:`merge_shards`). Raises CorpusError naming any rel the build would not process.
-    """
-    plan = _plan(config, base_dir)
-    wanted = set(rels)
-    unknown = sorted(wanted - {t.rel for t in plan.tasks})
-    if unknown:
-        raise CorpusError(
-            f"not recordings of this build (not in the corpus, excluded by the split policy or skipped for a bad "
-            f"annotation): {', '.join(unknown)}",
-            plan.raw_dir,
-        )
-    plan.out_dir.mkdir(parents=True, exist_ok=True)
-    (plan.out_dir / store.METADATA_NAME).unlink(missing_ok=True)  # no metadata may describe changing outputs
-    digests: dict[str, str] = {}
-
-    def finished(task: Task, entry: dict[str, Any], edf_stamp: list, annotation_stamp: list) -> None:
-        digests[task.source] = edf_stamp[2]
-        digests[_raw_rel(plan, task.annotation)] = annotation_stamp[2]
-
-    skipped: list[dict[str, str]] = []
-    tasks = [t for t in plan.tasks if t.rel in wanted]
-    entries = _run_tasks(tasks, plan.params["preprocess"], plan.out_dir, config, skipped, finished)
-    return ShardResult(dict(sorted(entries.items())), dict(sorted(digests.items())),
-                       sorted(skipped, key=lambda s: s["file"]))  # fmt: skip
-
-
-def merge_shards(config: Config, results: Sequence[ShardResult], base_dir: Path = Path()) -> dict[str, Any]:
-    """Write the metadata and metrics for the union of the shards' results, as run_build would -> the metadata.
-
-    Raises CacheError (writing nothing) when a planned recording is in no result or in two, a result holds a
-    recording this build does not process or an entry built with other params, code or inputs, an output is
-    missing or has another size than recorded, or out_dir holds outputs no shard wrote. Hashes the inputs the
-    shards did not (skipped and excluded recordings). Removes only our own leftovers: temp files of killed writes
-    and the journal of an interrupted run_build.
-    """
-    plan = _plan(config, base_dir)
-    done, skipped, hashed = _gather(plan, results)
-    _check_outputs(plan.out_dir, done)
-    plan.out_dir.mkdir(parents=True, exist_ok=True)
-    _remove_stale(plan.out_dir, set(done))  # every other output was refused above: this removes temp files only
-    state = HashState(base_dir / config.build.state_dir)
-    known = {path: hashed[rel] for path in plan.inputs() if (rel := _raw_rel(plan, path)) in hashed}
-    digests = state.md5_many([path for path in plan.inputs() if path not in known])
-    digests.update(known)
-    state.save()
-    return _publish(config, base_dir, plan, digests, done, skipped, _Journal(plan.out_dir))
-
-
-def _raw_rel(plan: _Plan, path: Path) -> str:
-    return path.relative_to(plan.raw_dir).as_posix()
-
-
-def _gather(plan: _Plan, results: Sequence[ShardResult]) -> tuple[dict, list, dict]:
-    """Union of the results -> (entries, skipped including the plan's own, input digests); raises CacheError
-    unless every planned recording is in exactly one result and every entry has this plan's key."""
-    by_rel = {t.rel: t for t in plan.tasks}
-    rel_of = {t.source: t.rel for t in plan.tasks}
-    done: dict[str, dict[str, Any]] = {}
-    skipped, hashed = list(plan.skipped), {}
-    held_by: dict[str, int] = {}  # rel -> index of the result holding it
-    problems: list[str] = []
-    for i, result in enumerate(results):
-        hashed.update(result.digests)
-        skipped.extend(result.skipped)
-        done.update(result.entries)
-        for rel in [*result.entries, *(rel_of.get(s["file"], s["file"]) for s in result.skipped)]:
-            if rel not in by_rel:
-                problems.append(f"result {i} holds {rel}, which this build does not process")
-            elif rel in held_by:
-                problems.append(f"{rel} is in results {held_by[rel]} and {i}")
-            else:
-                held_by[rel] = i
-        for rel, entry in result.entries.items():
-            if (task := by_rel.get(rel)) is None:
-                continue  # reported above
-            md5s = [result.digests.get(task.source), result.digests.get(_raw_rel(plan, task.annotation))]
-            if None in md5s or entry.get("key") != recording_key(task.key_parts, task.split, *md5s):
-                problems.append(f"{rel} in result {i} was built with other params, code or inputs than this build")
-    missing = sorted(by_rel.keys() - held_by.keys())
-    if missing:
-        problems.insert(0, f"{len(missing)} planned recording(s) in no shard result (a shard missing or failed?): "
-                           f"{_listed(missing)}")  # fmt: skip
-    if problems:
-        raise CacheError(f"cannot merge the shard results: {'; '.join(problems)}", plan.out_dir)
-    return done, skipped, hashed
-
-
-def _check_outputs(out_dir: Path, done: dict[str, dict[str, Any]]) -> None:
-    """Raise CacheError unless every entry's file is in ``out_dir`` with its recorded size and no other output is."""
-    problems = []
-    for rel, entry in sorted(done.items()):
-        try:
-            size = (out_dir / rel).stat().st_size
-        except FileNotFoundError:
-            problems.append(f"{rel} is missing")
-            continue
-        if size != entry["size"]:
-            problems.append(f"{rel} has {size} bytes, its shard recorded {entry['size']}")
-    outputs = (p for p in out_dir.rglob(f"*{store.SUFFIX}") if store.TMP_MARK not in p.name)
-    found = {p.relative_to(out_dir).as_posix() for p in outputs}
-    strays = sorted(found - done.keys())
-    if strays:
-        problems.append(f"outputs no shard of this build wrote (from an earlier build? remove them): {_listed(strays)}")
-    if problems:
-        raise CacheError(f"cannot merge the shard results: {'; '.join(problems)}", out_dir)
-
-
-def _listed(items: list[str], shown: int = 20) -> str:
-    more = f" and {len(items) - shown} more" if len(items) > shown else ""
-    return ", ".join(items[:shown]) + more

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from eegcache import corpus, store
-from eegcache.build import build_shard, merge_shards, plan_shards, run_build
+from eegcache.build import run_build
+from eegcache.shards import build_shard, merge_shards, plan_shards
 from eegcache.errors import AnnotationError, CacheError, ConfigError, CorpusError
 from eegcache.validate import verify
 from tests.conftest import make_config

@@ -1,0 +1,165 @@
+"""A build split across processes or machines (e.g. Modal containers writing into one shared volume):
+:func:`plan_shards` once, :func:`build_shard` per shard (concurrently, into the same cache dir), then
+:func:`merge_shards` once; the cache is byte-identical to :func:`eegcache.build.run_build`'s. A sharded build
+is not incremental: every shard processes all of its recordings.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eegcache import store
+from eegcache.build import Journal, Plan, Task, make_plan, publish, recording_key, remove_stale, run_tasks
+from eegcache.config import Config
+from eegcache.errors import CacheError, ConfigError, CorpusError
+from eegcache.hashstate import HashState
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """What one shard built; plain data, pickled across process and container boundaries."""
+
+    entries: dict[str, dict[str, Any]]  # output rel path -> manifest entry (as ``process`` returns)
+    digests: dict[str, str]  # input path relative to the raw root (EDF and annotation) -> md5
+    skipped: list[dict[str, str]]  # {"file", "reason"} of recordings that failed with build.on_error=skip
+
+
+def plan_shards(config: Config, shards: int, base_dir: Path = Path()) -> list[list[str]]:
+    """The output rel paths (``"train/aaaaaaab_s001_t000.npz"``) of every recording the build processes, split
+    into at most ``shards`` non-empty lists balanced by annotated duration: longest recording first onto the
+    shard with the fewest seconds so far (ties: rel, then shard index); each list sorted. Deterministic.
+
+    Raises as run_build does on a bad corpus (e.g. a patient in two splits, a bad annotation with on_error=fail).
+    """
+    if isinstance(shards, bool) or not isinstance(shards, int) or shards < 1:
+        raise ConfigError(f"shards = {shards!r}; expected a positive number of shards")
+    tasks = make_plan(config, base_dir).tasks
+    loads = [(0.0, i) for i in range(min(shards, len(tasks)))]  # a heap of (seconds assigned, shard index)
+    lists: list[list[str]] = [[] for _ in loads]
+    for task in sorted(tasks, key=lambda t: (-t.annotation_duration_s, t.rel)):
+        seconds, i = heapq.heappop(loads)
+        lists[i].append(task.rel)
+        heapq.heappush(loads, (seconds + task.annotation_duration_s, i))
+    return [sorted(rels) for rels in lists]
+
+
+def build_shard(config: Config, rels: Sequence[str], base_dir: Path = Path()) -> ShardResult:
+    """Process exactly the recordings ``rels`` (one list of :func:`plan_shards`) into ``build.out_dir`` with
+    ``build.workers`` processes, as run_build would.
+
+    Safe beside other shards writing their own outputs into the same out_dir: it writes its outputs atomically
+    and no metadata, journal or hash state, and it removes only a stale metadata file (the cache stays
+    incomplete until :func:`merge_shards`). Raises CorpusError naming any rel the build would not process.
+    """
+    plan = make_plan(config, base_dir)
+    wanted = set(rels)
+    unknown = sorted(wanted - {t.rel for t in plan.tasks})
+    if unknown:
+        raise CorpusError(
+            f"not recordings of this build (not in the corpus, excluded by the split policy or skipped for a bad "
+            f"annotation): {', '.join(unknown)}",
+            plan.raw_dir,
+        )
+    plan.out_dir.mkdir(parents=True, exist_ok=True)
+    (plan.out_dir / store.METADATA_NAME).unlink(missing_ok=True)  # no metadata may describe changing outputs
+    digests: dict[str, str] = {}
+
+    def finished(task: Task, entry: dict[str, Any], edf_stamp: list, annotation_stamp: list) -> None:
+        digests[task.source] = edf_stamp[2]
+        digests[_raw_rel(plan, task.annotation)] = annotation_stamp[2]
+
+    skipped: list[dict[str, str]] = []
+    tasks = [t for t in plan.tasks if t.rel in wanted]
+    entries = run_tasks(tasks, plan.params["preprocess"], plan.out_dir, config, skipped, finished)
+    return ShardResult(dict(sorted(entries.items())), dict(sorted(digests.items())),
+                       sorted(skipped, key=lambda s: s["file"]))  # fmt: skip
+
+
+def merge_shards(config: Config, results: Sequence[ShardResult], base_dir: Path = Path()) -> dict[str, Any]:
+    """Write the metadata and metrics for the union of the shards' results, as run_build would -> the metadata.
+
+    Raises CacheError (writing nothing) when a planned recording is in no result or in two, a result holds a
+    recording this build does not process or an entry built with other params, code or inputs, an output is
+    missing or has another size than recorded, or out_dir holds outputs no shard wrote. Hashes the inputs the
+    shards did not (skipped and excluded recordings). Removes only our own leftovers: temp files of killed writes
+    and the journal of an interrupted run_build.
+    """
+    plan = make_plan(config, base_dir)
+    done, skipped, hashed = _gather(plan, results)
+    _check_outputs(plan.out_dir, done)
+    plan.out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale(plan.out_dir, set(done))  # every other output was refused above: this removes temp files only
+    state = HashState(base_dir / config.build.state_dir)
+    known = {path: hashed[rel] for path in plan.inputs() if (rel := _raw_rel(plan, path)) in hashed}
+    digests = state.md5_many([path for path in plan.inputs() if path not in known])
+    digests.update(known)
+    state.save()
+    return publish(config, base_dir, plan, digests, done, skipped, Journal(plan.out_dir))
+
+
+def _raw_rel(plan: Plan, path: Path) -> str:
+    return path.relative_to(plan.raw_dir).as_posix()
+
+
+def _gather(plan: Plan, results: Sequence[ShardResult]) -> tuple[dict, list, dict]:
+    """Union of the results -> (entries, skipped including the plan's own, input digests); raises CacheError
+    unless every planned recording is in exactly one result and every entry has this plan's key."""
+    by_rel = {t.rel: t for t in plan.tasks}
+    rel_of = {t.source: t.rel for t in plan.tasks}
+    done: dict[str, dict[str, Any]] = {}
+    skipped, hashed = list(plan.skipped), {}
+    held_by: dict[str, int] = {}  # rel -> index of the result holding it
+    problems: list[str] = []
+    for i, result in enumerate(results):
+        hashed.update(result.digests)
+        skipped.extend(result.skipped)
+        done.update(result.entries)
+        for rel in [*result.entries, *(rel_of.get(s["file"], s["file"]) for s in result.skipped)]:
+            if rel not in by_rel:
+                problems.append(f"result {i} holds {rel}, which this build does not process")
+            elif rel in held_by:
+                problems.append(f"{rel} is in results {held_by[rel]} and {i}")
+            else:
+                held_by[rel] = i
+        for rel, entry in result.entries.items():
+            if (task := by_rel.get(rel)) is None:
+                continue  # reported above
+            md5s = [result.digests.get(task.source), result.digests.get(_raw_rel(plan, task.annotation))]
+            if None in md5s or entry.get("key") != recording_key(task.key_parts, task.split, *md5s):
+                problems.append(f"{rel} in result {i} was built with other params, code or inputs than this build")
+    missing = sorted(by_rel.keys() - held_by.keys())
+    if missing:
+        problems.insert(0, f"{len(missing)} planned recording(s) in no shard result (a shard missing or failed?): "
+                           f"{_listed(missing)}")  # fmt: skip
+    if problems:
+        raise CacheError(f"cannot merge the shard results: {'; '.join(problems)}", plan.out_dir)
+    return done, skipped, hashed
+
+
+def _check_outputs(out_dir: Path, done: dict[str, dict[str, Any]]) -> None:
+    """Raise CacheError unless every entry's file is in ``out_dir`` with its recorded size and no other output is."""
+    problems = []
+    for rel, entry in sorted(done.items()):
+        try:
+            size = (out_dir / rel).stat().st_size
+        except FileNotFoundError:
+            problems.append(f"{rel} is missing")
+            continue
+        if size != entry["size"]:
+            problems.append(f"{rel} has {size} bytes, its shard recorded {entry['size']}")
+    outputs = (p for p in out_dir.rglob(f"*{store.SUFFIX}") if store.TMP_MARK not in p.name)
+    found = {p.relative_to(out_dir).as_posix() for p in outputs}
+    strays = sorted(found - done.keys())
+    if strays:
+        problems.append(f"outputs no shard of this build wrote (from an earlier build? remove them): {_listed(strays)}")
+    if problems:
+        raise CacheError(f"cannot merge the shard results: {'; '.join(problems)}", out_dir)
+
+
+def _listed(items: list[str], shown: int = 20) -> str:
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
