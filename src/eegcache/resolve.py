@@ -162,9 +162,14 @@ def _accept(run: _Run, path: Path) -> None:
     raise _Reject(f"{path.name} is invalid: {result.problems[0]}{more}; moved to {moved or 'quarantine by another run'}")
 
 
-def _from_volume(run: _Run) -> tuple[Path, int, str]:
+def _require_version(run: _Run) -> None:
+    """Only a build can serve a run that names no version."""
     if run.expected.hash is None:
         raise _Reject("no version named (dvc.lock has none and cache.version is empty)")
+
+
+def _from_volume(run: _Run) -> tuple[Path, int, str]:
+    _require_version(run)
     if not run.dir.is_dir():
         raise _Reject(f"version {run.expected.dirname} is not on the volume ({run.versions})")
     _accept(run, run.dir)
@@ -173,8 +178,7 @@ def _from_volume(run: _Run) -> tuple[Path, int, str]:
 
 def _install(run: _Run, source: fetch.Source, jobs: int) -> tuple[Path, int, str]:
     """Fetch the version from ``source`` into the volume (unless a valid copy is there already) and validate it."""
-    if run.expected.hash is None:
-        raise _Reject("no version named (dvc.lock has none and cache.version is empty)")
+    _require_version(run)
     if run.dir.is_dir():
         try:
             _accept(run, run.dir)

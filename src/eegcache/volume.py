@@ -5,7 +5,7 @@ content hashes under ``deep``), the metadata's file list and own bytes hash to t
 and the metadata's split policy, params hash and schema version are the ones the configuration expects. A
 directory that fails is moved aside to ``.quarantine/`` with a note of why, never deleted; corrupt objects it
 shared with the volume's DVC cache are evicted so the next pull fetches them again. Nothing else on the volume
-is touched. Pure file-system code: no DVC, no cloud imports.
+is touched. Pure file-system code: no DVC, no cloud imports (``fetch`` only names the object layout here).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eegcache import store, validate
+from eegcache import fetch, store, validate
 from eegcache.errors import CacheError
 
 VERSIONS_DIR = Path("cache") / "tusz"
@@ -133,7 +133,7 @@ def _evict_corrupt_objects(cache_dir: Path, path: Path, damaged: tuple[str, ...]
         return
     for rel in damaged:
         oid = files.get(rel, {}).get("md5")
-        obj = cache_dir / "files" / "md5" / oid[:2] / oid[2:] if isinstance(oid, str) else None
+        obj = fetch.cache_path(cache_dir, oid) if isinstance(oid, str) else None
         if obj is not None and obj.is_file() and store.md5_file(obj) != oid:
             obj.unlink()  # its content no longer matches its name: garbage that would be linked again
 
@@ -144,10 +144,9 @@ def installed(volume_root: Path) -> list[Path]:
     root = versions_root(volume_root)
     if not root.is_dir():
         return []
-    objects = root / DVC_CACHE / "files" / "md5"
     found = [
         p for p in root.iterdir()
-        if _VERSION_NAME.match(p.name) and p.is_dir() and (objects / p.name[:2] / f"{p.name[2:]}.dir").is_file()
+        if _VERSION_NAME.match(p.name) and p.is_dir() and fetch.cache_path(root / DVC_CACHE, f"{p.name}.dir").is_file()
     ]  # fmt: skip
     return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 
@@ -182,7 +181,7 @@ def prune(volume_root: Path, keep: int, in_use: set[str]) -> Pruned:
     cache_dir = versions_root(volume_root) / DVC_CACHE
     count = freed = 0
     for oid in sorted(orphans):
-        obj = cache_dir / "files" / "md5" / oid[:2] / oid[2:]
+        obj = fetch.cache_path(cache_dir, oid)
         if obj.is_file():
             freed += obj.stat().st_size
             obj.unlink()
