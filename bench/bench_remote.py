@@ -6,7 +6,7 @@ version recorded in ``dvc.lock`` by ``dvc commit`` of the project's own ``build_
 ``remote.push``):
 
 1. pulling the version into an empty directory: ``s5cmd cp`` of the same objects from the same server vs eegcache's
-   ``remote.pull_version`` (<= 1.5x s5cmd), each in its own process, best of 2 each; plain ``dvc pull`` in a fresh
+   ``volume.pull_version`` (<= 1.5x s5cmd), each in its own process, best of 2 each; plain ``dvc pull`` in a fresh
    ``git clone`` for reference;
 2. ``pull_version`` with ``jobs`` = 8, 16, 32, 64, and where its time goes (a profiled run: fetch = download, then
    DVC's per-object hash check; checkout); client and server CPU-seconds of every run, and what hashing every object
@@ -47,7 +47,7 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 BIN = Path(sys.executable).parent
 
-from eegcache import __version__, config, montage, remote, s3local, store, validate  # noqa: E402
+from eegcache import __version__, config, montage, remote, s3local, store, validate, volume  # noqa: E402
 
 FILES = 550  # recordings in the version
 SAMPLES = (80_000, 140_000)  # per recording at 200 Hz (6.7-11.7 min): 3.1-5.4 MB of float16 each
@@ -265,7 +265,7 @@ def child_main(argv: list[str]) -> int:
     if profiler:
         profiler.enable()
     if args.what == "pull":
-        out = remote.pull_version(args.root, remote.version_at(args.root), args.target, jobs=args.jobs)
+        out = volume.pull_version(args.root, remote.version_at(args.root), args.target, jobs=args.jobs)
         result = {"out": str(out)}
     else:
         result = {"uploaded": remote.push(args.root, jobs=args.jobs)}
@@ -283,7 +283,7 @@ def run_child(*args: str, cwd: Path) -> dict:
 
 
 def pull_version(root: Path, target: Path, jobs: int | None = None, profile: Path | None = None) -> dict:
-    """``remote.pull_version`` of the working tree's version into ``target``, in a new process."""
+    """``volume.pull_version`` of the working tree's version into ``target``, in a new process."""
     extra = ([f"--jobs={jobs}"] if jobs else []) + ([f"--profile={profile}"] if profile else [])
     return run_child("pull", str(root), str(target), *extra, cwd=target.parent)
 
@@ -312,7 +312,7 @@ def phases(profile: Path, wall_s: float) -> list[tuple[str, float]]:
         found = [v[3] for (f, _, name), v in stats.items() if name == func and f.endswith(file_part)]
         return max(found) if found else float("nan")
 
-    total = cumulative("eegcache/remote.py", "pull_version")
+    total = cumulative("eegcache/volume.py", "pull_version")
     return [
         ("whole process (Python start, imports, pull_version)", wall_s),
         ("pull_version", total),

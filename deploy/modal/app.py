@@ -6,9 +6,10 @@ never built on the GPU unless allowed), a cache build spread over CPU containers
     modal run deploy/modal/app.py::verify --version <md5>.dir
 
 Everything here is thin: the work is done by ``eegcache.resolve``, ``eegcache.build``, ``eegcache.remote`` and
-``eegcache.train``. Resources, names, bucket and prefixes come from the ``modal`` section of the composed config
-(``conf/modal/default.yaml``). The functions' bodies also run offline with ``.local()`` (the tests do), where
-``project`` and the ``cache.volume_root``/``cache.mount_point``/``data.raw_dir`` overrides point at local stand-ins.
+``eegcache.train``. The configuration comes by the project's one road (``eegcache.config.load``) with ``paths=modal``
+selected: resources, names, bucket and prefixes from the ``modal`` group, the Volume and mount points from
+``conf/paths/modal.yaml``. The functions' bodies also run offline with ``.local()`` (the tests do), where ``project``
+and the ``cache.volume_root``/``cache.mount_point``/``data.raw_dir`` overrides point at local stand-ins.
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ from eegcache import train as trainer
 
 CONTAINER_PROJECT = "/root/project"
 PROJECT = Path(os.environ.get("EEGCACHE_PROJECT") or Path(__file__).resolve().parents[2])
-SETTINGS = config.validate(config.compose(PROJECT / "conf"), str(PROJECT / "conf")).modal
+PATHS = ["paths=modal"]  # conf/paths/modal.yaml: the Volume at /results, the bucket mounts
+CONTAINER = config.load(PROJECT, PATHS)
+SETTINGS = CONTAINER.modal
+VOLUME_PATH, RAW_MOUNT, CACHE_MOUNT = CONTAINER.cache.volume_root, CONTAINER.data.raw_dir, CONTAINER.cache.mount_point
 DVC_FILES = (".dvc/config", "dvc.yaml", "dvc.lock", "params.yaml")
 
 
@@ -60,10 +64,8 @@ dvc_remote = modal.CloudBucketMount(SETTINGS.bucket, key_prefix=SETTINGS.cache_p
 
 
 def _config(project: Path, overrides: list[str]) -> config.Config:
-    """conf/ composed with the container's paths first, then the caller's overrides (which win)."""
-    paths = [f"cache.volume_root={SETTINGS.volume_path}", f"cache.mount_point={SETTINGS.cache_mount}",
-             f"data.raw_dir={SETTINGS.raw_mount}"]  # fmt: skip
-    return config.validate(config.compose(project / "conf", [*paths, *overrides]), str(project / "conf"))
+    """conf/ composed with the container's paths selected, then the caller's overrides (which win)."""
+    return config.load(project, [*PATHS, *overrides])
 
 
 def _commit_volume() -> None:
@@ -77,7 +79,7 @@ def _project(project: str | None) -> Path:
 
 
 @app.function(image=image, gpu=SETTINGS.gpu, timeout=SETTINGS.train_timeout_s, cpu=SETTINGS.train_cpu,
-              memory=SETTINGS.train_memory_mib, volumes={SETTINGS.volume_path: results, SETTINGS.cache_mount: dvc_remote},
+              memory=SETTINGS.train_memory_mib, volumes={VOLUME_PATH: results, CACHE_MOUNT: dvc_remote},
               secrets=[aws])  # fmt: skip
 def train(version: str, overrides: list[str] | None = None, project: str | None = None) -> dict[str, Any]:
     """Resolve ``version`` (``<md5>.dir``) onto the Volume with the configured preset (default: the bucket mount,
@@ -85,7 +87,7 @@ def train(version: str, overrides: list[str] | None = None, project: str | None 
     A resolver error (no valid source) stops the run before any training."""
     root = _project(project)
     cfg = _config(root, [f"cache.version={version}", *(overrides or [])])
-    report = resolve.resolve(cfg, root, say=print)
+    report = resolve.resolve(cfg, root, say=print, asked=config.requested(root, overrides or []))
     if report.bytes or report.source == "build":
         _commit_volume()
     Console().print(resolve.table(report))
@@ -99,7 +101,7 @@ def train(version: str, overrides: list[str] | None = None, project: str | None 
 
 
 @app.function(image=image, cpu=SETTINGS.build_cpu, memory=SETTINGS.build_memory_mib, timeout=SETTINGS.build_timeout_s,
-              volumes={SETTINGS.volume_path: results, SETTINGS.raw_mount: raw_data})  # fmt: skip
+              volumes={VOLUME_PATH: results, RAW_MOUNT: raw_data})  # fmt: skip
 def build_shard(rels: list[str], overrides: list[str] | None = None, project: str | None = None) -> shards.ShardResult:
     """Process one share of the recordings into the Volume's staging directory."""
     root = _project(project)
@@ -119,7 +121,7 @@ def _build_config(root: Path, overrides: list[str]) -> config.Config:
 
 
 @app.function(image=image, cpu=SETTINGS.build_cpu, memory=SETTINGS.build_memory_mib, timeout=SETTINGS.build_timeout_s,
-              volumes={SETTINGS.volume_path: results, SETTINGS.raw_mount: raw_data}, secrets=[aws])  # fmt: skip
+              volumes={VOLUME_PATH: results, RAW_MOUNT: raw_data}, secrets=[aws])  # fmt: skip
 def build_cache(overrides: list[str] | None = None, project: str | None = None, push: bool = True) -> dict[str, Any]:
     """Build the cache from the raw bucket mount across ``modal.build_containers`` CPU containers into a staging
     directory on the Volume, merge the metadata, push the version to the DVC remote, install it on the Volume
@@ -136,10 +138,10 @@ def build_cache(overrides: list[str] | None = None, project: str | None = None, 
         results.reload()
     metadata = shards.merge_shards(cfg, done, root)
     out_dir = Path(cfg.build.out_dir)
-    version, source = remote.tree_source(out_dir)
-    uploaded = remote.push_tree(root, out_dir)[1] if push else 0
+    version, source = volume.tree_source(out_dir)
+    uploaded = remote.push_tree(root, version, source) if push else 0
     versions = volume.versions_root(resolve.volume_root(cfg, root))
-    installed, _ = remote.install_version(source, remote.Version("build", version, 0, 0), versions)
+    installed, _ = volume.install(source, version, versions)
     staging = out_dir.parents[1]
     print(f"removing the staging directory {staging}: its content is installed as {installed}")
     shutil.rmtree(staging)  # our own intermediate; the next build starts from an empty one (merge refuses strays)

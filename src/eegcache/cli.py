@@ -24,16 +24,23 @@ def _demo_corpus(args: argparse.Namespace) -> int:
 
 
 def _params(args: argparse.Namespace) -> int:
-    cfg.write_params(Path(args.conf), Path(args.params), args.overrides)
-    print(f"composed {args.conf}/ into {args.params}")
+    repo = Path(args.repo)
+    cfg.write_params(repo, args.overrides, repo / cfg.PARAMS_FILE)
+    print(f"composed {repo / cfg.CONF_DIR}/ into {repo / cfg.PARAMS_FILE}")
     return 0
+
+
+def _stage_config(args: argparse.Namespace) -> cfg.Config:
+    """A stage's configuration: conf/ composed with the overrides, or (``--params``, as dvc.yaml runs it) the
+    composition DVC wrote."""
+    return cfg.load(Path(), args.overrides, params_file=Path(args.params) if args.params else None)
 
 
 def _build(args: argparse.Namespace) -> int:
     from eegcache.build import run_build
     from eegcache.report import print_summary, summary_table
 
-    config = cfg.load(Path(args.params), args.overrides)
+    config = _stage_config(args)
     summary = run_build(config)
     title = f"cache summary — processed {summary.processed}, reused {summary.reused}, in {summary.seconds:.1f} s"
     table = summary_table(summary.metadata, title)
@@ -46,7 +53,7 @@ def _build(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from eegcache.train import run_train
 
-    config = cfg.load(Path(args.params), args.overrides)
+    config = _stage_config(args)
     result = run_train(config)
     split, m = config.train.eval_split, result.metrics
     print(f"{split}: AUROC {m[f'{split}_auroc']:.3f}, sensitivity {m[f'{split}_sensitivity']:.3f} and "
@@ -123,18 +130,13 @@ def _versions(args: argparse.Namespace) -> int:
 
 
 def _pull_version(args: argparse.Namespace) -> int:
-    from eegcache import remote
+    from eegcache import remote, volume
 
     repo = Path(args.repo)
     version = remote.version_at(repo, args.rev) if args.hash is None else remote.Version(args.hash, args.hash, 0, 0)
-    out = remote.pull_version(repo, version, Path(args.target), jobs=args.jobs)
+    out = volume.pull_version(repo, version, Path(args.target), jobs=args.jobs)
     print(f"version {version.hash} is at {out}")
     return 0
-
-
-def _composed(args: argparse.Namespace) -> cfg.Config:
-    """conf/ of the project composed with the command's Hydra overrides (``cache=volume_first``, ``cache.jobs=32``)."""
-    return cfg.validate(cfg.compose(Path(args.repo) / "conf", args.overrides), str(Path(args.repo) / "conf"))
 
 
 def _resolve(args: argparse.Namespace) -> int:
@@ -143,9 +145,11 @@ def _resolve(args: argparse.Namespace) -> int:
     from eegcache import resolve
 
     console = Console(stderr=True)
-    config = _composed(args)
+    repo = Path(args.repo)
+    config = cfg.load(repo, args.overrides)
+    asked = cfg.requested(repo, args.overrides)
     try:
-        report = resolve.resolve(config, Path(args.repo), say=lambda text: console.print(text, markup=False))
+        report = resolve.resolve(config, repo, say=lambda text: console.print(text, markup=False), asked=asked)
     except resolve.ResolveError as exc:
         if args.json:
             _write_json(args.json, exc.report.as_dict())
@@ -172,7 +176,7 @@ def _write_json(where: str, data: dict) -> None:
 def _prune(args: argparse.Namespace) -> int:
     from eegcache import resolve, volume
 
-    config = _composed(args)
+    config = cfg.load(Path(args.repo), args.overrides)
     in_use = set(args.in_use or [])
     expected = resolve.expected_version(config, Path(args.repo)).hash
     in_use |= {expected} if expected else set()
@@ -240,18 +244,17 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("params", help="compose conf/ (plus Hydra overrides) into params.yaml")
     p.add_argument("overrides", nargs="*", help="e.g. preprocess=tcp22 build.workers=2")
-    p.add_argument("--conf", default="conf")
-    p.add_argument("--params", default=cfg.PARAMS_FILE)
+    p.add_argument("--repo", default=".", help="the project (conf/ in, params.yaml out)")
     p.set_defaults(func=_params)
 
     p = sub.add_parser("build", help="build or update the cache (the DVC stage `build_cache`)")
-    p.add_argument("overrides", nargs="*", help="value overrides on params.yaml, e.g. data.raw_dir=/path")
-    p.add_argument("--params", default=cfg.PARAMS_FILE)
+    p.add_argument("overrides", nargs="*", help="Hydra overrides on conf/, e.g. preprocess=tcp22 build.workers=2")
+    p.add_argument("--params", metavar="FILE", help="read the composition DVC wrote (the stage: --params params.yaml)")
     p.set_defaults(func=_build)
 
     p = sub.add_parser("train", help="train and evaluate the numpy baseline on the cache (the DVC stage `train`)")
-    p.add_argument("overrides", nargs="*", help="value overrides on params.yaml, e.g. train.epochs=10")
-    p.add_argument("--params", default=cfg.PARAMS_FILE)
+    p.add_argument("overrides", nargs="*", help="Hydra overrides on conf/, e.g. train.epochs=10")
+    p.add_argument("--params", metavar="FILE", help="read the composition DVC wrote (the stage: --params params.yaml)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("verify", help="check a cache against its metadata")

@@ -1,7 +1,10 @@
-"""Typed configuration: dataclass schemas for every conf group, composed with Hydra, validated once.
+"""The one configuration road: ``conf/`` composed by Hydra with the caller's overrides (group selections
+included), converted once into the frozen dataclasses below (:func:`load`); nothing below sees a ``DictConfig``.
 
-Config flows one way: ``conf/`` (Hydra) -> ``params.yaml`` (the composition, what DVC tracks) -> the
-frozen dataclasses below -> plain functions. Nothing below the CLI sees a ``DictConfig``.
+``params.yaml`` is that composition written for DVC (:func:`write_params`, or ``dvc exp run -S``); a DVC stage reads
+it back through the same conversion. The identity of a cache version is its :func:`stage_params` (what ``dvc.lock``
+records for the stage) and their :func:`stable_hash`; :func:`requested` and :func:`conflicts` tell which of them a
+caller's overrides ask for and where a version differs.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 from eegcache.errors import ConfigError
 from eegcache.montage import MONTAGES
 
+CONF_DIR = "conf"
 CONFIG_NAME = "config"
 PARAMS_FILE = "params.yaml"
 
@@ -28,6 +32,18 @@ PARAMS_FILE = "params.yaml"
 def _choice(name: str, value: str, allowed: Sequence[str]) -> None:
     if value not in allowed:
         raise ConfigError(f"{name} = {value!r}; expected one of {', '.join(allowed)}")
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    """Where things are on this machine (``conf/paths/<name>.yaml``; the other groups refer to these by
+    interpolation). Relative paths start at the project root."""
+
+    data_dir: str = "data"  # raw corpora: <data_dir>/<corpus folder> (data.raw_dir)
+    cache_dir: str = "cache/tusz"  # the DVC stage output (build.out_dir)
+    state_dir: str = ".eegcache"  # machine-local hash state (build.state_dir)
+    volume_root: str = ".eegcache/volume"  # the persistent volume (cache.volume_root)
+    mount_point: str = ""  # the DVC remote's prefix mounted read-only (cache.mount_point; "" = none)
 
 
 @dataclass(frozen=True)
@@ -138,22 +154,16 @@ class ModalConfig:
     build_memory_mib: int = 8192
     build_timeout_s: int = 3600
     build_containers: int = 32  # shards of the recordings for `.map`
-    volume_name: str = "eegcache-results"
-    volume_path: str = "/results"
+    volume_name: str = "eegcache-results"  # mounted at paths.volume_root (paths=modal)
     secret_name: str = "aws-s3-secret"
     bucket: str = "eegcache"
-    raw_prefix: str = "tusz/v2.0.3/"  # the TUSZ root (holding edf/) in the bucket
-    raw_mount: str = "/data"
+    raw_prefix: str = "tusz/v2.0.3/"  # the TUSZ root (holding edf/) in the bucket, mounted at data.raw_dir
     cache_prefix: str = "tusz-cache/"  # the DVC remote's prefix (.dvc/config: url = s3://<bucket>/<prefix>)
-    cache_mount: str = "/s3-cache"
 
     def __post_init__(self) -> None:
         for name in ("raw_prefix", "cache_prefix"):
             if not getattr(self, name).endswith("/"):
                 raise ConfigError(f"modal.{name} = {getattr(self, name)!r}; a bucket mount's key prefix must end with '/'")
-        for name in ("volume_path", "raw_mount", "cache_mount"):
-            if not getattr(self, name).startswith("/"):
-                raise ConfigError(f"modal.{name} = {getattr(self, name)!r}; expected an absolute path in the container")
         if min(self.train_timeout_s, self.build_timeout_s, self.build_containers, self.train_memory_mib) < 1:
             raise ConfigError("modal timeouts, memory and build_containers must be positive")
 
@@ -220,6 +230,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class Config:
+    paths: PathsConfig = field(default_factory=PathsConfig)
     data: DataConfig = field(default_factory=DataConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     build: BuildConfig = field(default_factory=BuildConfig)
@@ -255,8 +266,9 @@ def _build_section(cls: type, raw: Any, where: str) -> Any:
     return cls(**values)
 
 
-def validate(raw: dict[str, Any], source: str) -> Config:
-    """Check a plain mapping against the schemas; unknown keys and wrong types raise ConfigError."""
+def from_mapping(raw: dict[str, Any], source: str) -> Config:
+    """The frozen dataclasses from a plain mapping (a composition); unknown keys and wrong types raise ConfigError
+    naming ``source``."""
     try:
         return _build_section(Config, raw, "")
     except ConfigError as exc:
@@ -264,62 +276,103 @@ def validate(raw: dict[str, Any], source: str) -> Config:
 
 
 _SECTIONS: dict[str, type] = {
-    cls.__name__: cls for cls in (DataConfig, PreprocessConfig, BuildConfig, CacheConfig, ModalConfig, TrainConfig)
+    cls.__name__: cls
+    for cls in (PathsConfig, DataConfig, PreprocessConfig, BuildConfig, CacheConfig, ModalConfig, TrainConfig)
 }
 
 
-def compose(config_dir: Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Compose ``conf/`` with Hydra-style overrides (``preprocess=tcp22``, ``build.workers=2``) into a dict."""
+def compose(project: Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """``<project>/conf`` composed by Hydra with the overrides (``preprocess=tcp22``, ``build.workers=2``), as a
+    plain dict with interpolations resolved: what DVC's ``dvc exp run -S`` writes to ``params.yaml``."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
 
+    config_dir = Path(project) / CONF_DIR
+    if not (config_dir / f"{CONFIG_NAME}.yaml").is_file():
+        raise ConfigError(f"no {CONFIG_NAME}.yaml here: not an eegcache project (or run from its root)", config_dir)
     try:
         with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base=None):
             cfg = hydra_compose(config_name=CONFIG_NAME, overrides=list(overrides))
+        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
     except (HydraException, OmegaConfBaseException) as exc:
-        raise ConfigError(f"cannot compose configuration: {exc}", config_dir) from exc
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+        raise ConfigError(f"cannot compose the configuration with {list(overrides)}: {exc}", config_dir) from exc
 
 
-def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], source: str) -> dict[str, Any]:
-    """Apply Hydra-style value overrides (``key=value``, ``+key=value``, ``~key``) to a plain mapping."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
+def load(project: Path = Path(), overrides: Sequence[str] = (), *, params_file: Path | None = None) -> Config:
+    """The configuration of a command, a stage or the Modal app: the one road.
 
-    cfg = OmegaConf.create(raw)
+    ``<project>/conf`` composed by Hydra with ``overrides`` (value overrides and group selections alike), converted
+    once into frozen dataclasses. With ``params_file`` (a DVC stage: ``eegcache build --params params.yaml``), the
+    composition DVC wrote there (by ``eegcache params`` or ``dvc exp run -S``) is read back instead; it already holds
+    its overrides, so giving more is an error (they belong to ``eegcache params`` or ``dvc exp run -S``).
+    """
+    if params_file is None:
+        return from_mapping(compose(project, overrides), str(Path(project) / CONF_DIR))
+    if overrides:
+        raise ConfigError(
+            f"overrides {' '.join(overrides)} given with a composed params file: compose them into it first "
+            "(`eegcache params <overrides>` or `dvc exp run -S <override>`)",
+            params_file,
+        )
     try:
-        parsed = OverridesParser.create().parse_overrides(overrides=list(overrides))
-    except HydraException as exc:
-        raise ConfigError(f"bad override: {exc}", source) from exc
-    for override in parsed:
-        key = override.key_or_group
-        if override.is_delete():
-            OmegaConf.update(cfg, key, None, force_add=True)
-            continue
-        if OmegaConf.select(cfg, key) is None and not override.is_add():
-            raise ConfigError(f"unknown key {key!r} in override {override.input_line!r}", source)
-        OmegaConf.update(cfg, key, override.value(), merge=True, force_add=override.is_add())
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-
-
-def load(params_file: Path = Path(PARAMS_FILE), overrides: Sequence[str] = ()) -> Config:
-    """The stage configuration: ``params.yaml`` plus value overrides, validated."""
-    try:
-        raw = yaml.safe_load(params_file.read_text()) or {}
+        raw = yaml.safe_load(Path(params_file).read_text()) or {}
     except FileNotFoundError as exc:
         raise ConfigError("params file not found (run `eegcache params` to compose it from conf/)", params_file) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"not valid YAML ({exc})", params_file) from exc
-    return validate(apply_overrides(raw, overrides, str(params_file)), str(params_file))
+    return from_mapping(raw, str(params_file))
 
 
-def write_params(config_dir: Path, params_file: Path, overrides: Sequence[str] = ()) -> Config:
-    """Compose ``conf/`` (with overrides), validate it and write it to ``params_file`` (for ``dvc repro``)."""
-    raw = compose(config_dir, overrides)
-    config = validate(raw, str(config_dir))
-    params_file.write_text(yaml.safe_dump(raw, sort_keys=False))
+def write_params(project: Path = Path(), overrides: Sequence[str] = (), params_file: Path | None = None) -> Config:
+    """Compose ``<project>/conf`` with the overrides, check it and write it to ``params.yaml`` (for ``dvc repro``)."""
+    raw = compose(project, overrides)
+    config = from_mapping(raw, str(Path(project) / CONF_DIR))
+    (params_file or Path(project) / PARAMS_FILE).write_text(yaml.safe_dump(raw, sort_keys=False))
     return config
+
+
+def requested(project: Path, overrides: Sequence[str]) -> dict[str, Any]:
+    """The stage params (flat keys such as ``preprocess.dtype``) that ``overrides`` ask for: every key they name (a
+    group selection such as ``preprocess=tcp22`` names its whole group) or change. Empty without overrides."""
+    if not overrides:
+        return {}
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        named = [o.key_or_group for o in OverridesParser.create().parse_overrides(overrides=list(overrides))]
+    except HydraException as exc:
+        raise ConfigError(f"bad override: {exc}", Path(project) / CONF_DIR) from exc
+    asked = flatten(stage_params(load(project, overrides)))
+    default = flatten(stage_params(load(project)))
+    return {
+        key: value for key, value in asked.items()
+        if value != default.get(key) or any(key == n or key.startswith(f"{n}.") for n in named)
+    }  # fmt: skip
+
+
+def conflicts(recorded: dict[str, Any], asked: dict[str, Any]) -> list[str]:
+    """``"key: version <recorded>, config <asked>"`` for each asked-for stage param (flat keys) the version has
+    with another value."""
+    return [
+        f"{key}: version {_shown(recorded.get(key))}, config {_shown(value)}"
+        for key, value in sorted(asked.items())
+        if recorded.get(key) != value
+    ]
+
+
+def _shown(value: Any) -> str:
+    return "(not recorded)" if value is None else str(value)
+
+
+def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested params as DVC lists them in ``dvc.lock``: ``{"preprocess": {"dtype": ..}}`` -> ``{"preprocess.dtype": ..}``."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        flat.update(flatten(value, f"{name}.") if isinstance(value, dict) else {name: value})
+    return flat
 
 
 def stage_params(config: Config) -> dict[str, Any]:

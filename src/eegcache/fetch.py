@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -42,9 +43,24 @@ class Source(Protocol):
     def chunks(self, oid: str) -> AbstractContextManager[Iterator[bytes]]: ...
 
 
+_OBJECT_ID = re.compile(r"[0-9a-f]{32}(\.dir)?")
+
+
+def is_object_id(text: str) -> bool:
+    """``text`` names a DVC object: 32 lowercase hex digits, ``.dir`` for a directory listing."""
+    return _OBJECT_ID.fullmatch(text) is not None
+
+
 def object_key(oid: str) -> str:
-    """An object's path under a DVC 3 remote or cache root."""
+    """An object's path under a DVC 3 remote or cache root (DVC's layout, described here only):
+    ``files/md5/<first 2 hex digits>/<the other 30>[.dir]``."""
     return f"files/md5/{oid[:2]}/{oid[2:]}"
+
+
+def object_id(key: str) -> str:
+    """The object id of a path in that layout (the inverse of :func:`object_key`)."""
+    parts = key.rsplit("/", 2)
+    return parts[-2] + parts[-1]
 
 
 @dataclass

@@ -1,8 +1,9 @@
-"""The DVC adapter: the S3 remote's configuration, push/pull, remote verification, versions, and pulling a
-version into a directory of another filesystem without a git checkout. The only module that imports DVC.
+"""The DVC and git adapter, and the only module that runs either: the S3 remote's configuration, push, pull,
+remote verification, versions named by revisions, ``dvc repro`` and DVC's checkout of a fetched version.
 
-A cache *version* is the DVC hash of ``cache/tusz`` in ``dvc.lock`` at a git revision (``<md5>.dir``); its
-objects live on the remote under ``files/md5/<2>/<30>`` and the ``.dir`` object lists them.
+A cache *version* is the DVC hash (``<md5>.dir``) of the ``build_cache`` stage's directory output in ``dvc.lock`` at
+a git revision; its objects live on the remote in DVC's layout (:func:`eegcache.fetch.object_key`) and the ``.dir``
+object lists them.
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -23,15 +23,14 @@ from typing import Any
 
 import yaml
 
-from eegcache import fetch
+from eegcache import fetch, store
+from eegcache.config import flatten
 from eegcache.errors import EegcacheError
-from eegcache.store import atomic_write
 
 log = logging.getLogger(__name__)
 
 REMOTE = "storage"
-OUT_PATH = "cache/tusz"
-METADATA_NAME = ".cache_metadata.json"
+STAGE = "build_cache"
 
 
 class RemoteError(EegcacheError):
@@ -50,7 +49,7 @@ class Version:
     hash: str  # "<md5>.dir"
     nfiles: int
     size: int
-    params: dict[str, Any] = field(default_factory=dict)  # the stage params dvc.lock records
+    params: dict[str, Any] = field(default_factory=dict)  # the stage params dvc.lock records (flat keys)
 
     @property
     def split_policy(self) -> str | None:
@@ -83,23 +82,26 @@ def _git(root: Path, *args: str) -> str:
 
 
 def version_at(root: Path, rev: str | None = None) -> Version:
-    """The cache version that ``dvc.lock`` names at ``rev`` (None: the working tree)."""
+    """The cache version that ``dvc.lock`` names at ``rev`` (None: the working tree), with the params DVC recorded."""
     text = (root / "dvc.lock").read_text() if rev is None else _git(root, "show", f"{rev}:dvc.lock")
     lock = yaml.safe_load(text) or {}
-    stage = lock.get("stages", {}).get("build_cache", {})
+    stage = lock.get("stages", {}).get(STAGE, {})
     for out in stage.get("outs", []):
-        if out.get("path") == OUT_PATH:
-            params = _flatten(stage.get("params", {}).get("params.yaml", {}))
+        if str(out.get("md5", "")).endswith(".dir"):  # the cache directory (the metrics file is not one)
+            params = flatten(stage.get("params", {}).get("params.yaml", {}))
             return Version(rev or "workspace", out["md5"], int(out.get("nfiles", 0)), int(out.get("size", 0)), params)
-    raise RemoteError(f"no output {OUT_PATH} of stage build_cache in dvc.lock at {rev or 'the working tree'}", root)
+    raise RemoteError(f"no directory output of stage {STAGE} in dvc.lock at {rev or 'the working tree'}", root)
 
 
-def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        flat.update(_flatten(value, f"{name}.") if isinstance(value, dict) else {name: value})
-    return flat
+def repro(root: Path) -> Version:
+    """``dvc repro`` of the cache stage in the project at ``root`` (with this interpreter's ``eegcache`` on PATH)
+    -> the version it recorded."""
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.run(["dvc", "repro", STAGE], cwd=root, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise EegcacheError(f"dvc repro failed: {(proc.stderr or proc.stdout).strip()[-2000:]}", root)
+    return version_at(root)
 
 
 @contextmanager
@@ -179,7 +181,7 @@ def configure_access(
 
 def _stage(root: Path) -> str:
     """The stage as a target DVC resolves from any working directory (bare names resolve against the cwd)."""
-    return f"{root.resolve() / 'dvc.yaml'}:build_cache"
+    return f"{root.resolve() / 'dvc.yaml'}:{STAGE}"
 
 
 def push(root: Path, jobs: int | None = None) -> int:
@@ -203,38 +205,24 @@ def push(root: Path, jobs: int | None = None) -> int:
     return count + len(missing)
 
 
-def tree_source(cache_dir: Path) -> tuple[str, fetch.TreeSource]:
-    """A built cache directory as a fetch source, with its DVC version hash (from its metadata's md5s; the
-    objects' content is verified again wherever they are fetched to)."""
-    from eegcache import store, volume
-
-    metadata_bytes = (cache_dir / METADATA_NAME).read_bytes()
-    files = store.read_metadata(cache_dir)["files"]
-    listing = volume.tree_listing(metadata_bytes, files)
-    paths = {entry["md5"]: rel for rel, entry in files.items()} | {store.md5_bytes(metadata_bytes): METADATA_NAME}
-    oid = store.md5_bytes(listing) + ".dir"
-    return oid, fetch.TreeSource(cache_dir, paths, {oid: listing})
-
-
-def push_tree(root: Path, cache_dir: Path) -> tuple[str, int]:
-    """Upload a cache directory built outside DVC's workspace (e.g. by sharded containers) to the project's remote
-    as a version, without copying it into a DVC cache: the objects the remote lacks, then the ``.dir`` object
-    last. Returns (version hash, objects uploaded)."""
-    version, source = tree_source(cache_dir)
+def push_tree(root: Path, version: str, source: fetch.TreeSource) -> int:
+    """Upload a cache directory built outside DVC's workspace (e.g. by sharded containers; ``version`` and
+    ``source`` from :func:`eegcache.volume.tree_source`) to the project's remote without copying it into a DVC
+    cache: the objects the remote lacks, then the ``.dir`` object last. Returns the objects uploaded."""
     with _repo(root) as repo:
         odb = repo.cloud.get_remote_odb(REMOTE, "push")
         present = _present(odb)
         missing = [oid for oid in source.paths if oid not in present]
         for oid in missing:
-            odb.fs.put_file(str(cache_dir / source.paths[oid]), odb.oid_to_path(oid))
+            odb.fs.put_file(str(source.root / source.paths[oid]), odb.oid_to_path(oid))
         if version not in present:
             odb.fs.pipe_file(odb.oid_to_path(version), source.blobs[version])
-    return version, len(missing) + (version not in present)
+    return len(missing) + (version not in present)
 
 
 def _present(odb: Any) -> dict[str, int]:
     """Every object on the remote -> its size in bytes (one listing of ``files/md5/``)."""
-    return {Path(path).parent.name + Path(path).name: info["size"] for path, info in odb.fs.fs.find(odb.path, detail=True).items()}
+    return {fetch.object_id(path): info["size"] for path, info in odb.fs.fs.find(odb.path, detail=True).items()}
 
 
 def pull(root: Path, jobs: int | None = None) -> None:
@@ -288,7 +276,7 @@ def remote_verify(root: Path, rev: str | None = None, deep: bool = False, jobs: 
 
 def _metadata_sizes(odb: Any, objects: dict[str, str], present: dict[str, int]) -> dict[str, int]:
     """Expected size of each file per the version's own metadata (which the remote must hold too)."""
-    oid = objects.get(METADATA_NAME)
+    oid = objects.get(store.METADATA_NAME)
     if oid is None or oid not in present:
         return {}
     metadata = json.loads(_read_object(odb, oid))
@@ -318,101 +306,17 @@ def remote_settings(root: Path) -> dict[str, Any]:
             raise RemoteError(f"no remote '{REMOTE}' configured (see README: remote set-up)", root / ".dvc") from exc
 
 
-def pull_version(root: Path, version: Version, target: Path, jobs: int | None = None, mount: Path | None = None) -> Path:
-    """Fetch ``version`` into a DVC cache under ``target`` and materialise ``target/<hash>/`` (read-only files).
-
-    ``target`` becomes a git-less DVC project (``core.no_scm``) whose cache, site cache and checkout all live
-    on ``target``'s filesystem, so files are stored once (hardlinks, else symlinks; copies as a last resort).
-    Objects come from the project's remote (settings and credentials passed in memory, never written under
-    ``target``) or, with ``mount``, from a directory holding the remote's layout (a read-only bucket mount);
-    either way every object's md5 is checked before it enters the cache. ``jobs``: concurrent transfers
-    (default: the remote's ``jobs``, else 16).
-    """
-    if (target / version.dirname).is_dir():
-        return target / version.dirname  # it only ever appears complete (see install_version)
-    if mount is not None:
-        source: fetch.Source = fetch.DirSource(mount)
-    else:
-        settings = remote_settings(root)
-        jobs = jobs or int(settings.get("jobs") or 16)
-        source = remote_source(settings, jobs)
-    return install_version(source, version, target, jobs or 16)[0]
-
-
-def install_version(source: fetch.Source, version: Version, target: Path, jobs: int = 16) -> tuple[Path, fetch.FillStats]:
-    """``target/<hash>/`` filled from ``source`` through the DVC cache at ``target/.dvc/cache``.
-
-    Safe to run from several processes at once on one ``target``: objects enter the cache by atomic renames,
-    each process checks out into its own hidden directory, DVC's checkouts wait for each other, and the
-    version directory appears by one rename, complete (a process that loses the race discards its copy).
-    A killed run leaves only hidden partial directories, removed by the next run on the same host.
-    """
-    final = target / version.dirname
-    if final.is_dir():
-        return final, fetch.FillStats(0, 0, 0)
-    _init_volume_project(target)
-    _remove_dead_partials(target)
-    stats = fill_version(source, version, target / ".dvc" / "cache", jobs)
-    if final.is_dir():
-        return final, stats
-    partial = target / f"{PARTIAL}{version.dirname}.{socket.gethostname()}.{os.getpid()}"
-    pointer = target / f"{partial.name}.dvc"
-    out = {"md5": version.hash, "size": version.size, "nfiles": version.nfiles, "hash": "md5", "path": partial.name}
-    pointer.write_text(yaml.safe_dump({"outs": [{k: v for k, v in out.items() if v}]}))
+def checkout(project: Path, version: str, out: Path, size: int = 0, nfiles: int = 0) -> None:
+    """DVC's checkout of ``version`` (every object already in ``project``'s DVC cache) into ``out``, a directory
+    of the git-less DVC project ``project`` that nobody else writes; DVC's checkouts wait for each other."""
+    pointer = out.with_name(f"{out.name}.dvc")
+    entry = {"md5": version, "size": size, "nfiles": nfiles, "hash": "md5", "path": out.name}
+    pointer.write_text(yaml.safe_dump({"outs": [{k: v for k, v in entry.items() if v}]}))
     try:
-        with _repo(target, wait_for_lock=True) as repo:
-            repo.checkout(targets=[str(pointer)], force=True)  # the partial dir is ours; every object is in the cache
-        for path in partial.rglob("*"):
-            if path.is_file() and not path.is_symlink():
-                path.chmod(0o444)
-        try:
-            partial.rename(final)
-        except OSError:
-            if not final.is_dir():
-                raise
-            shutil.rmtree(partial)  # another process installed the same version first; ours is a spare copy
+        with _repo(project, wait_for_lock=True) as repo:
+            repo.checkout(targets=[str(pointer)], force=True)
     finally:
         pointer.unlink(missing_ok=True)
-    return final, stats
-
-
-PARTIAL = ".partial-"
-
-
-def _init_volume_project(target: Path) -> None:
-    """A git-less DVC project at ``target`` whose site cache stays on its filesystem (written atomically, so
-    processes starting together agree)."""
-    dvc_dir = target / ".dvc"
-    text = (
-        "[core]\n    no_scm = True\n"
-        f"    site_cache_dir = {dvc_dir / 'site'}\n"
-        "[cache]\n    type = \"reflink,hardlink,symlink,copy\"\n"
-    )
-    config = dvc_dir / "config"
-    if not config.is_file() or config.read_text() != text:
-        atomic_write(config, text.encode())
-
-
-def _remove_dead_partials(target: Path) -> None:
-    """Partial checkouts left by killed processes of this host (their pid is gone)."""
-    host = socket.gethostname()
-    for path in target.glob(f"{PARTIAL}*"):
-        name, _, pid = path.name.removesuffix(".dvc").rpartition(".")
-        if name.endswith(f".{host}") and pid.isdigit() and not _alive(int(pid)):
-            if path.is_dir():
-                shutil.rmtree(path)
-            else:
-                path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def remote_source(settings: dict[str, Any], jobs: int) -> fetch.S3Source:
@@ -423,7 +327,7 @@ def remote_source(settings: dict[str, Any], jobs: int) -> fetch.S3Source:
         raise RemoteUnavailable(f"remote '{REMOTE}' ({settings.get('url')}): {_cause(exc)}") from exc
 
 
-def fill_version(source: fetch.Source, version: Version, cache_dir: Path, jobs: int = 16) -> fetch.FillStats:
+def fill_version(source: fetch.Source, version: str, cache_dir: Path, jobs: int = 16) -> fetch.FillStats:
     """Bring the version's ``.dir`` object, then every object it lists, into the DVC cache at ``cache_dir``."""
     from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, IncompleteReadError, ResponseStreamingError
     from urllib3.exceptions import HTTPError
@@ -434,12 +338,12 @@ def fill_version(source: fetch.Source, version: Version, cache_dir: Path, jobs: 
         # The .dir object first, alone and without retries: an unreachable server or a version never pushed
         # fails here, at once and clearly.
         try:
-            fetch.fill(source, [version.hash], cache_dir, jobs=1)
+            fetch.fill(source, [version], cache_dir, jobs=1)
         except fetch.MissingObject as exc:
-            raise RemoteError(f"{where}: version {version.hash} is not there (its .dir object is missing: was it pushed?)") from exc
+            raise RemoteError(f"{where}: version {version} is not there (its .dir object is missing: was it pushed?)") from exc
         except (BotoCoreError, ClientError, HTTPError, OSError) as exc:
             raise RemoteUnavailable(f"{where}: {_cause(exc)}") from exc
-        listing = json.loads(fetch.cache_path(cache_dir, version.hash).read_bytes())
+        listing = json.loads(fetch.cache_path(cache_dir, version).read_bytes())
         stats = fetch.fill(source, [entry["md5"] for entry in listing], cache_dir, jobs=jobs, transient=transient)
     except fetch.FetchError as exc:
         raise RemoteError(f"{where}: {exc}") from exc

@@ -7,26 +7,31 @@ Sources are tried in the order of the ``cache`` config group (``conf/cache/<pres
 - ``mount``: the same remote prefix as a read-only mounted directory, used the same way;
 - ``build``: ``dvc repro`` from raw data in the project, only with ``allow_build``; then pushed and installed.
 
-Whatever the source, the version directory is validated (``fast`` or ``deep``) against the expected version before
-it is used; a bad one is quarantined (see :mod:`eegcache.volume`). A source that is not available (no mount, no
-credentials, server down) is *skipped*, one that was tried and failed is *rejected*; both with the reason.
+Whatever the source, the version directory is validated (``fast`` or ``deep``) against the version's content hash
+before it is used; a damaged one is quarantined (see :mod:`eegcache.volume`). A source that is not available (no
+mount, no credentials, server down) is *skipped*, one that was tried and failed is *rejected*; both with the reason.
+
+The version's identity (the params it was built with) is what was recorded with it: ``dvc.lock`` at the revision
+that names it, else its own metadata once its content hash matches; never today's ``conf/``. When the caller's
+overrides ask for stage params the version was not built with, that is a :class:`ConfigError` naming each key
+(``preprocess.dtype: version float32, config float16``), raised before the volume is touched whenever the
+identity is known up front; a copy whose content hash matches is never quarantined for it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from eegcache import config as cfg
 from eegcache import fetch, remote, volume
-from eegcache.config import Config, stable_hash, stage_params
-from eegcache.errors import EegcacheError
+from eegcache.config import Config
+from eegcache.errors import ConfigError, EegcacheError
 
 log = logging.getLogger(__name__)
 
@@ -77,33 +82,69 @@ class Report:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Wanted:
+    """The version a run needs and what it is known to be."""
+
+    hash: str | None  # "<md5>.dir"; None when only a build can name it
+    origin: str  # where the hash comes from, for messages
+    params: dict[str, Any] | None  # stage params recorded with it (flat keys); None: read from its metadata
+
+    @property
+    def dirname(self) -> str:
+        if self.hash is None:
+            raise EegcacheError("no cache version named: dvc.lock has none and none was given")
+        return volume.dirname(self.hash)
+
+
 @dataclass
 class _Run:
     config: Config
     root: Path
-    expected: volume.Expected
+    wanted: Wanted
     versions: Path  # <volume>/cache/tusz
     say: Callable[[str], None]
-    rev: str
     files: int = 0  # of the last copy accepted
+    params: dict[str, Any] | None = None  # the stage params the accepted copy's metadata records
 
     @property
     def dir(self) -> Path:
-        return self.versions / self.expected.dirname
+        return self.versions / self.wanted.dirname
 
 
-def expected_version(config: Config, root: Path = Path()) -> volume.Expected:
+def expected_version(config: Config, root: Path = Path()) -> Wanted:
     """The version a run needs: ``cache.version``, else the hash ``dvc.lock`` names at ``cache.rev`` (the working
-    tree when empty; None when it has none yet), with the metadata facts the configuration implies."""
-    facts = {"split_policy": config.data.split_policy, "params_hash": stable_hash(stage_params(config))}
+    tree when empty), with the stage params recorded for it (by DVC in ``dvc.lock``, or in the metadata of a copy on
+    the volume whose content hash matches). When the working tree names none yet, the version a build would make:
+    hash unknown, params those of ``params.yaml`` (what ``dvc repro`` builds)."""
+    rev = config.cache.rev or None
     if config.cache.version:
-        return volume.Expected(config.cache.version, **facts)
+        copy = volume.versions_root(volume_root(config, root)) / volume.dirname(config.cache.version)
+        recorded = volume.recorded_params(copy, config.cache.version)
+        if rev is not None and (at_rev := remote.version_at(root, rev)).hash == config.cache.version:
+            recorded = at_rev.params
+        return Wanted(config.cache.version, "cache.version", None if recorded is None else cfg.flatten(recorded))
     try:
-        return volume.Expected(remote.version_at(root, config.cache.rev or None).hash, **facts)
+        found = remote.version_at(root, rev)
+        return Wanted(found.hash, f"dvc.lock at {rev or 'the working tree'}", found.params)
     except (remote.RemoteError, FileNotFoundError):
-        if config.cache.rev:
+        if rev is not None:
             raise
-        return volume.Expected(None, **facts)  # nothing built yet: only a build can name the version
+    params_file = root / cfg.PARAMS_FILE
+    recorded = cfg.flatten(cfg.stage_params(cfg.load(root, params_file=params_file))) if params_file.is_file() else None
+    return Wanted(None, "a build of params.yaml", recorded)
+
+
+def _refuse_conflicts(wanted: Wanted, recorded: dict[str, Any] | None, asked: dict[str, Any], after: str = "") -> None:
+    """ConfigError naming every asked-for stage param the version was built with another value of."""
+    differs = cfg.conflicts(recorded, asked) if recorded is not None else []
+    if differs:
+        lines = "".join(f"\n  {line}" for line in differs)
+        raise ConfigError(
+            f"cache version {wanted.hash or '(to be built)'} ({wanted.origin}) was not built with the configuration "
+            f"asked for:{lines}\nDrop those overrides to use it, or make the version they describe "
+            f"(`eegcache params <overrides> && dvc repro`, or `dvc exp run -S ...`).{after}"
+        )
 
 
 def _path(root: Path, value: str) -> Path:
@@ -115,14 +156,19 @@ def volume_root(config: Config, root: Path = Path()) -> Path:
     return _path(root, config.cache.volume_root)
 
 
-def resolve(config: Config, root: Path = Path(), say: Callable[[str], None] = log.info) -> Report:
-    """Make the expected cache version available on the volume; returns the report (``report.path``)."""
+def resolve(config: Config, root: Path = Path(), say: Callable[[str], None] = log.info,
+            asked: dict[str, Any] | None = None) -> Report:  # fmt: skip
+    """Make the expected cache version available on the volume; returns the report (``report.path``).
+
+    ``asked``: the stage params the caller's overrides ask for (:func:`eegcache.config.requested`); a version
+    built with other values of them is a ConfigError, never a reason to reject a copy."""
     started = time.perf_counter()
-    cache = config.cache
-    expected = expected_version(config, root)
+    cache, asked = config.cache, asked or {}
+    wanted = expected_version(config, root)
+    _refuse_conflicts(wanted, wanted.params, asked)
     versions = volume.versions_root(volume_root(config, root))
-    run = _Run(config, root, expected, versions, say, cache.rev or "workspace")
-    report = Report(expected.hash, cache.preset, cache.validation, str(versions))
+    run = _Run(config, root, wanted, versions, say)
+    report = Report(wanted.hash, cache.preset, cache.validation, str(versions))
     for name in cache.sources:
         t0 = time.perf_counter()
         try:
@@ -134,8 +180,8 @@ def resolve(config: Config, root: Path = Path(), say: Callable[[str], None] = lo
             continue
         seconds = time.perf_counter() - t0
         report.attempts.append(Attempt(name, "used", f"{note}; valid ({cache.validation})", round(seconds, 3), moved))
-        volume.mark_used(path)
-        report.version, report.path, report.source, report.bytes = run.expected.hash, str(path), name, moved
+        _mark_used(path, say)
+        report.version, report.path, report.source, report.bytes = run.wanted.hash, str(path), name, moved
         report.files = run.files
         break
     report.seconds = round(time.perf_counter() - started, 3)
@@ -144,18 +190,29 @@ def resolve(config: Config, root: Path = Path(), say: Callable[[str], None] = lo
     if report.path is None:
         lines = "".join(f"\n  - {a.source}: {a.outcome}: {a.reason}" for a in report.attempts)
         raise ResolveError(
-            f"no valid source for cache version {expected.hash or '(none named)'} (preset {cache.preset}, "
-            f"sources tried in order):{lines}\nNothing was deleted; bad copies, if any, are in {versions / volume.QUARANTINE}.",
+            f"no valid source for cache version {wanted.hash or '(none named)'} (preset {cache.preset}, "
+            f"sources tried in order):{lines}\nNothing was deleted; damaged copies, if any, are in "
+            f"{versions / volume.QUARANTINE}.",
             report,
         )
+    if wanted.params is None:  # known only now, from the metadata of a copy whose content hash matched
+        _refuse_conflicts(run.wanted, cfg.flatten(run.params or {}), asked,
+                          f"\nThe copy at {report.path} is valid and stays there.")  # fmt: skip
     return report
+
+
+def _mark_used(path: Path, say: Callable[[str], None]) -> None:
+    try:
+        volume.mark_used(path)
+    except OSError as exc:  # a read-only volume serves its versions all the same; prune just cannot rank them
+        say(f"could not record the use of {path} ({exc.strerror or exc}); prune will not rank it")
 
 
 def _accept(run: _Run, path: Path) -> None:
     """Validate ``path`` as the expected version; quarantine it and reject the source if it fails."""
-    result = volume.check(path, run.expected, deep=run.config.cache.validation == "deep")
+    result = volume.check(path, run.wanted.hash or "", deep=run.config.cache.validation == "deep")
     if result.ok:
-        run.files = result.files
+        run.files, run.params = result.files, result.params
         return
     moved = volume.quarantine(path, result.problems, result.damaged)
     more = f" (and {len(result.problems) - 1} more)" if len(result.problems) > 1 else ""
@@ -164,14 +221,14 @@ def _accept(run: _Run, path: Path) -> None:
 
 def _require_version(run: _Run) -> None:
     """Only a build can serve a run that names no version."""
-    if run.expected.hash is None:
+    if run.wanted.hash is None:
         raise _Reject("no version named (dvc.lock has none and cache.version is empty)")
 
 
 def _from_volume(run: _Run) -> tuple[Path, int, str]:
     _require_version(run)
     if not run.dir.is_dir():
-        raise _Reject(f"version {run.expected.dirname} is not on the volume ({run.versions})")
+        raise _Reject(f"version {run.wanted.dirname} is not on the volume ({run.versions})")
     _accept(run, run.dir)
     return run.dir, 0, "on the volume"
 
@@ -185,9 +242,8 @@ def _install(run: _Run, source: fetch.Source, jobs: int) -> tuple[Path, int, str
             return run.dir, 0, "already on the volume, nothing fetched"
         except _Reject as exc:
             run.say(f"the copy on the volume was set aside: {exc}")
-    version = remote.Version(run.rev, run.expected.hash, 0, 0)
     try:
-        path, stats = remote.install_version(source, version, run.versions, jobs)
+        path, stats = volume.install(source, run.wanted.hash or "", run.versions, jobs)
     except remote.RemoteUnavailable as exc:
         raise _Skip(str(exc)) from exc
     except remote.RemoteError as exc:
@@ -232,16 +288,14 @@ def _from_build(run: _Run) -> tuple[Path, int, str]:
     started = time.perf_counter()
     run.say(f"building from {raw}: {count} EDF files, {size / 1e9:.2f} GB; estimated {seconds / 60:.1f} min, "
             f"~${seconds / 3600 * cache.gpu_price_per_hour:.2f} at ${cache.gpu_price_per_hour:.2f}/h")  # fmt: skip
-    bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    proc = subprocess.run(["dvc", "repro", "build_cache"], cwd=root, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise _Reject(f"dvc repro failed: {(proc.stderr or proc.stdout).strip()[-2000:]}")
-    built = remote.version_at(root)
-    if run.expected.hash not in (None, built.hash):
-        raise _Reject(f"the build made version {built.hash}, not the expected {run.expected.hash} "
+    try:
+        built = remote.repro(root)
+    except EegcacheError as exc:
+        raise _Reject(exc.reason) from exc
+    if run.wanted.hash not in (None, built.hash):
+        raise _Reject(f"the build made version {built.hash}, not the expected {run.wanted.hash} "
                       "(raw data, code or params differ from the ones that version was built with)")  # fmt: skip
-    run.expected = replace(run.expected, hash=built.hash)
+    run.wanted = replace(run.wanted, hash=built.hash)
     if cache.push_after_build:
         try:
             sent = remote.push(root)

@@ -17,7 +17,6 @@ This module never prints or logs the keys.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import hmac
 import json
@@ -39,6 +38,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
+from eegcache import locks
 from eegcache.errors import EegcacheError
 
 log = logging.getLogger(__name__)
@@ -384,19 +384,9 @@ def _owned_alive(server: S3Server) -> bool:
 
 
 def _alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie counts as gone; our own children are reaped)."""
+    """True while ``pid`` runs (our own children are polled, so they are reaped)."""
     child = _CHILDREN.get(pid)
-    if child is not None:
-        return child.poll() is None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # alive, though not ours
-    with contextlib.suppress(OSError, IndexError):  # without procfs, the signal check is all there is
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    return True
+    return child.poll() is None if child is not None else locks.pid_alive(pid)
 
 
 def _terminate(pid: int, timeout_s: float) -> None:
@@ -413,15 +403,9 @@ def _terminate(pid: int, timeout_s: float) -> None:
     raise S3ServerError(f"could not stop the S3 server (pid {pid})")
 
 
-@contextlib.contextmanager
-def _locked(state_dir: Path):
+def _locked(state_dir: Path) -> contextlib.AbstractContextManager[None]:
     """One start/stop at a time per state directory (two shells, or pytest-xdist workers)."""
-    with open(state_dir / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return locks.exclusive(state_dir / ".lock")
 
 
 def _log_tail(log_file: Path, lines: int = 15) -> str:

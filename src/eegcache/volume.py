@@ -1,52 +1,42 @@
 """Cache versions on a persistent volume: ``<volume>/cache/tusz/<hash>/``, one directory per version.
 
-A version directory is accepted only as the version asked for: its files match its metadata (names and sizes;
-content hashes under ``deep``), the metadata's file list and own bytes hash to the expected DVC version hash,
-and the metadata's split policy, params hash and schema version are the ones the configuration expects. A
-directory that fails is moved aside to ``.quarantine/`` with a note of why, never deleted; corrupt objects it
-shared with the volume's DVC cache are evicted so the next pull fetches them again. Nothing else on the volume
-is touched. Pure file-system code: no DVC, no cloud imports (``fetch`` only names the object layout here).
+A version is installed from a fetch source through the volume's own DVC cache (``<versions>/.dvc/cache``, on the
+same filesystem so files are hard-linked, not stored twice) and appears by one rename, complete. A version directory
+is accepted only as the version asked for: its files match its metadata (names and sizes; content hashes under
+``deep``) and the metadata's file list and own bytes hash to the version's DVC hash. A copy that fails is damaged:
+it is moved aside to ``.quarantine/`` with a note of why, never deleted; corrupt objects it shared with the
+volume's DVC cache are evicted so the next fetch brings them again. Which params a version was built with is not
+judged here (see :mod:`eegcache.resolve`): a copy whose content hash is right is the version. Nothing else on the
+volume is touched.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eegcache import fetch, store, validate
+from eegcache import fetch, locks, remote, store, validate
 from eegcache.errors import CacheError
 
 VERSIONS_DIR = Path("cache") / "tusz"
 QUARANTINE = ".quarantine"
 DVC_CACHE = Path(".dvc") / "cache"
-_VERSION_NAME = re.compile(r"^[0-9a-f]{32}$")
-
-
-@dataclass(frozen=True)
-class Expected:
-    """What a run needs: the DVC version hash (``<md5>.dir``; None when only a build can tell) and the
-    metadata facts its configuration implies."""
-
-    hash: str | None
-    split_policy: str
-    params_hash: str
-    schema_version: int = store.SCHEMA_VERSION
-
-    @property
-    def dirname(self) -> str:
-        if self.hash is None:
-            raise CacheError("no cache version named: dvc.lock has none and none was given")
-        return self.hash.removesuffix(".dir")
+PARTIAL = ".partial-"
 
 
 def versions_root(volume_root: Path) -> Path:
     """The directory holding one directory per version (also the volume's DVC project)."""
     return Path(volume_root) / VERSIONS_DIR
+
+
+def dirname(version: str) -> str:
+    """A version's directory name on a volume: its hash without ``.dir``."""
+    return version.removesuffix(".dir")
 
 
 def tree_listing(metadata_bytes: bytes, files: dict[str, dict[str, Any]]) -> bytes:
@@ -69,36 +59,130 @@ class Check:
     damaged: tuple[str, ...] = ()  # files present with a wrong size or content
     files: int = 0
     bytes: int = 0
+    params: dict[str, Any] | None = None  # the stage params the version's metadata records (when readable)
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
-def check(path: Path, expected: Expected, deep: bool = False) -> Check:
-    """Is ``path`` a complete, intact copy of the expected version? ``deep`` also hashes every file."""
+def check(path: Path, version: str, deep: bool = False) -> Check:
+    """Is ``path`` a complete, intact copy of ``version`` (``<md5>.dir``)? ``deep`` also hashes every file."""
     meta_path = path / store.METADATA_NAME
     try:
         metadata = store.read_metadata(path)
         metadata_bytes = meta_path.read_bytes()
     except CacheError as exc:
         return Check(path, (str(exc),))
-    problems = []
-    for key, want in (("split_policy", expected.split_policy), ("params_hash", expected.params_hash)):
-        if metadata.get(key) != want:
-            problems.append(f"{meta_path}: {key} is {metadata.get(key)!r}, the configuration expects {want!r}")
     files = metadata.get("files")
     if not isinstance(files, dict) or not all(isinstance(e, dict) and "md5" in e for e in files.values()):
-        return Check(path, (*problems, f"{meta_path}: malformed metadata (no file list with md5s)"))
-    if expected.hash is not None and (found := tree_hash(metadata_bytes, files)) != expected.hash:
-        problems.append(f"{meta_path}: its file list makes version {found}, not the expected {expected.hash}")
+        return Check(path, (f"{meta_path}: malformed metadata (no file list with md5s)",))
+    if (found := tree_hash(metadata_bytes, files)) != version:
+        return Check(path, (f"{meta_path}: its file list makes version {found}, not the expected {version}",))
     # deep: content hashes only; they equal the md5s that make up the version hash checked above
-    verdict = validate.verify(path, deep=deep and not problems, threads=2 * (os.cpu_count() or 1), arrays=False)
-    return Check(path, (*problems, *verdict.problems), verdict.damaged, verdict.files, verdict.bytes)
+    verdict = validate.verify(path, deep=deep, threads=2 * (os.cpu_count() or 1), arrays=False)
+    params = metadata.get("params") if isinstance(metadata.get("params"), dict) else None
+    return Check(path, verdict.problems, verdict.damaged, verdict.files, verdict.bytes, params)
+
+
+def recorded_params(path: Path, version: str) -> dict[str, Any] | None:
+    """The stage params recorded in the metadata of the copy at ``path`` when its file list and bytes make
+    ``version`` (so the metadata is that version's own; data files are not read); else None."""
+    try:
+        metadata_bytes = (path / store.METADATA_NAME).read_bytes()
+        metadata = json.loads(metadata_bytes)
+        if tree_hash(metadata_bytes, metadata["files"]) == version and isinstance(metadata.get("params"), dict):
+            return metadata["params"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return None
+
+
+def install(source: fetch.Source, version: str, versions: Path, jobs: int = 16, size: int = 0, nfiles: int = 0) -> tuple[Path, fetch.FillStats]:
+    """``<versions>/<dirname>/`` filled from ``source`` through the DVC cache at ``<versions>/.dvc/cache``.
+
+    Safe to run from several processes at once on one volume: objects enter the cache by atomic renames, each
+    process checks out into its own hidden directory, DVC's checkouts wait for each other, and the version
+    directory appears by one rename, complete (a process that loses the race discards its copy). A killed run
+    leaves only hidden partial directories, removed by the next run on the same host.
+    """
+    final = versions / dirname(version)
+    if final.is_dir():
+        return final, fetch.FillStats(0, 0, 0)
+    _init_project(versions)
+    _remove_dead_partials(versions)
+    stats = remote.fill_version(source, version, versions / DVC_CACHE, jobs)
+    if final.is_dir():
+        return final, stats
+    partial = versions / f"{PARTIAL}{dirname(version)}.{socket.gethostname()}.{os.getpid()}"
+    remote.checkout(versions, version, partial, size=size, nfiles=nfiles)
+    for path in partial.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            path.chmod(0o444)
+    try:
+        partial.rename(final)
+    except OSError:
+        if not final.is_dir():
+            raise
+        shutil.rmtree(partial)  # another process installed the same version first; ours is a spare copy
+    return final, stats
+
+
+def pull_version(root: Path, version: remote.Version, target: Path, jobs: int | None = None, mount: Path | None = None) -> Path:
+    """``target/<dirname>/`` (read-only files) holding ``version``, fetched from the project's remote (settings and
+    credentials passed in memory, never written under ``target``) or, with ``mount``, from a directory holding the
+    remote's layout (a read-only bucket mount); every object's md5 is checked before it enters ``target``'s DVC
+    cache. ``jobs``: concurrent transfers (default: the remote's ``jobs``, else 16)."""
+    if (target / version.dirname).is_dir():
+        return target / version.dirname  # it only ever appears complete (see install)
+    if mount is not None:
+        source: fetch.Source = fetch.DirSource(mount)
+    else:
+        settings = remote.remote_settings(root)
+        jobs = jobs or int(settings.get("jobs") or 16)
+        source = remote.remote_source(settings, jobs)
+    return install(source, version.hash, target, jobs or 16, version.size, version.nfiles)[0]
+
+
+def tree_source(cache_dir: Path) -> tuple[str, fetch.TreeSource]:
+    """A built cache directory as a fetch source, with its DVC version hash (from its metadata's md5s; the
+    objects' content is verified again wherever they are fetched to)."""
+    metadata_bytes = (cache_dir / store.METADATA_NAME).read_bytes()
+    files = store.read_metadata(cache_dir)["files"]
+    listing = tree_listing(metadata_bytes, files)
+    paths = {entry["md5"]: rel for rel, entry in files.items()} | {store.md5_bytes(metadata_bytes): store.METADATA_NAME}
+    oid = store.md5_bytes(listing) + ".dir"
+    return oid, fetch.TreeSource(cache_dir, paths, {oid: listing})
+
+
+def _init_project(versions: Path) -> None:
+    """A git-less DVC project at ``versions`` whose site cache stays on its filesystem (written atomically, so
+    processes starting together agree)."""
+    dvc_dir = versions / ".dvc"
+    text = (
+        "[core]\n    no_scm = True\n"
+        f"    site_cache_dir = {dvc_dir / 'site'}\n"
+        "[cache]\n    type = \"reflink,hardlink,symlink,copy\"\n"
+    )
+    config = dvc_dir / "config"
+    if not config.is_file() or config.read_text() != text:
+        store.atomic_write(config, text.encode())
+
+
+def _remove_dead_partials(versions: Path) -> None:
+    """Partial checkouts left by killed processes of this host (their pid is gone)."""
+    host = socket.gethostname()
+    for path in versions.glob(f"{PARTIAL}*"):
+        name, _, pid = path.name.removesuffix(".dvc").rpartition(".")
+        if name.endswith(f".{host}") and pid.isdigit() and not locks.pid_alive(int(pid)):
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
 
 
 def quarantine(path: Path, why: list[str] | tuple[str, ...], damaged: tuple[str, ...] = ()) -> Path | None:
-    """Move a bad version directory to ``<versions>/.quarantine/<name>.<n>/`` with ``<name>.<n>.why.txt``
+    """Move a damaged version directory to ``<versions>/.quarantine/<name>.<n>/`` with ``<name>.<n>.why.txt``
     beside it, and evict the corrupt DVC cache objects of its ``damaged`` files. Returns where it went (None
     if another process moved it first). Nothing is deleted but objects whose content no longer matches their
     name."""
@@ -146,7 +230,7 @@ def installed(volume_root: Path) -> list[Path]:
         return []
     found = [
         p for p in root.iterdir()
-        if _VERSION_NAME.match(p.name) and p.is_dir() and fetch.cache_path(root / DVC_CACHE, f"{p.name}.dir").is_file()
+        if fetch.is_object_id(p.name) and p.is_dir() and fetch.cache_path(root / DVC_CACHE, f"{p.name}.dir").is_file()
     ]  # fmt: skip
     return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 
@@ -169,7 +253,7 @@ def prune(volume_root: Path, keep: int, in_use: set[str]) -> Pruned:
     or hash) and the DVC cache objects only they used. Quarantined copies and other files stay."""
     if keep < 0:
         raise CacheError(f"--keep {keep}: expected 0 or more versions to keep")
-    in_use = {name.removesuffix(".dir") for name in in_use}
+    in_use = {dirname(name) for name in in_use}
     versions = installed(volume_root)
     kept = [p for p in versions if p.name in in_use]
     kept += [p for p in versions if p.name not in in_use][: max(0, keep - len(kept))]

@@ -74,7 +74,7 @@ def make_project(root: Path, corpus: Path, server, push: bool = False) -> Path:
 
 def settings(root: Path, vol: Path, *overrides: str) -> config.Config:
     """The project's conf/ composed with a volume at ``vol`` and Hydra ``overrides`` (as `eegcache resolve` does)."""
-    return config.validate(config.compose(root / "conf", [f"cache.volume_root={vol}", *overrides]), "test")
+    return config.load(root, [f"cache.volume_root={vol}", *overrides])
 
 
 def record(operation: str, case: str, detected: bool, recovered: bool, lost: int = 0, **extra) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eegcache import config, store
+from eegcache import store
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
@@ -35,9 +36,9 @@ def build_args(corpus: Path, work: Path, *extra: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    """A working folder with params.yaml composed from the repository's conf/."""
+    """A working folder with the repository's conf/ (what `eegcache build` composes)."""
     root = tmp_path_factory.mktemp("project")
-    config.write_params(REPO / "conf", root / "params.yaml")
+    shutil.copytree(REPO / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
     return root
 
 
@@ -55,8 +56,6 @@ def test_verify_accepts_a_fresh_build(project, cli_cache):
 
 
 def corrupt_copy(cache: Path, tmp_path: Path) -> tuple[Path, Path]:
-    import shutil
-
     copy = Path(shutil.copytree(cache, tmp_path / "cache"))
     victim = sorted(copy.rglob("*.npz"))[0]
     return copy, victim

@@ -129,7 +129,7 @@ def test_kill_push(project, tmp_path, s3_server):
 
 def test_kill_pull_into_volume(project, tmp_path):
     version = remote.version_at(project)
-    expected = resolve.expected_version(settings(project, tmp_path), project)
+    expected = resolve.expected_version(settings(project, tmp_path), project).hash
     clean = files(project / "cache" / "tusz")
 
     def cmd(i: int) -> list[str]:
@@ -146,7 +146,7 @@ def test_kill_pull_into_volume(project, tmp_path):
 
 def test_kill_resolve(project, tmp_path):
     version = remote.version_at(project)
-    expected = resolve.expected_version(settings(project, tmp_path), project)
+    expected = resolve.expected_version(settings(project, tmp_path), project).hash
     clean = files(project / "cache" / "tusz")
 
     def final(i: int) -> Path:
@@ -224,8 +224,8 @@ MATRIX = {
     "flipped byte": (_on_npz("flip"), "deep", "content hash differs"),
     "deleted file": (_on_npz("delete"), "fast", "missing"),
     "stray extra file": (_stray, "fast", "not in the metadata"),
-    "metadata: wrong split policy": (_rewrite_metadata("split_policy", "patient_disjoint"), "fast", "split_policy is"),
-    "metadata: wrong params hash": (_rewrite_metadata("params_hash", "0" * 64), "fast", "params_hash is"),
+    "metadata: wrong split policy": (_rewrite_metadata("split_policy", "patient_disjoint"), "fast", "its file list makes version"),
+    "metadata: wrong params hash": (_rewrite_metadata("params_hash", "0" * 64), "fast", "its file list makes version"),
     "metadata: wrong schema": (_rewrite_metadata("schema_version", 99), "fast", "schema version 99"),
 }
 BYSTANDER = ("notes/keep.txt", b"the user's file\n")

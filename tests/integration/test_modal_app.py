@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from eegcache import remote, resolve, volume
+from eegcache import config, remote, resolve, volume
 from tests.conftest import REPO
 from tests.integration.projects import BIN, files, make_project, sh
 
@@ -21,6 +21,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:The .* function is executing locally:UserWarning"),
 ]
 MODAL = yaml.safe_load((REPO / "conf" / "modal" / "default.yaml").read_text())
+CONTAINER = config.load(REPO, ["paths=modal"])  # what the app selects
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,8 @@ def test_build_functions_run_on_cpus_with_the_raw_data_mount(app):
         assert info.gpus == [] and (info.cpu, info.memory_mib) == (MODAL["build_cpu"], MODAL["build_memory_mib"])
         assert {path: v.name for path, v in info.volumes.items()} == {"/results": MODAL["volume_name"]}
         ((path, mount),) = info.cloud_bucket_mounts.items()
-        assert (path, mount.key_prefix, mount.read_only) == ("/data", MODAL["raw_prefix"], True)
+        assert (path, mount.key_prefix, mount.read_only) == (CONTAINER.data.raw_dir, MODAL["raw_prefix"], True)
+        assert path.startswith("/data/")  # conf/paths/modal.yaml
         assert mount.key_prefix.endswith("/")
     assert app.build_cache.info().secrets == ["modal.Secret.from_name('aws-s3-secret')"]  # it pushes
     assert app.verify.info().gpus == [] and app.verify.info().secrets == ["modal.Secret.from_name('aws-s3-secret')"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from eegcache import remote, store
+from eegcache import remote, store, volume
 from tests.integration.projects import BIN, connect, files, make_project, sh
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -64,7 +64,7 @@ def _prefix(root: Path) -> str:
 def test_pull_version_into_another_directory(project, tmp_path, s3_server):
     remote.push(project)
     version = remote.version_at(project, "cache-v1")
-    out = remote.pull_version(project, version, tmp_path / "volume")
+    out = volume.pull_version(project, version, tmp_path / "volume")
     assert out == tmp_path / "volume" / version.dirname
     assert files(out) == files(project / "cache" / "tusz")
     sample = next(out.rglob("*.npz"))
@@ -74,7 +74,7 @@ def test_pull_version_into_another_directory(project, tmp_path, s3_server):
     for path in (tmp_path / "volume").rglob("*"):
         if path.is_file():
             assert s3_server.secret_key.encode() not in path.read_bytes(), path
-    again = remote.pull_version(project, version, tmp_path / "volume")  # a rerun is a no-op
+    again = volume.pull_version(project, version, tmp_path / "volume")  # a rerun is a no-op
     assert files(again) == files(out)
 
 
@@ -156,11 +156,11 @@ def test_server_down_is_a_clear_error_and_a_rerun_after_restart_completes(projec
     version = remote.version_at(clone)
     s3local.stop(state, timeout_s=5)
     with pytest.raises(remote.RemoteError) as err:
-        remote.pull_version(clone, version, tmp_path / "volume")
+        volume.pull_version(clone, version, tmp_path / "volume")
     assert "remote 'storage'" in str(err.value) and "s3://" in str(err.value)
     assert not (tmp_path / "volume" / version.dirname).exists()  # nothing partial presented as complete
     s3local.start(state)  # same keys and endpoint as before
-    out = remote.pull_version(clone, version, tmp_path / "volume")
+    out = volume.pull_version(clone, version, tmp_path / "volume")
     assert files(out) == files(project / "cache" / "tusz")
 
 
@@ -184,7 +184,7 @@ def test_object_missing_on_the_remote_fails_the_pull(project, tmp_path, own_serv
     url = f"s3://{server.bucket}/holes/files/md5/{npz['md5'][:2]}/{npz['md5'][2:]}"
     sh(str(BIN / "s5cmd"), "--endpoint-url", server.endpoint_url, "rm", url, cwd=tmp_path, env=server.env())
     with pytest.raises(remote.RemoteError):
-        remote.pull_version(clone, version, tmp_path / "volume")
+        volume.pull_version(clone, version, tmp_path / "volume")
     assert not (tmp_path / "volume" / version.dirname).exists()
 
 
@@ -217,11 +217,11 @@ def test_server_stopped_mid_pull_then_restarted(tmp_path, own_server):
     sh("dvc", "push", "-q", cwd=source)
     out = yaml.safe_load((source / "big.dvc").read_text())["outs"][0]
     version = remote.Version("big", out["md5"], out["nfiles"], out["size"])
-    volume = tmp_path / "volume"
-    code = (f"from pathlib import Path; from eegcache import remote; "
-            f"remote.pull_version(Path({str(source)!r}), remote.{version!r}, Path({str(volume)!r}), jobs=1)")  # fmt: skip
+    vol = tmp_path / "volume"
+    code = (f"from pathlib import Path; from eegcache import remote, volume; "
+            f"volume.pull_version(Path({str(source)!r}), remote.{version!r}, Path({str(vol)!r}), jobs=1)")  # fmt: skip
     pull = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    fetched = volume / ".dvc" / "cache" / "files" / "md5"
+    fetched = vol / ".dvc" / "cache" / "files" / "md5"
     deadline = time.monotonic() + 60
     while pull.poll() is None and time.monotonic() < deadline and sum(1 for _ in fetched.rglob("*")) < 10:
         time.sleep(0.01)
@@ -230,10 +230,10 @@ def test_server_stopped_mid_pull_then_restarted(tmp_path, own_server):
     time.sleep(1)
     s3local.start(state)
     _, stderr = pull.communicate(timeout=600)
-    final = volume / version.dirname
+    final = vol / version.dirname
     if pull.returncode != 0:  # it gave up while the server was down
         assert not final.exists() and "remote 'storage'" in stderr
     else:  # its retries outlasted the outage
         assert files(final) == files(source / "big")
-    again = remote.pull_version(source, version, volume)
+    again = volume.pull_version(source, version, vol)
     assert files(again) == files(source / "big")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -99,7 +100,7 @@ def test_same_seed_gives_identical_files_another_seed_other_weights(trained, tmp
 
 
 def test_cli_trains_with_overrides_and_reports_errors(demo_cache, tmp_path):
-    config.write_params(REPO / "conf", tmp_path / "params.yaml")
+    shutil.copytree(REPO / "conf", tmp_path / "conf", ignore=shutil.ignore_patterns("local"))
     cmd = [sys.executable, "-m", "eegcache.cli", "train", f"build.out_dir={Path(demo_cache.build.out_dir)}",
            f"train.metrics_file={tmp_path / 'm.json'}", f"train.roc_file={tmp_path / 'roc.json'}",
            f"train.model_file={tmp_path / 'model.json'}"]  # fmt: skip
