@@ -155,7 +155,7 @@ def build_cache(overrides: list[str] | None = None, project: str | None = None, 
 def verify(version: str, deep: bool = False, project: str | None = None) -> dict[str, Any]:
     """``remote-verify`` of ``version`` on the DVC remote: every object present (``deep``: re-hashed)."""
     root = _project(project)
-    verdict = remote.remote_verify(root, deep=deep, version=remote.Version("modal", version, 0, 0))
+    verdict = remote.verify_remote(root, deep=deep, version=remote.Version("modal", version, 0, 0))
     for problem in verdict.problems:
         print(f"- {problem}")
     return {"version": version, "ok": verdict.ok, "objects": verdict.objects, "problems": list(verdict.problems)}

@@ -91,7 +91,7 @@ def _summary(args: argparse.Namespace) -> int:
 def _remote_verify(args: argparse.Namespace) -> int:
     from eegcache import remote
 
-    verdict = remote.remote_verify(Path(args.repo), rev=args.rev, deep=args.deep)
+    verdict = remote.verify_remote(Path(args.repo), rev=args.rev, deep=args.deep)
     where = f"{verdict.version.hash} ({verdict.version.rev}) on {verdict.remote}"
     if verdict.ok:
         print(f"OK ({'deep' if args.deep else 'fast'}): all {verdict.objects} objects of {where} are present")

@@ -244,7 +244,7 @@ def _md5_object(odb: Any, oid: str) -> str:
     return digest.hexdigest()
 
 
-def remote_verify(root: Path, rev: str | None = None, deep: bool = False, jobs: int = 16,
+def verify_remote(root: Path, rev: str | None = None, deep: bool = False, jobs: int = 16,
                   version: Version | None = None) -> RemoteVerdict:  # fmt: skip
     """Check that every object of the version at ``rev`` (or ``version``) is on the remote with the size the
     version's metadata records (listing the remote, not trusting the ``.dir`` object alone); ``deep`` downloads

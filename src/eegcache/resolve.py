@@ -210,7 +210,7 @@ def _mark_used(path: Path, say: Callable[[str], None]) -> None:
 
 def _accept(run: _Run, path: Path) -> None:
     """Validate ``path`` as the expected version; quarantine it and reject the source if it fails."""
-    result = volume.check(path, run.wanted.hash or "", deep=run.config.cache.validation == "deep")
+    result = volume.verify_version(path, run.wanted.hash or "", deep=run.config.cache.validation == "deep")
     if result.ok:
         run.files, run.params = result.files, result.params
         return

@@ -66,7 +66,7 @@ class Check:
         return not self.problems
 
 
-def check(path: Path, version: str, deep: bool = False) -> Check:
+def verify_version(path: Path, version: str, deep: bool = False) -> Check:
     """Is ``path`` a complete, intact copy of ``version`` (``<md5>.dir``)? ``deep`` also hashes every file."""
     meta_path = path / store.METADATA_NAME
     try:

@@ -121,10 +121,10 @@ def test_kill_push(project, tmp_path, s3_server):
 
     def verify_tells_the_truth(i: int) -> bool:
         complete = wanted <= _objects_on_remote(clone, s3_server)
-        return remote.remote_verify(clone).ok == complete
+        return remote.verify_remote(clone).ok == complete
 
     seconds = timed(cmd(99), clone)
-    kill_rounds("push", cmd, clone, seconds, verify_tells_the_truth, lambda i: remote.remote_verify(clone, deep=True).ok)
+    kill_rounds("push", cmd, clone, seconds, verify_tells_the_truth, lambda i: remote.verify_remote(clone, deep=True).ok)
 
 
 def test_kill_pull_into_volume(project, tmp_path):
@@ -137,7 +137,7 @@ def test_kill_pull_into_volume(project, tmp_path):
 
     def absent_or_whole(i: int) -> bool:
         final = tmp_path / f"vol{i}" / version.dirname
-        return not final.exists() or volume.check(final, expected, deep=True).ok
+        return not final.exists() or volume.verify_version(final, expected, deep=True).ok
 
     seconds = timed(cmd(99), project)
     kill_rounds("pull into a volume", cmd, project, seconds, absent_or_whole,
@@ -156,7 +156,7 @@ def test_kill_resolve(project, tmp_path):
         return [EEGCACHE, "resolve", "--repo", str(project), "cache=volume_first", f"cache.volume_root={tmp_path / f'vol{i}'}"]
 
     def absent_or_whole(i: int) -> bool:
-        return not final(i).exists() or volume.check(final(i), expected, deep=True).ok
+        return not final(i).exists() or volume.verify_version(final(i), expected, deep=True).ok
 
     def recovered(i: int) -> bool:
         quarantine = volume.versions_root(tmp_path / f"vol{i}") / volume.QUARANTINE
@@ -264,14 +264,14 @@ def test_remote_missing_objects_fall_to_the_next_source(project, tmp_path, s3_se
     url = remote.remote_settings(project)["url"]
     sh(str(BIN / "s5cmd"), "--endpoint-url", s3_server.endpoint_url, "rm", f"{url}/{fetch.object_key(oid)}",
        cwd=tmp_path, env=s3_server.env())  # fmt: skip
-    detected = not remote.remote_verify(project).ok
+    detected = not remote.verify_remote(project).ok
     mount = tmp_path / "mount"
     shutil.copytree(project / ".dvc" / "cache", mount)
     report = resolve.resolve(settings(project, tmp_path / "vol", "cache.sources=[remote,mount]",
                                       f"cache.mount_point={mount}"), project)  # fmt: skip
     fell_through = [(a.source, a.outcome) for a in report.attempts] == [("remote", "rejected"), ("mount", "used")]
     assert "not" in report.attempts[0].reason and oid[2:] in report.attempts[0].reason
-    repaired = remote.push(project) >= 1 and remote.remote_verify(project, deep=True).ok
+    repaired = remote.push(project) >= 1 and remote.verify_remote(project, deep=True).ok
     record("remote corruption", case, detected and fell_through, repaired)
     assert detected and fell_through and repaired
     assert files(Path(report.path)) == files(project / "cache" / "tusz")

@@ -119,7 +119,7 @@ def test_build_cache_map_body_matches_dvc_repro(app, project, tmp_path):
     summary = app.build_cache.local(overrides, project=str(project))
     assert summary["version"] == remote.version_at(project).hash
     assert files(Path(summary["path"])) == files(project / "cache" / "tusz")
-    assert remote.remote_verify(project).ok
+    assert remote.verify_remote(project).ok
     assert volume.installed(vol) == [Path(summary["path"])]
     assert not (vol / "build").exists() or not any((vol / "build").iterdir())  # the staging copy is gone
     again = app.build_cache.local(overrides, project=str(project))  # a second build starts clean

@@ -40,7 +40,7 @@ def test_push_uploads_everything_then_nothing(project):
     assert remote.push(project) == version.nfiles + 1  # every file, metadata included, plus the .dir object
     assert remote.push(project) == 0
     assert "are in sync" in sh("dvc", "status", "-c", cwd=project).stdout
-    verdict = remote.remote_verify(project, deep=True)
+    verdict = remote.verify_remote(project, deep=True)
     assert verdict.ok, verdict.problems
     assert verdict.objects == version.nfiles + 1
 
@@ -85,15 +85,15 @@ def test_remote_verify_catches_objects_deleted_behind_dvcs_back(project, tmp_pat
     victim = next(e for e in listing if e["relpath"].endswith(".npz"))
     url = f"s3://{s3_server.bucket}/{_prefix(project)}/files/md5/{victim['md5'][:2]}/{victim['md5'][2:]}"
     sh(str(BIN / "s5cmd"), "--endpoint-url", s3_server.endpoint_url, "rm", url, cwd=tmp_path, env=s3_server.env())
-    verdict = remote.remote_verify(project)
+    verdict = remote.verify_remote(project)
     assert not verdict.ok
     assert verdict.problems == (f"{victim['relpath']} ({victim['md5']}): missing on the remote",)
     assert remote.push(project) == 1  # pushing again re-sends exactly the missing object
-    assert remote.remote_verify(project).ok
+    assert remote.verify_remote(project).ok
     dir_url = f"s3://{s3_server.bucket}/{_prefix(project)}/files/md5/{version.hash[:2]}/{version.hash[2:]}"
     sh(str(BIN / "s5cmd"), "--endpoint-url", s3_server.endpoint_url, "rm", dir_url, cwd=tmp_path, env=s3_server.env())
-    assert remote.remote_verify(project).problems == (f"{version.hash}: the .dir object is missing on the remote",)
-    assert remote.push(project) == 1 and remote.remote_verify(project, deep=True).ok
+    assert remote.verify_remote(project).problems == (f"{version.hash}: the .dir object is missing on the remote",)
+    assert remote.push(project) == 1 and remote.verify_remote(project, deep=True).ok
 
 
 def test_versions_and_tag_checkout_round_trip(project, s3_server):

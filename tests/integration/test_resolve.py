@@ -208,7 +208,7 @@ def test_resolve_killed_midway_then_rerun(project, tmp_path):
         killed_midway += not final.exists() and run.poll() is None
         run.send_signal(signal.SIGKILL)
         run.wait(timeout=60)
-        assert not final.exists() or volume.check(final, resolve.expected_version(settings(project, vol), project).hash).ok
+        assert not final.exists() or volume.verify_version(final, resolve.expected_version(settings(project, vol), project).hash).ok
         if final.exists():
             shutil.rmtree(final)  # start the next round without the version dir (its objects stay cached)
     assert killed_midway, "every resolve finished before it could be killed"
@@ -271,7 +271,7 @@ def test_build_source_builds_pushes_and_installs_the_same_version(project, tmp_p
     assert any(line.startswith("pushed ") for line in said)
     assert report.version == remote.version_at(project).hash  # byte-identical build: the same version hash
     assert files(Path(report.path)) == files(project / "cache" / "tusz")
-    assert remote.remote_verify(clone).ok
+    assert remote.verify_remote(clone).ok
 
 
 def test_prune_keeps_the_version_in_use_and_what_others_share(project, tmp_path, s3_server):
@@ -287,7 +287,7 @@ def test_prune_keeps_the_version_in_use_and_what_others_share(project, tmp_path,
     result = volume.prune(vol, keep=1, in_use={v1.version})
     assert result.removed == (Path(v2.path).name,) and set(result.kept) == {Path(v1.path).name}
     assert result.objects_removed > 0 and not Path(v2.path).exists()
-    assert volume.check(Path(v1.path), resolve.expected_version(settings(project, vol), project).hash, deep=True).ok
+    assert volume.verify_version(Path(v1.path), resolve.expected_version(settings(project, vol), project).hash, deep=True).ok
     assert_bystanders(vol)
     again = volume.prune(vol, keep=0, in_use={v1.version})
     assert again.removed == () and Path(v1.path).is_dir()
