@@ -17,8 +17,6 @@ This module never prints or logs the keys.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import json
 import logging
 import os
@@ -36,7 +34,7 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode
 
 from eegcache import locks
 from eegcache.errors import EegcacheError
@@ -100,7 +98,7 @@ def start(
     if not _BUCKET_RE.fullmatch(bucket):
         raise S3ServerError(f"invalid S3 bucket name {bucket!r}: 3-63 of a-z, 0-9, '.', '-'")
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # holds the keys and the data
-    with _locked(state_dir):
+    with locks.exclusive(state_dir / ".lock"):  # one start/stop at a time per state directory
         running = _recorded(state_dir)
         if running is not None and _owned_alive(running):
             _check_same(running, bucket, access_key, secret_key, state_dir)
@@ -121,7 +119,7 @@ def stop(state_dir: Path, timeout_s: float = 20) -> bool:
     state_dir = Path(state_dir).absolute()
     if not (state_dir / SERVER_FILE).exists():
         return False
-    with _locked(state_dir):
+    with locks.exclusive(state_dir / ".lock"):  # one start/stop at a time per state directory
         server = _recorded(state_dir)
         stopped = server is not None and _owned_alive(server)
         if stopped:
@@ -264,26 +262,15 @@ def _volumes_known(master_port: int) -> int:
 def _sign_get(
     endpoint: str, path: str, query: dict[str, str], access_key: str, secret_key: str
 ) -> tuple[str, dict[str, str]]:
-    """URL and headers of a GET signed with AWS Signature V4 (empty body), so the ready-check needs only stdlib."""
-    now = datetime.now(timezone.utc)
-    amz_date, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
-    qs = "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(query.items()))
-    empty = hashlib.sha256(b"").hexdigest()
-    headers = {"host": urlsplit(endpoint).netloc, "x-amz-content-sha256": empty, "x-amz-date": amz_date}
-    signed = ";".join(sorted(headers))
-    canonical = "\n".join(
-        ["GET", quote(path, safe="/-_.~"), qs, "".join(f"{k}:{headers[k]}\n" for k in sorted(headers)), signed, empty]
-    )
-    scope = f"{day}/{REGION}/s3/aws4_request"
-    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
-    key = f"AWS4{secret_key}".encode()
-    for part in (day, REGION, "s3", "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    headers["Authorization"] = (
-        f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, SignedHeaders={signed}, Signature={signature}"
-    )
-    return f"{endpoint}{quote(path, safe='/-_.~')}?{qs}", headers
+    """URL and headers of a GET signed with AWS Signature V4 (botocore's signer; no client or session needed)."""
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    url = f"{endpoint}{quote(path, safe='/-_.~')}?{urlencode(sorted(query.items()))}"
+    request = AWSRequest(method="GET", url=url)
+    S3SigV4Auth(Credentials(access_key, secret_key), "s3", REGION).add_auth(request)
+    return url, dict(request.headers.items())
 
 
 def _free_ports(n: int) -> list[int]:
@@ -401,11 +388,6 @@ def _terminate(pid: int, timeout_s: float) -> None:
             return
         log.warning("S3 server pid %d ignored %s for %.0f s", pid, sig.name, wait_s)
     raise S3ServerError(f"could not stop the S3 server (pid {pid})")
-
-
-def _locked(state_dir: Path) -> contextlib.AbstractContextManager[None]:
-    """One start/stop at a time per state directory (two shells, or pytest-xdist workers)."""
-    return locks.exclusive(state_dir / ".lock")
 
 
 def _log_tail(log_file: Path, lines: int = 15) -> str:
