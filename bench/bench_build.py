@@ -42,8 +42,9 @@ sys.path.insert(0, str(BENCH))
 
 import reference_pipeline as reference  # noqa: E402
 
-from eegcache import __version__, config, edf, montage, signal, store, validate  # noqa: E402
+from eegcache import __version__, config, validate  # noqa: E402
 from eegcache.build import BuildSummary, run_build  # noqa: E402
+from eegcache.core import edf, montage, signal, store  # noqa: E402
 from eegcache.dataset import WindowDataset  # noqa: E402
 from eegcache.demo import write_demo_corpus  # noqa: E402
 

@@ -47,7 +47,8 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 BIN = Path(sys.executable).parent
 
-from eegcache import __version__, config, montage, remote, s3local, store, validate  # noqa: E402
+from eegcache import __version__, config, remote, s3local, validate  # noqa: E402
+from eegcache.core import montage, store  # noqa: E402
 
 FILES = 550  # recordings in the version
 SAMPLES = (80_000, 140_000)  # per recording at 200 Hz (6.7-11.7 min): 3.1-5.4 MB of float16 each
@@ -179,7 +180,7 @@ def write_recordings(cache_dir: Path, first: int, count: int, rng: np.random.Gen
 
 
 def write_metadata(root: Path, cache_dir: Path, files: dict[str, dict]) -> None:
-    """Metadata with the fields ``build._metadata`` writes, consistent with ``files``."""
+    """Metadata with the fields ``core.process.cache_metadata`` composes, consistent with ``files``."""
     cfg = config.load(root / config.PARAMS_FILE)
     params = config.stage_params(cfg)
     splits: dict[str, dict] = {}

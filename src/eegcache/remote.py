@@ -24,14 +24,13 @@ from typing import Any
 import yaml
 
 from eegcache import fetch
+from eegcache.core.store import METADATA_NAME, atomic_write
 from eegcache.errors import EegcacheError
-from eegcache.store import atomic_write
 
 log = logging.getLogger(__name__)
 
 REMOTE = "storage"
 OUT_PATH = "cache/tusz"
-METADATA_NAME = ".cache_metadata.json"
 
 
 class RemoteError(EegcacheError):
@@ -206,7 +205,8 @@ def push(root: Path, jobs: int | None = None) -> int:
 def tree_source(cache_dir: Path) -> tuple[str, fetch.TreeSource]:
     """A built cache directory as a fetch source, with its DVC version hash (from its metadata's md5s; the
     objects' content is verified again wherever they are fetched to)."""
-    from eegcache import store, volume
+    from eegcache import volume
+    from eegcache.core import store
 
     metadata_bytes = (cache_dir / METADATA_NAME).read_bytes()
     files = store.read_metadata(cache_dir)["files"]

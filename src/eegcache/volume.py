@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eegcache import fetch, store, validate
+from eegcache import fetch, validate
+from eegcache.core import store
 from eegcache.errors import CacheError
 
 VERSIONS_DIR = Path("cache") / "tusz"

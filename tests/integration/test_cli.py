@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eegcache import config, store
+from eegcache import config
+from eegcache.core import store
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration

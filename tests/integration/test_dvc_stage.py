@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from eegcache import store
+from eegcache.core import store
 from tests.integration.projects import BIN, GIT_IDENTITY, make_repo
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
