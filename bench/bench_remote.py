@@ -48,7 +48,7 @@ REPO = BENCH.parent
 BIN = Path(sys.executable).parent
 
 from eegcache import __version__, config, remote, s3local, validate  # noqa: E402
-from eegcache.core import montage, store  # noqa: E402
+from eegcache.core import montage, process, store  # noqa: E402
 
 FILES = 550  # recordings in the version
 SAMPLES = (80_000, 140_000)  # per recording at 200 Hz (6.7-11.7 min): 3.1-5.4 MB of float16 each
@@ -180,30 +180,13 @@ def write_recordings(cache_dir: Path, first: int, count: int, rng: np.random.Gen
 
 
 def write_metadata(root: Path, cache_dir: Path, files: dict[str, dict]) -> None:
-    """Metadata with the fields ``core.process.cache_metadata`` composes, consistent with ``files``."""
-    cfg = config.load(root / config.PARAMS_FILE)
-    params = config.stage_params(cfg)
-    splits: dict[str, dict] = {}
-    for entry in files.values():
-        s = splits.setdefault(entry["split"], {"files": 0, "patients": set(), "seconds": 0.0,
-                                               "seizure_seconds": 0.0, "bytes": 0})  # fmt: skip
-        s["files"] += 1
-        s["patients"].add(entry["patient"])
-        s["seconds"] += entry["seconds"]
-        s["seizure_seconds"] += entry["seizure_seconds"]
-        s["bytes"] += entry["size"]
-    for s in splits.values():
-        s["patients"] = len(s["patients"])
-        s["seconds"] = round(s["seconds"], 3)
-        s["seizure_seconds"] = round(s["seizure_seconds"], 3)
-    store.write_metadata(cache_dir, {
-        "schema_version": store.SCHEMA_VERSION, "package_version": __version__,
-        "split_policy": cfg.data.split_policy, "params": params, "params_hash": config.stable_hash(params),
-        "code_digest": "synthetic (bench_remote.py)", "raw_digest": config.stable_hash(sorted(files)),
-        "raw_recordings": len(files), "sample_rate": float(cfg.preprocess.sample_rate),
-        "channels": list(montage.channel_names(cfg.preprocess.montage)), "dtype": cfg.preprocess.dtype,
-        "splits": splits, "skipped": [], "excluded": [], "files": dict(sorted(files.items())),
-    })  # fmt: skip
+    """Metadata as a build composes it (``core.process.cache_metadata``) for the synthetic ``files``."""
+    params = config.stage_params(config.load(root / config.PARAMS_FILE))
+    store.write_metadata(cache_dir, process.cache_metadata(
+        params=params, code="synthetic (bench_remote.py)", package_version=__version__,
+        inputs=[(rel, entry["md5"], None) for rel, entry in sorted(files.items())],
+        files=files, skipped=[], excluded=[],
+    ))  # fmt: skip
 
 
 def commit_version(root: Path) -> None:
