@@ -83,8 +83,7 @@ def make_plan(config: Config, base_dir: Path) -> Plan:
     assigned, excluded = corpus.assign_splits(
         refs, config.data.split_policy, config.data.dev_ratio, config.data.split_seed
     )
-    skipped: list[dict[str, str]] = []
-    parsed = _annotations(assigned, config.build.on_error, skipped)
+    parsed, skipped = _annotations(assigned, config.build.on_error)
     params = stage_params(config)
     params_hash = stable_hash(params)
     code = code_digest()
@@ -92,9 +91,12 @@ def make_plan(config: Config, base_dir: Path) -> Plan:
     return Plan(raw_dir, base_dir / config.build.out_dir, refs, excluded, skipped, params, params_hash, code, tasks)
 
 
-def _annotations(assigned, on_error: str, skipped: list[dict[str, str]]) -> list[tuple[Any, str, Any]]:
-    """Parse each recording's annotation; bad or missing ones fail the build or go to ``skipped``."""
-    parsed = []
+def _annotations(
+    assigned: list[tuple[corpus.RecordingRef, str]], on_error: str
+) -> tuple[list[tuple[corpus.RecordingRef, str, corpus.Annotation]], list[dict[str, str]]]:
+    """Parse each recording's annotation -> ((ref, split, annotation) of the good ones, skipped entries of the bad
+    or missing ones); with on_error=fail a bad or missing one raises instead."""
+    parsed, skipped = [], []
     for ref, split in assigned:
         try:
             if ref.annotation is None:
@@ -104,7 +106,7 @@ def _annotations(assigned, on_error: str, skipped: list[dict[str, str]]) -> list
             if on_error == "fail":
                 raise
             skipped.append(skipped_entry(ref.relpath, exc))
-    return parsed
+    return parsed, skipped
 
 
 def run_build(config: Config, base_dir: Path = Path()) -> BuildSummary:
