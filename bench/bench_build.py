@@ -42,8 +42,9 @@ sys.path.insert(0, str(BENCH))
 
 import reference_pipeline as reference  # noqa: E402
 
-from eegcache import __version__, config, edf, montage, signal, store, validate  # noqa: E402
+from eegcache import __version__, config, validate  # noqa: E402
 from eegcache.build import BuildSummary, run_build  # noqa: E402
+from eegcache.core import edf, montage, signal, store  # noqa: E402
 from eegcache.dataset import WindowDataset  # noqa: E402
 from eegcache.demo import write_demo_corpus  # noqa: E402
 
@@ -107,7 +108,7 @@ def build_config(raw_dir: Path, work: Path, name: str, workers: int) -> config.C
         f"build.metrics_file={work / (name + '_metrics.json')}",
         "build.progress=false",
     ]
-    return config.load(REPO / config.PARAMS_FILE, overrides)
+    return config.load(REPO, overrides)
 
 
 def build(cfg: config.Config) -> tuple[BuildSummary, Usage]:
@@ -298,7 +299,7 @@ def bench_incremental(work: Path) -> dict:
 
 def stage_breakdown(edf_path: Path, seizures: list[tuple[float, float]], work: Path) -> list[tuple[str, float, float]]:
     """Seconds per stage of one recording, (stage, eegcache, reference); each step the best of two runs."""
-    p = dataclasses.asdict(config.load(REPO / config.PARAMS_FILE).preprocess)
+    p = dataclasses.asdict(config.load(REPO).preprocess)
     rate = p["sample_rate"]
     out = work / "breakdown"
     out.mkdir(parents=True, exist_ok=True)

@@ -47,7 +47,8 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 BIN = Path(sys.executable).parent
 
-from eegcache import __version__, config, montage, remote, s3local, store, validate, volume  # noqa: E402
+from eegcache import __version__, config, remote, s3local, validate, volume  # noqa: E402
+from eegcache.core import montage, process, store  # noqa: E402
 
 FILES = 550  # recordings in the version
 SAMPLES = (80_000, 140_000)  # per recording at 200 Hz (6.7-11.7 min): 3.1-5.4 MB of float16 each
@@ -179,35 +180,18 @@ def write_recordings(cache_dir: Path, first: int, count: int, rng: np.random.Gen
 
 
 def write_metadata(root: Path, cache_dir: Path, files: dict[str, dict]) -> None:
-    """Metadata with the fields ``build._metadata`` writes, consistent with ``files``."""
-    cfg = config.load(root / config.PARAMS_FILE)
-    params = config.stage_params(cfg)
-    splits: dict[str, dict] = {}
-    for entry in files.values():
-        s = splits.setdefault(entry["split"], {"files": 0, "patients": set(), "seconds": 0.0,
-                                               "seizure_seconds": 0.0, "bytes": 0})  # fmt: skip
-        s["files"] += 1
-        s["patients"].add(entry["patient"])
-        s["seconds"] += entry["seconds"]
-        s["seizure_seconds"] += entry["seizure_seconds"]
-        s["bytes"] += entry["size"]
-    for s in splits.values():
-        s["patients"] = len(s["patients"])
-        s["seconds"] = round(s["seconds"], 3)
-        s["seizure_seconds"] = round(s["seizure_seconds"], 3)
-    store.write_metadata(cache_dir, {
-        "schema_version": store.SCHEMA_VERSION, "package_version": __version__,
-        "split_policy": cfg.data.split_policy, "params": params, "params_hash": config.stable_hash(params),
-        "code_digest": "synthetic (bench_remote.py)", "raw_digest": config.stable_hash(sorted(files)),
-        "raw_recordings": len(files), "sample_rate": float(cfg.preprocess.sample_rate),
-        "channels": list(montage.channel_names(cfg.preprocess.montage)), "dtype": cfg.preprocess.dtype,
-        "splits": splits, "skipped": [], "excluded": [], "files": dict(sorted(files.items())),
-    })  # fmt: skip
+    """Metadata as a build composes it (``core.process.cache_metadata``) for the synthetic ``files``."""
+    params = config.stage_params(config.load(root, params_file=root / config.PARAMS_FILE))
+    store.write_metadata(cache_dir, process.cache_metadata(
+        params=params, code="synthetic (bench_remote.py)", package_version=__version__,
+        inputs=[(rel, entry["md5"], None) for rel, entry in sorted(files.items())],
+        files=files, skipped=[], excluded=[],
+    ))  # fmt: skip
 
 
 def commit_version(root: Path) -> None:
     """Record the cache in ``dvc.lock`` as the ``build_cache`` stage's output without running the build."""
-    cfg = config.load(root / config.PARAMS_FILE)
+    cfg = config.load(root, params_file=root / config.PARAMS_FILE)
     cache_dir = root / cfg.build.out_dir
     metadata = store.read_metadata(cache_dir)
     metrics = {split: {"files": s["files"], "gigabytes": round(s["bytes"] / 1e9, 4)}
@@ -233,7 +217,7 @@ def make_project(root: Path, server: s3local.S3Server | None, rng: np.random.Gen
     shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")
     (root / ".gitignore").write_text("/.eegcache/\n__pycache__/\n")
     sh(str(BIN / "eegcache"), "params", cwd=root)
-    cfg = config.load(root / config.PARAMS_FILE)
+    cfg = config.load(root, params_file=root / config.PARAMS_FILE)
     raw = root / cfg.data.raw_dir  # the stage's input: a stand-in, the build is never run here
     raw.mkdir(parents=True)
     (raw / "README").write_text("stand-in for the TUSZ root; bench_remote.py writes the cache directly\n")
@@ -437,7 +421,7 @@ def measure(work: Path, server: s3local.S3Server, rng: np.random.Generator, note
     remote.configure_access(clone, endpoint_url=server.endpoint_url, access_key=server.access_key,
                             secret_key=server.secret_key)  # fmt: skip
     dvc_pull, _ = measured(server, lambda: sh(str(BIN / "dvc"), "pull", "-q", cwd=clone))
-    cfg = config.load(root / config.PARAMS_FILE)
+    cfg = config.load(root, params_file=root / config.PARAMS_FILE)
     check_pulled(clone / cfg.build.out_dir, version)
     shutil.rmtree(clone)
     say(f"  dvc pull: {dvc_pull}")

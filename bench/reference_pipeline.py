@@ -21,7 +21,7 @@ import mne
 import numpy as np
 from scipy import signal as sps
 
-from eegcache.montage import TEN_TWENTY
+from eegcache.core.montage import TEN_TWENTY
 
 RATE = 200  # Hz, the target rate (eegcache's default ``preprocess.sample_rate``)
 WINDOW_S = 60

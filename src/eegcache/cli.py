@@ -80,7 +80,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from eegcache import store
+    from eegcache.core import store
     from eegcache.report import print_summary, summary_table
 
     metadata = store.read_metadata(Path(args.cache_dir))

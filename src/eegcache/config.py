@@ -10,8 +10,6 @@ caller's overrides ask for and where a version differs.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +19,9 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from eegcache.core.identity import stable_hash  # noqa: F401 (config.stable_hash, as before)
+from eegcache.core.montage import MONTAGES
 from eegcache.errors import ConfigError
-from eegcache.montage import MONTAGES
 
 CONF_DIR = "conf"
 CONFIG_NAME = "config"
@@ -387,8 +386,3 @@ def stage_params(config: Config) -> dict[str, Any]:
 
 def as_dict(section: Any) -> dict[str, Any]:
     return dataclasses.asdict(section)
-
-
-def stable_hash(obj: Any) -> str:
-    """SHA-256 of the canonical JSON of plain data: equal params give equal hashes on every machine."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

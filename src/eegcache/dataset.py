@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from eegcache import store
+from eegcache.core import store
 from eegcache.errors import CacheError, ConfigError
 
 log = logging.getLogger(__name__)

@@ -24,8 +24,8 @@ import edfio
 import numpy as np
 from scipy.signal import fftconvolve
 
+from eegcache.core.montage import ELECTRODES, REFERENCE_SUFFIX, TCP_BIPOLAR, tuh_label
 from eegcache.errors import ConfigError
-from eegcache.montage import ELECTRODES, REFERENCE_SUFFIX, TCP_BIPOLAR, tuh_label
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from eegcache.store import atomic_write, dump_json, md5_file
+from eegcache.core.identity import Stamp
+from eegcache.core.store import atomic_write, dump_json, md5_file
 
 log = logging.getLogger(__name__)
 STATE_NAME = "input_hashes.json"
@@ -40,9 +41,9 @@ class HashState:
         """The remembered md5 of ``path`` if the file is unchanged since, else None (nothing is read)."""
         return self._lookup(path)[1][2]
 
-    def record(self, path: Path, stamped: list) -> None:
-        """Remember a digest computed elsewhere: ``stamped`` = [size, mtime_ns, md5] as :func:`stamped_md5` gives."""
-        self._known[str(path.resolve())] = stamped
+    def record(self, path: Path, stamp: Stamp) -> None:
+        """Remember a digest computed elsewhere (``eegcache.core.identity.stamped_md5`` in a build's worker)."""
+        self._known[str(path.resolve())] = list(stamp)
 
     def md5_many(self, paths: list[Path], threads: int = 4) -> dict[Path, str | None]:
         """md5 hex digests of ``paths`` (hashing only new or changed files, in parallel threads); None for a file
@@ -74,9 +75,3 @@ def _md5_or_none(path: Path) -> str | None:
         return md5_file(path)
     except OSError:
         return None
-
-
-def stamped_md5(path: Path) -> list:
-    """[size, mtime_ns, md5] of a file, the stat taken before reading so a concurrent change is never hidden."""
-    stat = path.stat()
-    return [stat.st_size, stat.st_mtime_ns, md5_file(path)]

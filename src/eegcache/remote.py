@@ -23,8 +23,9 @@ from typing import Any
 
 import yaml
 
-from eegcache import fetch, store
+from eegcache import fetch
 from eegcache.config import flatten
+from eegcache.core import store
 from eegcache.errors import EegcacheError
 
 log = logging.getLogger(__name__)

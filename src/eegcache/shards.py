@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eegcache import store
-from eegcache.build import Journal, Plan, Task, make_plan, publish, recording_key, remove_stale, run_tasks
+from eegcache.build import Outcome, Plan, input_digests, make_plan, publish, remove_stale, run_tasks
 from eegcache.config import Config
+from eegcache.core import store
+from eegcache.core.process import recording_key
 from eegcache.errors import CacheError, ConfigError, CorpusError
 from eegcache.hashstate import HashState
 
@@ -66,17 +67,10 @@ def build_shard(config: Config, rels: Sequence[str], base_dir: Path = Path()) ->
         )
     plan.out_dir.mkdir(parents=True, exist_ok=True)
     (plan.out_dir / store.METADATA_NAME).unlink(missing_ok=True)  # no metadata may describe changing outputs
-    digests: dict[str, str] = {}
-
-    def finished(task: Task, entry: dict[str, Any], edf_stamp: list, annotation_stamp: list) -> None:
-        digests[task.source] = edf_stamp[2]
-        digests[_raw_rel(plan, task.annotation)] = annotation_stamp[2]
-
-    skipped: list[dict[str, str]] = []
-    tasks = [t for t in plan.tasks if t.rel in wanted]
-    entries = run_tasks(tasks, plan.params["preprocess"], plan.out_dir, config, skipped, finished)
-    return ShardResult(dict(sorted(entries.items())), dict(sorted(digests.items())),
-                       sorted(skipped, key=lambda s: s["file"]))  # fmt: skip
+    outcome = run_tasks(plan, [t for t in plan.tasks if t.rel in wanted], config.build)
+    digests = {_raw_rel(plan, path): stamp.md5 for path, stamp in outcome.stamps.items()}
+    return ShardResult(dict(sorted(outcome.done.items())), dict(sorted(digests.items())),
+                       sorted(outcome.skipped, key=lambda s: s["file"]))  # fmt: skip
 
 
 def merge_shards(config: Config, results: Sequence[ShardResult], base_dir: Path = Path()) -> dict[str, Any]:
@@ -89,29 +83,27 @@ def merge_shards(config: Config, results: Sequence[ShardResult], base_dir: Path 
     and the journal of an interrupted run_build.
     """
     plan = make_plan(config, base_dir)
-    done, skipped, hashed = _gather(plan, results)
-    _check_outputs(plan.out_dir, done)
+    outcome, hashed = _gather(plan, results)
+    _check_outputs(plan.out_dir, outcome.done)
     plan.out_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale(plan.out_dir, set(done))  # every other output was refused above: this removes temp files only
-    state = HashState(base_dir / config.build.state_dir)
+    remove_stale(plan.out_dir, set(outcome.done))  # every other output was refused above: only temp files go
     known = {path: hashed[rel] for path in plan.inputs() if (rel := _raw_rel(plan, path)) in hashed}
-    digests = state.md5_many([path for path in plan.inputs() if path not in known])
-    digests.update(known)
-    state.save()
-    return publish(config, base_dir, plan, digests, done, skipped, Journal(plan.out_dir))
+    digests = input_digests(plan, HashState(base_dir / config.build.state_dir), known)
+    return publish(plan, outcome, digests, base_dir / config.build.metrics_file)
 
 
 def _raw_rel(plan: Plan, path: Path) -> str:
     return path.relative_to(plan.raw_dir).as_posix()
 
 
-def _gather(plan: Plan, results: Sequence[ShardResult]) -> tuple[dict, list, dict]:
-    """Union of the results -> (entries, skipped including the plan's own, input digests); raises CacheError
-    unless every planned recording is in exactly one result and every entry has this plan's key."""
+def _gather(plan: Plan, results: Sequence[ShardResult]) -> tuple[Outcome, dict[str, str]]:
+    """Union of the results -> (their outcome, input digests by path relative to the raw root); raises
+    CacheError unless every planned recording is in exactly one result and every entry has this plan's key."""
     by_rel = {t.rel: t for t in plan.tasks}
     rel_of = {t.source: t.rel for t in plan.tasks}
     done: dict[str, dict[str, Any]] = {}
-    skipped, hashed = list(plan.skipped), {}
+    skipped: list[dict[str, str]] = []
+    hashed: dict[str, str] = {}
     held_by: dict[str, int] = {}  # rel -> index of the result holding it
     problems: list[str] = []
     for i, result in enumerate(results):
@@ -137,7 +129,7 @@ def _gather(plan: Plan, results: Sequence[ShardResult]) -> tuple[dict, list, dic
                            f"{_listed(missing)}")  # fmt: skip
     if problems:
         raise CacheError(f"cannot merge the shard results: {'; '.join(problems)}", plan.out_dir)
-    return done, skipped, hashed
+    return Outcome(done, tuple(skipped)), hashed
 
 
 def _check_outputs(out_dir: Path, done: dict[str, dict[str, Any]]) -> None:

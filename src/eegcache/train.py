@@ -28,8 +28,8 @@ import numpy as np
 from scipy.signal import welch
 from scipy.special import expit
 
-from eegcache import store
 from eegcache.config import Config, TrainConfig
+from eegcache.core import store
 from eegcache.dataset import WindowDataset
 from eegcache.errors import ConfigError, TrainError
 

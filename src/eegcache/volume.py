@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eegcache import fetch, locks, remote, store, validate
+from eegcache import fetch, locks, remote, validate
+from eegcache.core import store
 from eegcache.errors import CacheError
 
 VERSIONS_DIR = Path("cache") / "tusz"

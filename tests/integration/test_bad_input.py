@@ -7,7 +7,7 @@ recording is listed in ``skipped`` with that reason, every other recording is bu
 stops the build under both values: it is not one recording's fault.
 
 "Shorter than one window", for the build, means too short for the zero-phase filters (34 samples at 200 Hz
-after resampling; see eegcache.signal): training windows are chosen at read time, so a recording shorter than a
+after resampling; see eegcache.core.signal): training windows are chosen at read time, so a recording shorter than a
 window but longer than that is built, and the dataset leaves it out (last test).
 """
 
@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 from edfio import Edf, EdfSignal
 
-from eegcache import corpus, store
 from eegcache.build import run_build
+from eegcache.core import corpus, store
 from eegcache.dataset import WindowDataset
 from eegcache.errors import AnnotationError, CorpusError, EegcacheError, RecordingError
 from eegcache.validate import verify

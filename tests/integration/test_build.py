@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eegcache import corpus, store
 from eegcache.build import run_build
+from eegcache.core import corpus, store
 from eegcache.errors import CorpusError, RecordingError
 from eegcache.validate import verify
 from tests.conftest import make_config

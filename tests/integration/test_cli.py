@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eegcache import store
+from eegcache.core import store
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from eegcache import fetch, remote, resolve, store, validate, volume
+from eegcache import fetch, remote, resolve, validate, volume
+from eegcache.core import store
 from tests.integration.projects import BIN, connect, files, make_project, record, settings, sh
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

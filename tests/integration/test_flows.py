@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from eegcache import remote, store, volume
+from eegcache import remote, volume
+from eegcache.core import store
 from tests.integration.projects import files, make_project, make_repo, sh
 from tests.integration.test_modal_app import app, container_copy  # noqa: F401 (app is a fixture)
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from eegcache import remote, store, volume
+from eegcache import remote, volume
+from eegcache.core import store
 from tests.integration.projects import BIN, connect, files, make_project, sh
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from eegcache import remote, resolve, store, volume
+from eegcache import remote, resolve, volume
+from eegcache.core import store
 from tests.integration.projects import BIN, connect, files, make_project, settings, sh
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from eegcache import corpus, store
 from eegcache.build import run_build
-from eegcache.shards import build_shard, merge_shards, plan_shards
+from eegcache.core import corpus, store
 from eegcache.errors import AnnotationError, CacheError, ConfigError, CorpusError
+from eegcache.shards import build_shard, merge_shards, plan_shards
 from eegcache.validate import verify
 from tests.conftest import make_config
 from tests.integration.test_build import _plant_junk, tree_bytes

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_array_equal
 
-from eegcache import dataset, store
+from eegcache import dataset
+from eegcache.core import store
 from eegcache.dataset import WindowDataset
 from eegcache.errors import CacheError, ConfigError
 

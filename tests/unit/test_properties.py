@@ -24,9 +24,9 @@ from edfio import Edf, EdfSignal
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from eegcache import corpus, edf
+from eegcache.core import corpus, edf
+from eegcache.core.montage import ELECTRODES
 from eegcache.errors import AnnotationError, EegcacheError, RecordingError
-from eegcache.montage import ELECTRODES
 
 BNAME = "aaaaaaab_s001_t000"
 DEADLINE_MS = 2000  # each example takes a few ms; anything near this is a hang

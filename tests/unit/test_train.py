@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy.stats import mannwhitneyu
 
-from eegcache import config, dataset, store, train
+from eegcache import config, dataset, train
+from eegcache.core import store
 from eegcache.dataset import WindowDataset
 from eegcache.errors import CacheError, ConfigError, TrainError
 from tests.unit.test_dataset import CHANNELS, RATE, recording, write_cache

@@ -20,8 +20,8 @@ from fractions import Fraction
 import numpy as np
 from scipy import signal as sps
 
+from eegcache.core.montage import TCP_BIPOLAR, TEN_TWENTY
 from eegcache.errors import RecordingError
-from eegcache.montage import TCP_BIPOLAR, TEN_TWENTY
 
 _MAX_RATIO_DENOMINATOR = 1000  # 256 -> 200 Hz is 25/32, 512 -> 200 is 25/64; anything finer is not a real EEG rate
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import edfio
 import numpy as np
 
+from eegcache.core.montage import ELECTRODES, electrode_of
 from eegcache.errors import RecordingError
-from eegcache.montage import ELECTRODES, electrode_of
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eegcache import corpus
-from eegcache.corpus import Annotation, RecordingRef
+from eegcache.core import corpus
+from eegcache.core.corpus import Annotation, RecordingRef
 from eegcache.errors import AnnotationError, ConfigError, CorpusError
 
 BNAME = "aaaaaaab_s001_t000"

@@ -3,9 +3,9 @@ import pytest
 from numpy.testing import assert_allclose
 from scipy.signal import sosfiltfilt
 
-from eegcache import signal
+from eegcache.core import signal
+from eegcache.core.montage import TCP_BIPOLAR, TEN_TWENTY
 from eegcache.errors import RecordingError
-from eegcache.montage import TCP_BIPOLAR, TEN_TWENTY
 
 RATE = 200.0
 

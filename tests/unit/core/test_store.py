@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
-from eegcache import store
+from eegcache.core import store
 from eegcache.errors import CacheError
 
 FACTS = store.RecordingFacts(200.0, ("FP1", "FP2", "C3"), ("C3",), 30.0)

@@ -3,7 +3,7 @@ import pytest
 from edfio import Edf, EdfSignal
 from numpy.testing import assert_allclose
 
-from eegcache import edf
+from eegcache.core import edf
 from eegcache.errors import RecordingError
 
 
