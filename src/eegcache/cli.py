@@ -130,10 +130,13 @@ def _versions(args: argparse.Namespace) -> int:
 
 
 def _pull_version(args: argparse.Namespace) -> int:
-    from eegcache import remote, volume
+    from eegcache import remote, trust, volume
 
     repo = Path(args.repo)
-    version = remote.version_at(repo, args.rev) if args.hash is None else remote.Version(args.hash, args.hash, 0, 0)
+    if args.hash is None:
+        version = remote.version_at(repo, args.rev)
+    else:
+        version = remote.Version("--hash", trust.version_id(args.hash, "--hash"), 0, 0)
     out = volume.pull_version(repo, version, Path(args.target), jobs=args.jobs)
     print(f"version {version.hash} is at {out}")
     return 0
@@ -321,7 +324,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # -v opens eegcache's own debug messages only: the libraries' (botocore, s3fs, DVC) would print request
+    # headers, which carry the access key id
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("eegcache").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
         return args.func(args)
     except EegcacheError as exc:

@@ -21,6 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from eegcache.core.identity import stable_hash  # noqa: F401 (config.stable_hash, as before)
 from eegcache.core.montage import MONTAGES
+from eegcache import trust
 from eegcache.errors import ConfigError
 
 CONF_DIR = "conf"
@@ -133,8 +134,16 @@ class CacheConfig:
         if len(set(self.sources)) != len(self.sources) or not self.sources:
             raise ConfigError(f"cache.sources = {list(self.sources)}; expected distinct entries of {', '.join(SOURCES)}")
         _choice("cache.validation", self.validation, ("fast", "deep"))
-        if self.version and not (self.version.endswith(".dir") and len(self.version) == 36):
-            raise ConfigError(f"cache.version = {self.version!r}; expected a DVC directory hash '<32 hex digits>.dir'")
+        if self.version:
+            try:
+                trust.version_id(self.version)
+            except trust.UnsafeName as exc:
+                raise ConfigError(f"cache.version: {exc.reason}") from exc
+        if self.rev:
+            try:
+                trust.revision(self.rev)
+            except trust.UnsafeName as exc:
+                raise ConfigError(f"cache.rev: {exc.reason}") from exc
         if self.jobs < 0 or min(self.gpu_price_per_hour, self.rebuild_gpu_hours, self.build_seconds_per_gb) < 0:
             raise ConfigError("cache.jobs, prices, hours and seconds must not be negative")
 

@@ -10,9 +10,10 @@ temporary files at worst, never a wrong object; a rerun fetches only what is abs
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import json
 import os
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from eegcache import trust
+from eegcache.core.store import METADATA_NAME
 from eegcache.errors import EegcacheError
 
 CHUNK = 1 << 20
@@ -43,24 +46,56 @@ class Source(Protocol):
     def chunks(self, oid: str) -> AbstractContextManager[Iterator[bytes]]: ...
 
 
-_OBJECT_ID = re.compile(r"[0-9a-f]{32}(\.dir)?")
-
-
 def is_object_id(text: str) -> bool:
     """``text`` names a DVC object: 32 lowercase hex digits, ``.dir`` for a directory listing."""
-    return _OBJECT_ID.fullmatch(text) is not None
+    try:
+        return bool(trust.object_id(text))
+    except trust.UnsafeName:
+        return False
 
 
 def object_key(oid: str) -> str:
     """An object's path under a DVC 3 remote or cache root (DVC's layout, described here only):
-    ``files/md5/<first 2 hex digits>/<the other 30>[.dir]``."""
+    ``files/md5/<first 2 hex digits>/<the other 30>[.dir]``. ``oid`` passes the object-id gate first."""
+    oid = trust.object_id(oid)
     return f"files/md5/{oid[:2]}/{oid[2:]}"
 
 
-def object_id(key: str) -> str:
-    """The object id of a path in that layout (the inverse of :func:`object_key`)."""
+def object_id(key: str) -> str | None:
+    """The object id of a path in that layout (the inverse of :func:`object_key`); None for anything else there
+    (a temporary upload, a stray file)."""
     parts = key.rsplit("/", 2)
-    return parts[-2] + parts[-1]
+    oid = "".join(parts[-2:])
+    return oid if len(parts) == 3 and len(parts[-2]) == 2 and is_object_id(oid) else None
+
+
+def tree_listing(metadata_bytes: bytes, files: dict[str, dict[str, Any]]) -> bytes:
+    """The ``.dir`` object DVC writes for a cache whose metadata file holds ``metadata_bytes`` and lists ``files``
+    (entries ``{"md5", "relpath"}`` sorted by path, keys sorted)."""
+    entries = [{"md5": entry["md5"], "relpath": rel} for rel, entry in files.items()]
+    entries.append({"md5": hashlib.md5(metadata_bytes, usedforsecurity=False).hexdigest(), "relpath": METADATA_NAME})
+    return json.dumps(sorted(entries, key=lambda e: e["relpath"]), sort_keys=True).encode()
+
+
+def tree_hash(metadata_bytes: bytes, files: dict[str, dict[str, Any]]) -> str:
+    """The DVC directory hash (``<md5>.dir``) of such a cache: the md5 of its ``.dir`` object."""
+    return hashlib.md5(tree_listing(metadata_bytes, files), usedforsecurity=False).hexdigest() + ".dir"
+
+
+def parse_listing(data: bytes, version: str, where: object = None) -> dict[str, str]:
+    """A ``.dir`` object's entries, ``{relpath: object id}``, each through the gate (:mod:`eegcache.trust`), after
+    checking that ``data`` hashes to ``version``, its name. FetchError if it does not or is not a listing."""
+    found = hashlib.md5(data, usedforsecurity=False).hexdigest()
+    if found != trust.version_id(version, where).removesuffix(".dir"):
+        raise FetchError(f"the listing of {version} has content hash {found}: corrupt or replaced", where)
+    try:
+        entries = json.loads(data)
+        listing = {trust.relpath(e["relpath"], where): trust.object_id(e["md5"], where) for e in entries}
+    except (ValueError, TypeError, KeyError) as exc:
+        raise FetchError(f"the listing of {version} is not a DVC directory listing ({exc})", where) from exc
+    if len(listing) != len(entries) or any(oid.endswith(".dir") for oid in listing.values()):
+        raise FetchError(f"the listing of {version} names a path twice or a nested listing", where)
+    return listing
 
 
 @dataclass
@@ -199,6 +234,9 @@ def _retrying(fn: Callable[[], int], transient: tuple[type[BaseException], ...])
 
 
 def _fetch_one(source: Source, oid: str, cache_dir: Path) -> int:
+    """One object into the cache: every chunk written in full (a short write is retried; a full disk or a file-size
+    limit is a FetchError), its md5 checked, its size on disk checked against the bytes received after fsync, and
+    only then renamed into place."""
     dest = cache_path(cache_dir, oid)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{id(dest)}.tmp")
@@ -208,12 +246,32 @@ def _fetch_one(source: Source, oid: str, cache_dir: Path) -> int:
         with source.chunks(oid) as chunks, open(tmp, "wb", buffering=0) as out:
             for chunk in chunks:
                 digest.update(chunk)
-                out.write(chunk)
+                _write_all(out, chunk)
                 size += len(chunk)
+            os.fsync(out.fileno())
+            on_disk = os.fstat(out.fileno()).st_size
         if digest.hexdigest() != oid.removesuffix(".dir"):
             raise FetchError(f"object {oid} from {source.name} has content hash {digest.hexdigest()}: corrupt, not used")
+        if on_disk != size:
+            raise FetchError(f"object {oid}: {on_disk} of {size} bytes reached the disk", tmp.parent)
         os.chmod(tmp, 0o444)
         os.replace(tmp, dest)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS):
+            raise FetchError(f"cannot store object {oid}: {os.strerror(exc.errno)} (free space or raise the limit, "
+                             "then run again: what was fetched is kept)", dest.parent) from exc  # fmt: skip
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     return size
+
+
+def _write_all(out: Any, chunk: bytes) -> None:
+    """Write all of ``chunk`` to an unbuffered file: a raw write may take only part of it (e.g. at a file-size
+    limit), and the rest is retried until the OS raises why it cannot take more."""
+    view = memoryview(chunk)
+    while view:
+        written = out.write(view)
+        if not written:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[written:]

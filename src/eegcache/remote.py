@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from eegcache import fetch
+from eegcache import fetch, trust
 from eegcache.config import flatten
 from eegcache.core import store
 from eegcache.errors import EegcacheError
@@ -82,15 +82,26 @@ def _git(root: Path, *args: str) -> str:
     return proc.stdout
 
 
+def commit_of(root: Path, rev: str) -> str:
+    """The commit a revision names, looked up by git as a revision only (``--end-of-options``): a value such as
+    ``--output=FILE`` is refused before git sees it, and never parsed as an option."""
+    trust.revision(rev, "git revision")
+    return _git(root, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}").strip()
+
+
 def version_at(root: Path, rev: str | None = None) -> Version:
     """The cache version that ``dvc.lock`` names at ``rev`` (None: the working tree), with the params DVC recorded."""
-    text = (root / "dvc.lock").read_text() if rev is None else _git(root, "show", f"{rev}:dvc.lock")
-    lock = yaml.safe_load(text) or {}
-    stage = lock.get("stages", {}).get(STAGE, {})
-    for out in stage.get("outs", []):
-        if str(out.get("md5", "")).endswith(".dir"):  # the cache directory (the metrics file is not one)
-            params = flatten(stage.get("params", {}).get("params.yaml", {}))
-            return Version(rev or "workspace", out["md5"], int(out.get("nfiles", 0)), int(out.get("size", 0)), params)
+    where = root / "dvc.lock" if rev is None else f"dvc.lock at {rev}"
+    try:
+        text = (root / "dvc.lock").read_text() if rev is None else _git(root, "show", f"{commit_of(root, rev)}:dvc.lock")
+        stage = (yaml.safe_load(text) or {}).get("stages", {}).get(STAGE, {})
+        for out in stage.get("outs", []):
+            if str(out.get("md5", "")).endswith(".dir"):  # the cache directory (the metrics file is not one)
+                params = flatten(stage.get("params", {}).get("params.yaml", {}))
+                hash_ = trust.version_id(out["md5"], where)
+                return Version(rev or "workspace", hash_, int(out.get("nfiles", 0)), int(out.get("size", 0)), params)
+    except (yaml.YAMLError, AttributeError, TypeError, ValueError) as exc:
+        raise RemoteError(f"not a readable dvc.lock ({exc})", where) from exc
     raise RemoteError(f"no directory output of stage {STAGE} in dvc.lock at {rev or 'the working tree'}", root)
 
 
@@ -185,25 +196,32 @@ def _stage(root: Path) -> str:
     return f"{root.resolve() / 'dvc.yaml'}:{STAGE}"
 
 
-def push(root: Path, jobs: int | None = None) -> int:
+def push(root: Path, jobs: int | None = None, deep: bool = False) -> int:
     """Upload the workspace's cache version (all of it, metadata included); returns the objects uploaded.
 
-    DVC decides what to send from its own index of the remote; objects deleted from the bucket behind its
-    back would stay missing, so the remote is listed afterwards and any object still absent is sent too.
+    DVC decides what to send from its own index of the remote, so objects deleted or damaged behind its back
+    would stay so: afterwards the remote is listed and every object that is absent or has another size than the
+    local one is sent again, and the ``.dir`` and metadata objects (small; what every reader trusts first) are
+    re-hashed and sent again if damaged. ``deep`` re-hashes every object on the remote the same way.
     """
     version = version_at(root)
     with _repo(root) as repo:
         count = int(repo.push(targets=[_stage(root)], jobs=jobs, remote=REMOTE))
         odb = repo.cloud.get_remote_odb(REMOTE, "push")
         local = repo.cache.local
-        listing = json.loads(Path(local.oid_to_path(version.hash)).read_bytes())
+        listing = fetch.parse_listing(Path(local.oid_to_path(version.hash)).read_bytes(), version.hash, "the local DVC cache")
+        oids = [*listing.values(), version.hash]  # the .dir last: it vouches for the rest
         present = _present(odb)
-        missing = [e["md5"] for e in listing if e["md5"] not in present]
-        missing += [version.hash] if version.hash not in present else []  # the .dir last: it vouches for the rest
-        for oid in missing:
-            log.info("re-sending %s, absent on the remote although DVC's index lists it", oid)
+        checked = set(oids) if deep else {version.hash, listing[store.METADATA_NAME]}
+        bad = [
+            oid for oid in oids
+            if present.get(oid) != Path(local.oid_to_path(oid)).stat().st_size
+            or (oid in checked and _md5_object(odb, oid) != oid.removesuffix(".dir"))
+        ]  # fmt: skip
+        for oid in bad:
+            log.info("re-sending %s: absent or damaged on the remote although DVC's index lists it", oid)
             odb.fs.put_file(local.oid_to_path(oid), odb.oid_to_path(oid))
-    return count + len(missing)
+    return count + len(bad)
 
 
 def push_tree(root: Path, version: str, source: fetch.TreeSource) -> int:
@@ -223,7 +241,8 @@ def push_tree(root: Path, version: str, source: fetch.TreeSource) -> int:
 
 def _present(odb: Any) -> dict[str, int]:
     """Every object on the remote -> its size in bytes (one listing of ``files/md5/``)."""
-    return {fetch.object_id(path): info["size"] for path, info in odb.fs.fs.find(odb.path, detail=True).items()}
+    found = ((fetch.object_id(path), info["size"]) for path, info in odb.fs.fs.find(odb.path, detail=True).items())
+    return {oid: size for oid, size in found if oid is not None}
 
 
 def pull(root: Path, jobs: int | None = None) -> None:
@@ -247,41 +266,50 @@ def _md5_object(odb: Any, oid: str) -> str:
 
 def verify_remote(root: Path, rev: str | None = None, deep: bool = False, jobs: int = 16,
                   version: Version | None = None) -> RemoteVerdict:  # fmt: skip
-    """Check that every object of the version at ``rev`` (or ``version``) is on the remote with the size the
-    version's metadata records (listing the remote, not trusting the ``.dir`` object alone); ``deep`` downloads
-    and re-hashes each."""
+    """Check that the version at ``rev`` (or ``version``) is whole on the remote, trusting no object by its name:
+    the ``.dir`` listing must hash to the version, the metadata object to its id in the listing, and the metadata's
+    file list must make the same version (so listing and metadata agree entry by entry); every listed object must be
+    present with the size the metadata records. ``deep`` also downloads and re-hashes every object."""
     version = version or version_at(root, rev)
     with _repo(root) as repo:
         odb = repo.cloud.get_remote_odb(REMOTE, "remote-verify")
         url = repo.config["remote"][REMOTE]["url"]
         try:
-            listing = json.loads(_read_object(odb, version.hash))
-        except FileNotFoundError:
-            return RemoteVerdict(version, url, 0, deep, (f"{version.hash}: the .dir object is missing on the remote",))
-        objects = {entry["relpath"]: entry["md5"] for entry in listing}
+            listing = fetch.parse_listing(_read_object(odb, version.hash), version.hash, url)
+            metadata_bytes = _read_object(odb, listing[store.METADATA_NAME]) if store.METADATA_NAME in listing else b""
+        except FileNotFoundError as exc:
+            missing = version.hash if store.METADATA_NAME not in str(exc) else "the metadata"
+            return RemoteVerdict(version, url, 0, deep, (f"{version.hash}: {missing} object is missing on the remote",))
+        except (fetch.FetchError, trust.UnsafeName) as exc:
+            return RemoteVerdict(version, url, 0, deep, (f"{version.hash}: {exc.reason}",))
         present = _present(odb)
-        problems = [f"{rel} ({oid}): missing on the remote" for rel, oid in sorted(objects.items()) if oid not in present]
-        sizes = _metadata_sizes(odb, objects, present)
+        problems = _metadata_problems(version.hash, listing, metadata_bytes)
+        sizes = {} if problems else {rel: e["size"] for rel, e in json.loads(metadata_bytes)["files"].items()}
+        problems += [f"{rel} ({oid}): missing on the remote" for rel, oid in sorted(listing.items()) if oid not in present]
         problems += [
-            f"{rel} ({objects[rel]}): {present[objects[rel]]} bytes on the remote, metadata says {size}"
-            for rel, size in sorted(sizes.items())
-            if objects.get(rel) in present and present[objects[rel]] != size
-        ]
-        problems += [f"{rel}: listed in the metadata but not in {version.hash}" for rel in sorted(sizes.keys() - objects.keys())]
+            f"{rel} ({listing[rel]}): {present[listing[rel]]} bytes on the remote, metadata says {size}"
+            for rel, size in sorted(sizes.items()) if listing[rel] in present and present[listing[rel]] != size
+        ]  # fmt: skip
         if deep and not problems:
             with ThreadPoolExecutor(max_workers=jobs) as pool:
-                digests = dict(zip(objects, pool.map(lambda oid: _md5_object(odb, oid), objects.values())))
-            problems += [f"{rel} ({objects[rel]}): content hash on the remote is {digests[rel]}" for rel in sorted(objects) if digests[rel] != objects[rel]]
-    return RemoteVerdict(version, url, len(objects) + 1, deep, tuple(problems))
+                digests = dict(zip(listing, pool.map(lambda oid: _md5_object(odb, oid), listing.values())))
+            problems += [f"{rel} ({listing[rel]}): content hash on the remote is {digests[rel]}"
+                         for rel in sorted(listing) if digests[rel] != listing[rel]]  # fmt: skip
+    return RemoteVerdict(version, url, len(listing) + 1, deep, tuple(problems))
 
 
-def _metadata_sizes(odb: Any, objects: dict[str, str], present: dict[str, int]) -> dict[str, int]:
-    """Expected size of each file per the version's own metadata (which the remote must hold too)."""
-    oid = objects.get(store.METADATA_NAME)
-    if oid is None or oid not in present:
-        return {}
-    metadata = json.loads(_read_object(odb, oid))
-    return {rel: entry["size"] for rel, entry in metadata.get("files", {}).items()}
+def _metadata_problems(version: str, listing: dict[str, str], metadata_bytes: bytes) -> list[str]:
+    """Why the metadata object does not vouch for the listing (empty when it does)."""
+    if store.METADATA_NAME not in listing:
+        return [f"{version}: the listing has no {store.METADATA_NAME}"]
+    if store.md5_bytes(metadata_bytes) != listing[store.METADATA_NAME]:
+        return [f"{store.METADATA_NAME} ({listing[store.METADATA_NAME]}): content hash on the remote is "
+                f"{store.md5_bytes(metadata_bytes)}"]  # fmt: skip
+    try:
+        made = fetch.tree_hash(metadata_bytes, json.loads(metadata_bytes)["files"])
+    except (ValueError, KeyError, TypeError) as exc:
+        return [f"{store.METADATA_NAME}: malformed ({exc})"]
+    return [] if made == version else [f"{store.METADATA_NAME}: its file list makes version {made}, not {version}"]
 
 
 def versions(root: Path) -> list[tuple[Version, list[str]]]:
@@ -328,6 +356,18 @@ def remote_source(settings: dict[str, Any], jobs: int) -> fetch.S3Source:
         raise RemoteUnavailable(f"remote '{REMOTE}' ({settings.get('url')}): {_cause(exc)}") from exc
 
 
+def _cached_listing(source: fetch.Source, version: str, cache_dir: Path, where: str) -> dict[str, str]:
+    """The version's listing from the DVC cache, checked; a damaged cached copy is evicted and fetched again once."""
+    path = fetch.cache_path(cache_dir, version)
+    try:
+        return fetch.parse_listing(path.read_bytes(), version, where)
+    except fetch.FetchError:
+        log.warning("the cached listing of %s is damaged; fetching it again", version)
+        path.unlink(missing_ok=True)
+        fetch.fill(source, [version], cache_dir, jobs=1)
+        return fetch.parse_listing(path.read_bytes(), version, where)
+
+
 def fill_version(source: fetch.Source, version: str, cache_dir: Path, jobs: int = 16) -> fetch.FillStats:
     """Bring the version's ``.dir`` object, then every object it lists, into the DVC cache at ``cache_dir``."""
     from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, IncompleteReadError, ResponseStreamingError
@@ -344,9 +384,9 @@ def fill_version(source: fetch.Source, version: str, cache_dir: Path, jobs: int 
             raise RemoteError(f"{where}: version {version} is not there (its .dir object is missing: was it pushed?)") from exc
         except (BotoCoreError, ClientError, HTTPError, OSError) as exc:
             raise RemoteUnavailable(f"{where}: {_cause(exc)}") from exc
-        listing = json.loads(fetch.cache_path(cache_dir, version).read_bytes())
-        stats = fetch.fill(source, [entry["md5"] for entry in listing], cache_dir, jobs=jobs, transient=transient)
-    except fetch.FetchError as exc:
+        listing = _cached_listing(source, version, cache_dir, where)
+        stats = fetch.fill(source, listing.values(), cache_dir, jobs=jobs, transient=transient)
+    except (fetch.FetchError, trust.UnsafeName) as exc:
         raise RemoteError(f"{where}: {exc}") from exc
     except (BotoCoreError, ClientError, HTTPError, OSError) as exc:
         raise RemoteError(f"{where}: {_cause(exc)}") from exc

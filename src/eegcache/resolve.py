@@ -214,9 +214,13 @@ def _accept(run: _Run, path: Path) -> None:
     if result.ok:
         run.files, run.params = result.files, result.params
         return
-    moved = volume.quarantine(path, result.problems, result.damaged)
     more = f" (and {len(result.problems) - 1} more)" if len(result.problems) > 1 else ""
-    raise _Reject(f"{path.name} is invalid: {result.problems[0]}{more}; moved to {moved or 'quarantine by another run'}")
+    try:
+        moved = volume.quarantine(path, result.problems, result.damaged)
+    except OSError as exc:  # a read-only volume: the copy stays where it is, and is not used
+        raise _Reject(f"{path.name} is damaged: {result.problems[0]}{more}; it could not be moved aside "
+                      f"({exc.strerror or exc})") from exc  # fmt: skip
+    raise _Reject(f"{path.name} is damaged: {result.problems[0]}{more}; moved to {moved or 'quarantine by another run'}")
 
 
 def _require_version(run: _Run) -> None:
@@ -248,6 +252,9 @@ def _install(run: _Run, source: fetch.Source, jobs: int) -> tuple[Path, int, str
         raise _Skip(str(exc)) from exc
     except remote.RemoteError as exc:
         raise _Reject(str(exc)) from exc
+    except OSError as exc:  # e.g. a read-only or full volume: nothing can be installed here
+        where = exc.filename or run.versions
+        raise _Skip(f"cannot write to the volume ({where}: {exc.strerror or exc})") from exc
     _accept(run, path)
     return path, stats.bytes, f"fetched {stats.fetched} object(s) from {source.name}, {stats.present} already in the volume's DVC cache"
 

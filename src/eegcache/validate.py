@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from eegcache import trust
 from eegcache.core import store
 from eegcache.errors import CacheError
 
@@ -69,6 +70,14 @@ def _deep_problems(cache_dir: Path, rel: str, entry: dict[str, Any], metadata: d
     return problems
 
 
+def _safe(rel: str) -> bool:
+    try:
+        trust.relpath(rel)
+    except trust.UnsafeName:
+        return False
+    return True
+
+
 def verify(cache_dir: Path, deep: bool = False, threads: int = 4, arrays: bool = True) -> Verdict:
     """Verdict on ``cache_dir``: expected files present, none extra, sizes right; ``deep`` also hashes content
     and, with ``arrays``, opens every recording to check shapes, dtype, channels and values against the metadata
@@ -81,6 +90,9 @@ def verify(cache_dir: Path, deep: bool = False, threads: int = 4, arrays: bool =
         return Verdict(cache_dir, deep, problems=(str(exc),))
     except (KeyError, TypeError, AttributeError) as exc:
         return Verdict(cache_dir, deep, problems=(f"{cache_dir / store.METADATA_NAME}: malformed metadata ({exc})",))
+    unsafe = [rel for rel in sorted(expected) if not _safe(rel)]
+    if unsafe:  # names from the metadata become paths only through the gate
+        return Verdict(cache_dir, deep, problems=tuple(f"{rel!r}: not a safe path inside the cache" for rel in unsafe))
     found = _listing(cache_dir)
     problems += [f"{rel}: missing" for rel in sorted(expected.keys() - found.keys())]
     problems += [f"{rel}: not in the metadata (extra or partial file)" for rel in sorted(found.keys() - expected.keys())]

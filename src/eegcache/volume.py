@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eegcache import fetch, locks, remote, validate
+from eegcache import fetch, locks, remote, trust, validate
 from eegcache.core import store
 from eegcache.errors import CacheError
 
@@ -38,19 +38,6 @@ def versions_root(volume_root: Path) -> Path:
 def dirname(version: str) -> str:
     """A version's directory name on a volume: its hash without ``.dir``."""
     return version.removesuffix(".dir")
-
-
-def tree_listing(metadata_bytes: bytes, files: dict[str, dict[str, Any]]) -> bytes:
-    """The ``.dir`` object DVC writes for a cache whose metadata file holds ``metadata_bytes`` and lists ``files``
-    (entries ``{"md5", "relpath"}`` sorted by path, keys sorted)."""
-    entries = [{"md5": entry["md5"], "relpath": rel} for rel, entry in files.items()]
-    entries.append({"md5": store.md5_bytes(metadata_bytes), "relpath": store.METADATA_NAME})
-    return json.dumps(sorted(entries, key=lambda e: e["relpath"]), sort_keys=True).encode()
-
-
-def tree_hash(metadata_bytes: bytes, files: dict[str, dict[str, Any]]) -> str:
-    """The DVC directory hash (``<md5>.dir``) of such a cache: the md5 of its ``.dir`` object."""
-    return store.md5_bytes(tree_listing(metadata_bytes, files)) + ".dir"
 
 
 @dataclass(frozen=True)
@@ -78,8 +65,9 @@ def verify_version(path: Path, version: str, deep: bool = False) -> Check:
     files = metadata.get("files")
     if not isinstance(files, dict) or not all(isinstance(e, dict) and "md5" in e for e in files.values()):
         return Check(path, (f"{meta_path}: malformed metadata (no file list with md5s)",))
-    if (found := tree_hash(metadata_bytes, files)) != version:
-        return Check(path, (f"{meta_path}: its file list makes version {found}, not the expected {version}",))
+    if (found := fetch.tree_hash(metadata_bytes, files)) != version:
+        why = f"{meta_path}: its file list makes version {found}, not the expected {version}"
+        return Check(path, (why,), damaged=(store.METADATA_NAME,))
     # deep: content hashes only; they equal the md5s that make up the version hash checked above
     verdict = validate.verify(path, deep=deep, threads=2 * (os.cpu_count() or 1), arrays=False)
     params = metadata.get("params") if isinstance(metadata.get("params"), dict) else None
@@ -92,7 +80,7 @@ def recorded_params(path: Path, version: str) -> dict[str, Any] | None:
     try:
         metadata_bytes = (path / store.METADATA_NAME).read_bytes()
         metadata = json.loads(metadata_bytes)
-        if tree_hash(metadata_bytes, metadata["files"]) == version and isinstance(metadata.get("params"), dict):
+        if fetch.tree_hash(metadata_bytes, metadata["files"]) == version and isinstance(metadata.get("params"), dict):
             return metadata["params"]
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
@@ -134,15 +122,20 @@ def pull_version(root: Path, version: remote.Version, target: Path, jobs: int | 
     credentials passed in memory, never written under ``target``) or, with ``mount``, from a directory holding the
     remote's layout (a read-only bucket mount); every object's md5 is checked before it enters ``target``'s DVC
     cache. ``jobs``: concurrent transfers (default: the remote's ``jobs``, else 16)."""
-    if (target / version.dirname).is_dir():
-        return target / version.dirname  # it only ever appears complete (see install)
-    if mount is not None:
-        source: fetch.Source = fetch.DirSource(mount)
-    else:
-        settings = remote.remote_settings(root)
-        jobs = jobs or int(settings.get("jobs") or 16)
-        source = remote.remote_source(settings, jobs)
-    return install(source, version.hash, target, jobs or 16, version.size, version.nfiles)[0]
+    path = target / version.dirname
+    if not path.is_dir():
+        if mount is not None:
+            source: fetch.Source = fetch.DirSource(mount)
+        else:
+            settings = remote.remote_settings(root)
+            jobs = jobs or int(settings.get("jobs") or 16)
+            source = remote.remote_source(settings, jobs)
+        path = install(source, version.hash, target, jobs or 16, version.size, version.nfiles)[0]
+    checked = verify_version(path, version.hash)
+    if not checked.ok:  # announced only once checked; a damaged copy goes aside so a rerun fetches it again
+        moved = quarantine(path, checked.problems, checked.damaged)
+        raise CacheError(f"the pulled copy is damaged ({checked.problems[0]}); moved to {moved}: run again", path)
+    return path
 
 
 def tree_source(cache_dir: Path) -> tuple[str, fetch.TreeSource]:
@@ -150,7 +143,7 @@ def tree_source(cache_dir: Path) -> tuple[str, fetch.TreeSource]:
     objects' content is verified again wherever they are fetched to)."""
     metadata_bytes = (cache_dir / store.METADATA_NAME).read_bytes()
     files = store.read_metadata(cache_dir)["files"]
-    listing = tree_listing(metadata_bytes, files)
+    listing = fetch.tree_listing(metadata_bytes, files)
     paths = {entry["md5"]: rel for rel, entry in files.items()} | {store.md5_bytes(metadata_bytes): store.METADATA_NAME}
     oid = store.md5_bytes(listing) + ".dir"
     return oid, fetch.TreeSource(cache_dir, paths, {oid: listing})
@@ -210,16 +203,22 @@ def quarantine(path: Path, why: list[str] | tuple[str, ...], damaged: tuple[str,
 
 
 def _evict_corrupt_objects(cache_dir: Path, path: Path, damaged: tuple[str, ...]) -> None:
-    if not damaged or not cache_dir.is_dir():
+    """Unlink the objects of the volume's DVC cache that the ``damaged`` files of the version at ``path`` were
+    linked to, where their content no longer hashes to their name (the metadata included). Object ids come from
+    the version's own listing in that cache (checked against its name; a damaged listing is evicted too), never
+    from the damaged copy."""
+    version = f"{path.name}.dir"
+    if not damaged or not fetch.is_object_id(version) or not fetch.cache_path(cache_dir, version).is_file():
         return
+    listing_path = fetch.cache_path(cache_dir, version)
     try:
-        files = store.read_metadata(path)["files"]
-    except (CacheError, KeyError):
+        listing = fetch.parse_listing(listing_path.read_bytes(), version, listing_path)
+    except (fetch.FetchError, trust.UnsafeName):
+        listing_path.unlink()  # it would be linked again: the next fetch brings a good one
         return
     for rel in damaged:
-        oid = files.get(rel, {}).get("md5")
-        obj = fetch.cache_path(cache_dir, oid) if isinstance(oid, str) else None
-        if obj is not None and obj.is_file() and store.md5_file(obj) != oid:
+        obj = fetch.cache_path(cache_dir, listing[rel]) if rel in listing else None
+        if obj is not None and obj.is_file() and store.md5_file(obj) != listing[rel]:
             obj.unlink()  # its content no longer matches its name: garbage that would be linked again
 
 
@@ -275,10 +274,11 @@ def prune(volume_root: Path, keep: int, in_use: set[str]) -> Pruned:
 
 
 def _objects(path: Path) -> set[str]:
-    """Object ids a version directory uses: its files' md5s, its metadata's and its ``.dir``."""
+    """Object ids a version directory uses: its files' md5s, its metadata's and its ``.dir`` (ids that are not
+    object ids, from a damaged or hostile metadata file, are left out: they name nothing of ours)."""
     try:
         files = store.read_metadata(path)["files"]
-        meta = store.md5_file(path / store.METADATA_NAME)
-    except (CacheError, KeyError):
-        return {path.name + ".dir"}
-    return {entry["md5"] for entry in files.values()} | {meta, path.name + ".dir"}
+        ids = {entry.get("md5") for entry in files.values()} | {store.md5_file(path / store.METADATA_NAME)}
+    except (CacheError, KeyError, TypeError, AttributeError, OSError):
+        ids = set()
+    return {oid for oid in ids if isinstance(oid, str) and fetch.is_object_id(oid)} | {path.name + ".dir"}
