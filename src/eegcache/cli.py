@@ -105,7 +105,7 @@ def _remote_verify(args: argparse.Namespace) -> int:
 def _push(args: argparse.Namespace) -> int:
     from eegcache import remote
 
-    sent = remote.push(Path(args.repo), jobs=args.jobs)
+    sent = remote.push(Path(args.repo), jobs=args.jobs, deep=args.deep)
     version = remote.version_at(Path(args.repo))
     print(f"uploaded {sent} object(s); version {version.hash} ({version.nfiles} files) is on the remote")
     return 0
@@ -265,8 +265,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--deep", action="store_true", help="also re-hash every file and check its arrays")
     p.set_defaults(func=_verify)
 
-    p = sub.add_parser("push", help="dvc push the cache version, then re-send anything still missing on the remote")
+    p = sub.add_parser("push", help="dvc push the cache version, then re-send anything missing or damaged on the remote")
     p.add_argument("--jobs", type=int)
+    p.add_argument("--deep", action="store_true", help="re-hash every object on the remote (default: listing, metadata, sizes)")
     p.add_argument("--repo", default=".")
     p.set_defaults(func=_push)
 

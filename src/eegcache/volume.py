@@ -203,23 +203,40 @@ def quarantine(path: Path, why: list[str] | tuple[str, ...], damaged: tuple[str,
 
 
 def _evict_corrupt_objects(cache_dir: Path, path: Path, damaged: tuple[str, ...]) -> None:
-    """Unlink the objects of the volume's DVC cache that the ``damaged`` files of the version at ``path`` were
-    linked to, where their content no longer hashes to their name (the metadata included). Object ids come from
-    the version's own listing in that cache (checked against its name; a damaged listing is evicted too), never
-    from the damaged copy."""
+    """Unlink the objects of the volume's DVC cache that the version at ``path`` was linked to and that no longer
+    hash to their name (or have another size than the version's metadata records), so the next fetch brings them
+    again. Ids and sizes come from the version's own listing and metadata objects in that cache (each checked
+    against its name; damaged ones are evicted too), never from the damaged copy. ``damaged`` files are re-hashed;
+    the others are size-checked, or re-hashed when the metadata object itself is damaged."""
     version = f"{path.name}.dir"
-    if not damaged or not fetch.is_object_id(version) or not fetch.cache_path(cache_dir, version).is_file():
+    listing_path = fetch.cache_path(cache_dir, version) if damaged and fetch.is_object_id(version) else None
+    if listing_path is None or not listing_path.is_file():
         return
-    listing_path = fetch.cache_path(cache_dir, version)
     try:
         listing = fetch.parse_listing(listing_path.read_bytes(), version, listing_path)
     except (fetch.FetchError, trust.UnsafeName):
         listing_path.unlink()  # it would be linked again: the next fetch brings a good one
         return
-    for rel in damaged:
-        obj = fetch.cache_path(cache_dir, listing[rel]) if rel in listing else None
-        if obj is not None and obj.is_file() and store.md5_file(obj) != listing[rel]:
+    sizes = _sizes(fetch.cache_path(cache_dir, listing[store.METADATA_NAME])) if store.METADATA_NAME in listing else None
+    for rel, oid in listing.items():
+        obj = fetch.cache_path(cache_dir, oid)
+        if not obj.is_file():
+            continue
+        hashed = rel in damaged or sizes is None
+        if (hashed and store.md5_file(obj) != oid) or (not hashed and obj.stat().st_size != sizes.get(rel, -1)):
             obj.unlink()  # its content no longer matches its name: garbage that would be linked again
+
+
+def _sizes(metadata_object: Path) -> dict[str, int] | None:
+    """File sizes the version's metadata object records, None if that object is damaged (then it is evicted)."""
+    try:
+        data = metadata_object.read_bytes()
+        if store.md5_bytes(data) == fetch.object_id(metadata_object.as_posix()):
+            return {rel: entry["size"] for rel, entry in json.loads(data)["files"].items()} | {store.METADATA_NAME: len(data)}
+        metadata_object.unlink()
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
 
 
 def installed(volume_root: Path) -> list[Path]:

@@ -1,0 +1,201 @@
+"""Inputs eegcache must not trust, tried on the real S3 server, DVC and git: hostile names in metadata, listings,
+configuration and the command line; a disk that takes only part of a write; a remote listing swapped for another
+version's; metadata edited in place on the volume; read-only volumes. Nothing outside eegcache's own directories
+changes, no wrong version is accepted, and each failure is one clear error."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from eegcache import fetch, remote, resolve, volume
+from eegcache.core import store
+from tests.integration.projects import BIN, connect, files, make_project, record, settings, sh
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, demo_corpus, s3_server) -> Path:
+    return make_project(tmp_path_factory.mktemp("trust_repo"), demo_corpus, s3_server, push=True)
+
+
+def put(server, url: str, key: str, data: bytes, where: Path) -> None:
+    """An object written straight into the bucket, behind DVC's back (as an attacker with write access would)."""
+    source = where / "upload.bin"
+    source.write_bytes(data)
+    sh(str(BIN / "s5cmd"), "--endpoint-url", server.endpoint_url, "cp", str(source), f"{url}/{key}", cwd=where,
+       env=server.env())  # fmt: skip
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return files(root) if root.exists() else {}
+
+
+def test_hostile_object_ids_in_metadata_delete_nothing_outside(project, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("the user's file\n")
+    vol = tmp_path / "vol"
+    path = Path(resolve.resolve(settings(project, vol, "cache=volume_first"), project).path)
+    meta = path / store.METADATA_NAME
+    data = json.loads(meta.read_text())
+    rel = sorted(data["files"])[0]
+    cache_dir = volume.versions_root(vol) / volume.DVC_CACHE
+    data["files"][rel]["md5"] = str(Path("..") / ".." / ".." / ".." / ".." / ".." / victim.relative_to(tmp_path))
+    meta.chmod(0o644)
+    meta.unlink()
+    meta.write_text(json.dumps(data))
+    (path / rel).chmod(0o644)
+    with open(path / rel, "ab") as handle:  # and damage that file, so eviction looks the id up
+        handle.write(b"x")
+    with pytest.raises(resolve.ResolveError):
+        resolve.resolve(settings(project, vol, "cache=offline"), project)
+    assert victim.read_text() == "the user's file\n" and cache_dir.is_dir()
+    (moved,) = (volume.versions_root(vol) / volume.QUARANTINE).glob(f"{path.name}.*[0-9]")
+    fresh = Path(resolve.resolve(settings(project, vol, "cache=volume_first"), project).path)  # recovered
+    assert files(fresh) == files(project / "cache" / "tusz")
+    # prune reads every installed version's metadata: plant the hostile id in an installed look-alike too
+    meta = fresh / store.METADATA_NAME
+    data = json.loads(meta.read_text())
+    data["files"][rel]["md5"] = "../../../../../../" + victim.name
+    meta.chmod(0o644)
+    meta.unlink()
+    meta.write_text(json.dumps(data))
+    result = volume.prune(vol, keep=0, in_use=set())
+    assert result.removed == (fresh.name,) and victim.read_text() == "the user's file\n"
+    record("trust", "object id '../..' in metadata: quarantine and prune", True, victim.is_file())
+
+
+@pytest.mark.parametrize("version", ["../../../victim_rel_0123456789a.dir", "/tmp/" + "a" * 27 + ".dir", "A" * 32 + ".dir"])
+def test_a_hostile_cache_version_is_a_config_error(project, tmp_path, version):
+    outside = tmp_path / "victim_rel_0123456789a"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep\n")
+    proc = sh("eegcache", "resolve", f"cache.volume_root={tmp_path / 'a' / 'b' / 'c'}", f"cache.version={version}",
+              cwd=project, check=False)  # fmt: skip
+    assert proc.returncode == 2 and "cache.version" in proc.stderr and "not a DVC object id" in proc.stderr
+    assert (outside / "keep.txt").read_text() == "keep\n" and not (tmp_path / "a").exists()
+    pulled = sh("eegcache", "pull-version", str(tmp_path / "t"), "--hash", version, cwd=project, check=False)
+    assert pulled.returncode == 2 and "--hash" in pulled.stderr and not (tmp_path / "t").exists()
+
+
+def test_a_listing_with_a_path_out_of_the_target_is_refused(project, tmp_path, s3_server):
+    content = b"written by an attacker\n"
+    oid = hashlib.md5(content).hexdigest()
+    listing = json.dumps([{"md5": oid, "relpath": "../../../escaped.txt"}]).encode()
+    version = hashlib.md5(listing).hexdigest() + ".dir"
+    url = remote.remote_settings(project)["url"]
+    put(s3_server, url, fetch.object_key(oid), content, tmp_path)
+    put(s3_server, url, fetch.object_key(version), listing, tmp_path)
+    target = tmp_path / "a" / "b" / "target"
+    proc = sh("eegcache", "pull-version", str(target), "--hash", version, cwd=project, check=False)
+    assert proc.returncode == 2 and "not a safe relative path" in proc.stderr, proc.stderr
+    assert not list(tmp_path.rglob("escaped.txt"))
+    record("trust", "'..' relpath in a remote .dir listing", True, True)
+
+
+@pytest.mark.parametrize("command", [["remote-verify", "--rev=--output={out}"], ["pull-version", "{tmp}/t", "--rev=--output={out}"],
+                                     ["versions"]])
+def test_revisions_are_never_git_options(project, tmp_path, command):
+    out = tmp_path / "written-by-git"
+    args = [part.format(out=out, tmp=tmp_path) for part in command]
+    proc = sh("eegcache", *args, cwd=project, check=False)
+    assert not out.exists()
+    if command != ["versions"]:
+        assert proc.returncode == 2 and "not a git revision" in proc.stderr
+    resolve_rev = sh("eegcache", "resolve", f"cache.volume_root={tmp_path}/v", f"cache.rev=--output={out}", cwd=project,
+                     check=False)  # fmt: skip
+    assert resolve_rev.returncode == 2 and not out.exists()
+
+
+def test_a_file_size_limit_never_leaves_a_short_object_and_a_rerun_repairs(project, tmp_path):
+    target = tmp_path / "volume"
+    limit = 200_000  # bytes: smaller than the demo's recordings
+    code = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))\n"
+        "from eegcache.cli import main\n"
+        f"sys.exit(main(['pull-version', {str(target)!r}, '--repo', {str(project)!r}]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2 and "File too large" in proc.stderr and "run again" in proc.stderr, proc.stderr
+    objects = [p for p in (target / ".dvc" / "cache" / "files" / "md5").rglob("*") if p.is_file()]
+    assert all(store.md5_file(p) == (p.parent.name + p.name).removesuffix(".dir") for p in objects)
+    assert not (target / remote.version_at(project).dirname).exists()
+    again = sh("eegcache", "pull-version", str(target), cwd=project)
+    assert files(Path(again.stdout.split(" is at ")[1].strip())) == files(project / "cache" / "tusz")
+    record("trust", "file-size limit during a fetch", True, True)
+
+
+def test_deep_remote_verify_hashes_the_listing_and_push_repairs_it(project, tmp_path, s3_server):
+    clone = tmp_path / "clone"
+    sh("git", "clone", "-q", str(project), str(clone), cwd=tmp_path)
+    sh("cp", "-r", str(project / "data"), str(clone / "data"), cwd=tmp_path)
+    connect(clone, s3_server, remote.remote_settings(project)["url"].split("/", 3)[3])
+    sh("eegcache", "params", "preprocess.clip=5.0", cwd=clone)
+    sh("dvc", "repro", "build_cache", cwd=clone)
+    remote.push(clone)
+    v1, v2 = remote.version_at(project), remote.version_at(clone)
+    url = remote.remote_settings(project)["url"]
+    other = fetch.cache_path(clone / ".dvc" / "cache", v2.hash).read_bytes()
+    put(s3_server, url, fetch.object_key(v1.hash), other, tmp_path)  # v1's name, v2's complete listing
+    for deep in (False, True):
+        verdict = remote.verify_remote(project, deep=deep)
+        assert not verdict.ok and "corrupt or replaced" in verdict.problems[0], verdict.problems
+    with pytest.raises(resolve.ResolveError):
+        resolve.resolve(settings(project, tmp_path / "vol", "cache=volume_first", "cache.sources=[remote]"), project)
+    assert remote.push(project) == 1 and remote.verify_remote(project, deep=True).ok
+    record("trust", "remote .dir replaced by another version's listing", True, True)
+
+
+def test_metadata_edited_in_place_is_evicted_and_recovered_in_one_resolve(project, tmp_path):
+    vol = tmp_path / "vol"
+    path = Path(resolve.resolve(settings(project, vol, "cache=volume_first"), project).path)
+    meta = path / store.METADATA_NAME
+    meta.chmod(0o644)  # in place: the hard-linked object in the volume's DVC cache changes too
+    with open(meta, "r+b") as handle:
+        handle.seek(10)
+        handle.write(b"X")
+    again = resolve.resolve(settings(project, vol, "cache=volume_first"), project)
+    assert [(a.source, a.outcome) for a in again.attempts] == [("volume", "rejected"), ("remote", "used")]
+    assert files(Path(again.path)) == files(project / "cache" / "tusz")
+    third = resolve.resolve(settings(project, vol, "cache=volume_first"), project)
+    assert third.source == "volume" and len(list((volume.versions_root(vol) / volume.QUARANTINE).glob("*.why.txt"))) == 1
+    record("trust", "metadata edited in place (hard-linked object)", True, True)
+
+
+def _read_only(path: Path):
+    """A read-only bind mount of ``path`` onto itself (the tests run as root, where file modes do not stop writes)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def mounted():
+        sh("mount", "--bind", str(path), str(path), cwd=path)
+        try:
+            sh("mount", "-o", "remount,bind,ro", str(path), cwd=path)
+            yield path
+        finally:
+            sh("umount", str(path), cwd=path.parent)
+
+    return mounted()
+
+
+def test_read_only_volumes_serve_or_explain(project, tmp_path):
+    vol = tmp_path / "vol"
+    first = resolve.resolve(settings(project, vol, "cache=volume_first"), project)
+    with _read_only(vol):
+        served = sh("eegcache", "resolve", f"cache.volume_root={vol}", "cache=offline", cwd=project)
+        assert served.stdout.strip() == first.path and "prune will not rank it" in served.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with _read_only(empty):
+        proc = sh("eegcache", "resolve", f"cache.volume_root={empty}", "cache=volume_first", cwd=project, check=False)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert "cannot write to the volume" in proc.stderr and "Read-only file system" in proc.stderr
+    record("trust", "read-only volume", True, True)
