@@ -1,7 +1,7 @@
 """Reliability figures: run the fault tests with many kills per operation and tabulate every case.
 
 Run: ``.venv/bin/python bench/reliability.py [--kills N]`` (``make stress`` runs it with 10). It runs
-``tests/integration/test_faults.py`` and ``tests/integration/test_bad_input.py`` with ``EEGCACHE_KILLS=N`` and
+``tests/integration/test_faults.py``, ``test_bad_input.py`` and ``test_trust_boundaries.py`` with ``EEGCACHE_KILLS=N`` and
 ``EEGCACHE_FAULT_LOG`` set, then writes the table (cases tried, detected, recovered, lost) into bench/README.md.
 A failing case fails the run: the table only ever shows a green run.
 """
@@ -25,7 +25,7 @@ sys.path.insert(0, str(BENCH))
 from bench_remote import write_readme  # noqa: E402
 
 MARKS = ("<!-- reliability:results -->", "<!-- /reliability:results -->")
-TESTS = ("tests/integration/test_faults.py", "tests/integration/test_bad_input.py")
+TESTS = ("tests/integration/test_faults.py", "tests/integration/test_bad_input.py", "tests/integration/test_trust_boundaries.py")
 
 
 def main(argv: list[str] | None = None) -> int:

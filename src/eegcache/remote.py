@@ -274,12 +274,13 @@ def verify_remote(root: Path, rev: str | None = None, deep: bool = False, jobs: 
     with _repo(root) as repo:
         odb = repo.cloud.get_remote_odb(REMOTE, "remote-verify")
         url = repo.config["remote"][REMOTE]["url"]
+        which = "the .dir"
         try:
             listing = fetch.parse_listing(_read_object(odb, version.hash), version.hash, url)
+            which = "the metadata"
             metadata_bytes = _read_object(odb, listing[store.METADATA_NAME]) if store.METADATA_NAME in listing else b""
-        except FileNotFoundError as exc:
-            missing = version.hash if store.METADATA_NAME not in str(exc) else "the metadata"
-            return RemoteVerdict(version, url, 0, deep, (f"{version.hash}: {missing} object is missing on the remote",))
+        except FileNotFoundError:
+            return RemoteVerdict(version, url, 0, deep, (f"{version.hash}: {which} object is missing on the remote",))
         except (fetch.FetchError, trust.UnsafeName) as exc:
             return RemoteVerdict(version, url, 0, deep, (f"{version.hash}: {exc.reason}",))
         present = _present(odb)

@@ -209,9 +209,15 @@ def test_server_stopped_mid_pull_then_restarted(tmp_path, own_server):
     source.mkdir()
     sh("dvc", "init", "-q", "--no-scm", cwd=source)
     rng = np.random.default_rng(0)
+    entries = {}
     for i in range(60):
-        (source / "big").mkdir(exist_ok=True)
-        (source / "big" / f"f{i:03d}.bin").write_bytes(rng.bytes(4_000_000))
+        (source / "big" / "train").mkdir(parents=True, exist_ok=True)
+        data = rng.bytes(4_000_000)
+        (source / "big" / "train" / f"f{i:03d}.npz").write_bytes(data)
+        entries[f"train/f{i:03d}.npz"] = {"md5": store.md5_bytes(data), "size": len(data), "split": "train"}
+    # a cache as pull-version checks it: files as its metadata lists them
+    store.write_metadata(source / "big", {"schema_version": store.SCHEMA_VERSION, "files": entries,
+                                          "splits": {"train": {"files": len(entries)}}})  # fmt: skip
     sh("dvc", "add", "-q", "big", cwd=source)
     remote.configure(source, f"s3://{server.bucket}/mid", endpoint_url=server.endpoint_url,
                      access_key=server.access_key, secret_key=server.secret_key)  # fmt: skip
