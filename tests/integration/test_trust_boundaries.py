@@ -199,3 +199,17 @@ def test_read_only_volumes_serve_or_explain(project, tmp_path):
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
         assert "cannot write to the volume" in proc.stderr and "Read-only file system" in proc.stderr
     record("trust", "read-only volume", True, True)
+
+
+def test_verbose_runs_print_no_credential(project, tmp_path, s3_server):
+    vol = tmp_path / "vol"
+    runs = [
+        sh("eegcache", "-v", "push", "--deep", cwd=project),
+        sh("eegcache", "-v", "resolve", f"cache.volume_root={vol}", "cache=volume_first", cwd=project),
+        sh("eegcache", "-v", "remote-verify", "--deep", cwd=project),
+        sh("eegcache", "-v", "pull-version", str(tmp_path / "pulled"), cwd=project),
+    ]
+    out = "".join(proc.stdout + proc.stderr for proc in runs)
+    assert "DEBUG" in out or "INFO" in out  # -v was heard
+    assert s3_server.access_key not in out and s3_server.secret_key not in out
+    record("trust", "credentials in -v output", True, True)
