@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def base_config() -> config.Config:
     """conf/ composed once; tests copy it with their own paths."""
-    return config.load(REPO)
+    return config.load(REPO, local=False)  # hermetic: never this machine's conf/local
 
 
 @pytest.fixture(scope="session")

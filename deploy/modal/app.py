@@ -15,6 +15,7 @@ and the ``cache.volume_root``/``cache.mount_point``/``data.raw_dir`` overrides p
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import tomllib
 from pathlib import Path
@@ -28,8 +29,9 @@ from eegcache import train as trainer
 
 CONTAINER_PROJECT = "/root/project"
 PROJECT = Path(os.environ.get("EEGCACHE_PROJECT") or Path(__file__).resolve().parents[2])
-PATHS = ["paths=modal"]  # conf/paths/modal.yaml: the Volume at /results, the bucket mounts
-CONTAINER = config.load(PROJECT, PATHS)
+# conf/paths/modal.yaml: the Volume at /results, the bucket mounts; the bucket's raw prefix is the real corpus
+PATHS = ["paths=modal", "data=tusz"]
+CONTAINER = config.load(PROJECT, PATHS, local=False)  # never this laptop's conf/local
 SETTINGS = CONTAINER.modal
 VOLUME_PATH, RAW_MOUNT, CACHE_MOUNT = CONTAINER.cache.volume_root, CONTAINER.data.raw_dir, CONTAINER.cache.mount_point
 DVC_FILES = (".dvc/config", "dvc.yaml", "dvc.lock", "params.yaml")
@@ -48,7 +50,7 @@ def _image() -> modal.Image:
         .pip_install(*_requirements())
         .env({"EEGCACHE_PROJECT": CONTAINER_PROJECT, "DVC_NO_ANALYTICS": "1"})
         .add_local_python_source("eegcache")
-        .add_local_dir(PROJECT / "conf", f"{CONTAINER_PROJECT}/conf")
+        .add_local_dir(PROJECT / "conf", f"{CONTAINER_PROJECT}/conf", ignore=["local/default.yaml"])
     )
     for name in DVC_FILES:  # the DVC metadata the container needs; the data comes from the remote
         image = image.add_local_file(PROJECT / name, f"{CONTAINER_PROJECT}/{name}")
@@ -65,12 +67,17 @@ dvc_remote = modal.CloudBucketMount(SETTINGS.bucket, key_prefix=SETTINGS.cache_p
 
 def _config(project: Path, overrides: list[str]) -> config.Config:
     """conf/ composed with the container's paths selected, then the caller's overrides (which win)."""
-    return config.load(project, [*PATHS, *overrides])
+    return config.load(project, [*PATHS, *overrides], local=False)
 
 
 def _commit_volume() -> None:
     if not modal.is_local():  # a local run has no Volume to commit
         results.commit()
+
+
+def _split(overrides: str) -> list[str]:
+    """Hydra overrides given as one string (``modal run`` parses only plain types), split as a shell would."""
+    return shlex.split(overrides)
 
 
 def _project(project: str | None) -> Path:
@@ -81,20 +88,20 @@ def _project(project: str | None) -> Path:
 @app.function(image=image, gpu=SETTINGS.gpu, timeout=SETTINGS.train_timeout_s, cpu=SETTINGS.train_cpu,
               memory=SETTINGS.train_memory_mib, volumes={VOLUME_PATH: results, CACHE_MOUNT: dvc_remote},
               secrets=[aws])  # fmt: skip
-def train(version: str, overrides: list[str] | None = None, project: str | None = None) -> dict[str, Any]:
+def train(version: str, overrides: str = "", project: str = "") -> dict[str, Any]:
     """Resolve ``version`` (``<md5>.dir``) onto the Volume with the configured preset (default: the bucket mount,
     then the DVC remote, then the Volume; never a build unless ``cache.allow_build=true``), then train on it.
     A resolver error (no valid source) stops the run before any training."""
-    root = _project(project)
-    cfg = _config(root, [f"cache.version={version}", *(overrides or [])])
-    report = resolve.resolve(cfg, root, say=print, asked=config.requested(root, overrides or []))
+    root, extra = _project(project), _split(overrides)
+    cfg = _config(root, [f"cache.version={version}", *extra])
+    report = resolve.resolve(cfg, root, say=print, asked=config.requested(root, extra))
     if report.bytes or report.source == "build":
         _commit_volume()
     Console().print(resolve.table(report))
     run_dir = resolve.volume_root(cfg, root) / "runs" / version.removesuffix(".dir")
     outputs = [f"build.out_dir={report.path}", f"train.metrics_file={run_dir / 'metrics.json'}",
                f"train.roc_file={run_dir / 'roc.json'}", f"train.model_file={run_dir / 'model.json'}"]  # fmt: skip
-    result = trainer.run_train(_config(root, [f"cache.version={version}", *(overrides or []), *outputs]))
+    result = trainer.run_train(_config(root, [f"cache.version={version}", *extra, *outputs]))
     _commit_volume()
     print({key: value for key, value in result.metrics.items() if key.startswith(cfg.train.eval_split)})
     return {"resolve": report.as_dict(), "metrics": result.metrics, "run_dir": str(run_dir)}
@@ -122,15 +129,15 @@ def _build_config(root: Path, overrides: list[str]) -> config.Config:
 
 @app.function(image=image, cpu=SETTINGS.build_cpu, memory=SETTINGS.build_memory_mib, timeout=SETTINGS.build_timeout_s,
               volumes={VOLUME_PATH: results, RAW_MOUNT: raw_data}, secrets=[aws])  # fmt: skip
-def build_cache(overrides: list[str] | None = None, project: str | None = None, push: bool = True) -> dict[str, Any]:
+def build_cache(overrides: str = "", project: str = "", push: bool = True) -> dict[str, Any]:
     """Build the cache from the raw bucket mount across ``modal.build_containers`` CPU containers into a staging
     directory on the Volume, merge the metadata, push the version to the DVC remote, install it on the Volume
     (then the staging directory goes); returns the version hash."""
     root = _project(project)
-    overrides = list(overrides or [])
-    cfg = _build_config(root, overrides)
+    extra = _split(overrides)
+    cfg = _build_config(root, extra)
     planned = shards.plan_shards(cfg, SETTINGS.build_containers, root)
-    calls = [(rels, overrides, project) for rels in planned]
+    calls = [(rels, extra, project) for rels in planned]
     if modal.is_local():
         done = [build_shard.local(*call) for call in calls]
     else:
@@ -167,7 +174,7 @@ def main(rev: str = "", overrides: str = "", action: str = "train") -> None:
     version = remote.version_at(PROJECT, rev or None).hash
     print(f"cache version {version} (dvc.lock at {rev or 'the working tree'})")
     if action == "train":
-        print(train.remote(version, overrides.split()))
+        print(train.remote(version, overrides))
     elif action == "verify":
         print(verify.remote(version))
     else:
@@ -180,5 +187,5 @@ if __name__ == "__main__":  # `make demo`: the train body run here, pulling into
     import tempfile
 
     stand_in = sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="eegcache-volume-")
-    outcome = train.local(remote.version_at(PROJECT).hash, [f"cache.volume_root={stand_in}", "cache.mount_point="])
+    outcome = train.local(remote.version_at(PROJECT).hash, f"cache.volume_root={stand_in} cache.mount_point=")
     print(json.dumps({"cache": outcome["resolve"]["path"], "metrics": outcome["metrics"]}, indent=1))

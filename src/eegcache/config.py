@@ -25,6 +25,7 @@ from eegcache import trust
 from eegcache.errors import ConfigError
 
 CONF_DIR = "conf"
+LOCAL = "local"  # the git-ignored group of per-machine settings
 CONFIG_NAME = "config"
 PARAMS_FILE = "params.yaml"
 
@@ -289,9 +290,10 @@ _SECTIONS: dict[str, type] = {
 }
 
 
-def compose(project: Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
+def compose(project: Path, overrides: Sequence[str] = (), local: bool = False) -> dict[str, Any]:
     """``<project>/conf`` composed by Hydra with the overrides (``preprocess=tcp22``, ``build.workers=2``), as a
-    plain dict with interpolations resolved: what DVC's ``dvc exp run -S`` writes to ``params.yaml``."""
+    plain dict with interpolations resolved: what DVC's ``dvc exp run -S`` writes to ``params.yaml``. With ``local``,
+    this machine's ``conf/local/default.yaml`` (if any) is composed last."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
@@ -299,24 +301,27 @@ def compose(project: Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
     config_dir = Path(project) / CONF_DIR
     if not (config_dir / f"{CONFIG_NAME}.yaml").is_file():
         raise ConfigError(f"no {CONFIG_NAME}.yaml here: not an eegcache project (or run from its root)", config_dir)
+    extra = [f"+{LOCAL}=default"] if local and (config_dir / LOCAL / "default.yaml").is_file() else []
     try:
         with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base=None):
-            cfg = hydra_compose(config_name=CONFIG_NAME, overrides=list(overrides))
+            cfg = hydra_compose(config_name=CONFIG_NAME, overrides=[*overrides, *extra])
         return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
     except (HydraException, OmegaConfBaseException) as exc:
         raise ConfigError(f"cannot compose the configuration with {list(overrides)}: {exc}", config_dir) from exc
 
 
-def load(project: Path = Path(), overrides: Sequence[str] = (), *, params_file: Path | None = None) -> Config:
+def load(project: Path = Path(), overrides: Sequence[str] = (), *, params_file: Path | None = None,
+         local: bool = True) -> Config:  # fmt: skip
     """The configuration of a command, a stage or the Modal app: the one road.
 
     ``<project>/conf`` composed by Hydra with ``overrides`` (value overrides and group selections alike), converted
     once into frozen dataclasses. With ``params_file`` (a DVC stage: ``eegcache build --params params.yaml``), the
     composition DVC wrote there (by ``eegcache params`` or ``dvc exp run -S``) is read back instead; it already holds
     its overrides, so giving more is an error (they belong to ``eegcache params`` or ``dvc exp run -S``).
+    ``local``: compose this machine's ``conf/local/default.yaml`` last (commands do; the Modal app does not).
     """
     if params_file is None:
-        return from_mapping(compose(project, overrides), str(Path(project) / CONF_DIR))
+        return from_mapping(compose(project, overrides, local), str(Path(project) / CONF_DIR))
     if overrides:
         raise ConfigError(
             f"overrides {' '.join(overrides)} given with a composed params file: compose them into it first "

@@ -42,13 +42,21 @@ def connect(root: Path, server, prefix: str) -> None:
     )  # fmt: skip
 
 
+def _not_this_machines(folder: str, names: list[str]) -> list[str]:
+    """copytree's ignore: a developer's own conf/local/default.yaml stays out of test projects."""
+    return ["default.yaml"] if Path(folder).name == "local" else []
+
+
 def make_repo(root: Path, corpus: Path) -> Path:
     """At ``root``: a fresh clone-like git + DVC repo with the project's DVC files, conf/ and package source,
     ``corpus`` as its raw data and ``params.yaml`` composed; nothing built."""
     root.mkdir(parents=True, exist_ok=True)
     for name in ("dvc.yaml", "conf", "src"):
         src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
+        if src.is_dir():
+            shutil.copytree(src, root / name, ignore=_not_this_machines)
+        else:
+            shutil.copy(src, root / name)
     shutil.copytree(corpus, root / "data" / "tusz_demo")
     sh("git", "init", "-q", cwd=root)
     sh("dvc", "init", "-q", cwd=root)

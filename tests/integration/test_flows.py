@@ -47,7 +47,7 @@ def test_dvc_exp_run_then_push_then_resolve_then_modal_train(tmp_path, demo_corp
     assert (warm["source"], warm["bytes"], warm["path"]) == ("volume", 0, cold["path"])
     assert quarantined(vol) == []
     container = container_copy(app, root, tmp_path / "container")  # DVC files and conf/ only, no git
-    out = app.train.local(v2.hash, [f"cache.volume_root={vol}", "cache.mount_point="], project=str(container))
+    out = app.train.local(v2.hash, f"cache.volume_root={vol} cache.mount_point=", project=str(container))
     assert (out["resolve"]["source"], out["resolve"]["bytes"], out["resolve"]["path"]) == ("remote", 0, cold["path"])
     assert out["metrics"]["dev_auroc"] > 0.75 and quarantined(vol) == []
 

@@ -21,7 +21,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:The .* function is executing locally:UserWarning"),
 ]
 MODAL = yaml.safe_load((REPO / "conf" / "modal" / "default.yaml").read_text())
-CONTAINER = config.load(REPO, ["paths=modal"])  # what the app selects
+CONTAINER = config.load(REPO, ["paths=modal", "data=tusz"], local=False)  # what the app selects
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_train_pulls_the_version_with_dvc_then_trains(app, project, tmp_path):
     version = remote.version_at(project, "cache-v1").hash  # read with git, as the local entrypoint does
     root = container_copy(app, project, tmp_path / "project")
     vol = tmp_path / "results"
-    stand_ins = [f"cache.volume_root={vol}", f"cache.mount_point={tmp_path / 'not-mounted'}"]
+    stand_ins = f"cache.volume_root={vol} cache.mount_point={tmp_path / 'not-mounted'}"
     out = app.train.local(version, stand_ins, project=str(root))
     report = out["resolve"]
     assert [(a["source"], a["outcome"]) for a in report["attempts"]] == [("mount", "skipped"), ("remote", "used")]
@@ -98,7 +98,7 @@ def test_train_uses_the_bucket_mount_when_there_is_one(app, project, tmp_path, s
     sh(str(BIN / "s5cmd"), "--endpoint-url", s3_server.endpoint_url, "cp", f"{url}/*", f"{mount}/", cwd=tmp_path,
        env=s3_server.env())  # fmt: skip
     version = remote.version_at(project).hash
-    out = app.train.local(version, [f"cache.volume_root={tmp_path / 'results'}", f"cache.mount_point={mount}"],
+    out = app.train.local(version, f"cache.volume_root={tmp_path / 'results'} cache.mount_point={mount}",
                           project=str(project))  # fmt: skip
     assert out["resolve"]["source"] == "mount" and out["resolve"]["bytes"] > 0
 
@@ -106,7 +106,7 @@ def test_train_uses_the_bucket_mount_when_there_is_one(app, project, tmp_path, s
 def test_train_stops_with_the_resolver_error_instead_of_building(app, project, tmp_path):
     vol = tmp_path / "results"
     with pytest.raises(resolve.ResolveError) as caught:
-        app.train.local("0" * 32 + ".dir", [f"cache.volume_root={vol}", "cache.mount_point="], project=str(project))
+        app.train.local("0" * 32 + ".dir", f"cache.volume_root={vol} cache.mount_point=", project=str(project))
     message = str(caught.value)
     assert "is not there" in message and "building is not allowed" in message
     assert not (vol / "runs").exists()  # nothing trained
@@ -115,7 +115,7 @@ def test_train_stops_with_the_resolver_error_instead_of_building(app, project, t
 def test_build_cache_map_body_matches_dvc_repro(app, project, tmp_path):
     """The sharded build (each shard's body run locally) gives the version `dvc repro` recorded in dvc.lock."""
     vol = tmp_path / "results"
-    overrides = [f"data.raw_dir={project / 'data' / 'tusz_demo'}", f"cache.volume_root={vol}"]
+    overrides = f"data.raw_dir={project / 'data' / 'tusz_demo'} cache.volume_root={vol}"
     summary = app.build_cache.local(overrides, project=str(project))
     assert summary["version"] == remote.version_at(project).hash
     assert files(Path(summary["path"])) == files(project / "cache" / "tusz")
@@ -124,3 +124,11 @@ def test_build_cache_map_body_matches_dvc_repro(app, project, tmp_path):
     assert not (vol / "build").exists() or not any((vol / "build").iterdir())  # the staging copy is gone
     again = app.build_cache.local(overrides, project=str(project))  # a second build starts clean
     assert again["version"] == summary["version"] and again["uploaded"] == 0
+
+
+@pytest.mark.parametrize("target", ["", "::train", "::build_cache", "::verify"])
+def test_every_documented_modal_run_command_parses(target):
+    """``modal run`` parses only plain parameter types; ``--help`` shows the parse without reaching Modal."""
+    proc = sh(str(BIN / "modal"), "run", f"deploy/modal/app.py{target}", "--help", cwd=REPO, check=False)
+    assert proc.returncode == 0 and "unparseable" not in proc.stderr, proc.stderr
+    assert "--overrides" in proc.stdout or target == "::verify"

@@ -36,14 +36,14 @@ def test_write_params_writes_what_load_reads_back(tmp_path):
 
 
 def test_paths_live_in_one_group_and_the_modal_paths_are_selected():
-    local, modal = config.load(REPO), config.load(REPO, ["paths=modal", "data=tusz"])
+    local, modal = config.load(REPO, local=False), config.load(REPO, ["paths=modal", "data=tusz"], local=False)
     assert (local.data.raw_dir, local.build.out_dir, local.cache.volume_root) == ("data/tusz_demo", "cache/tusz", ".eegcache/volume")
     assert (modal.data.raw_dir, modal.cache.volume_root, modal.cache.mount_point) == ("/data/tusz", "/results", "/s3-cache")
-    moved = config.load(REPO, ["paths.data_dir=/mnt/eeg", "paths.cache_dir=/fast/cache"])
+    moved = config.load(REPO, ["paths.data_dir=/mnt/eeg", "paths.cache_dir=/fast/cache"], local=False)
     assert (moved.data.raw_dir, moved.build.out_dir) == ("/mnt/eeg/tusz_demo", "/fast/cache")
 
 
-def test_a_local_config_is_picked_up_last(tmp_path):
+def test_a_local_config_is_composed_last_by_commands_and_never_into_params_yaml(tmp_path):
     import shutil
 
     shutil.copytree(REPO / "conf", tmp_path / "conf", ignore=shutil.ignore_patterns("local"))  # no machine's own
@@ -52,6 +52,9 @@ def test_a_local_config_is_picked_up_last(tmp_path):
     shutil.copy(REPO / "conf" / "local" / "example.yaml", tmp_path / "conf" / "local" / "default.yaml")
     cfg = config.load(tmp_path)
     assert (cfg.build.workers, cfg.data.raw_dir) == (8, "/mnt/eeg/tusz_demo")
+    assert config.load(tmp_path, local=False).build.workers == 0  # the Modal app's composition
+    config.write_params(tmp_path)
+    assert yaml.safe_load((tmp_path / "params.yaml").read_text()) == config.compose(REPO)  # the same on every machine
 
 
 def test_params_file_refuses_more_overrides(tmp_path):
