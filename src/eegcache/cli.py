@@ -41,6 +41,7 @@ def _build(args: argparse.Namespace) -> int:
     from eegcache.report import print_summary, summary_table
 
     config = _stage_config(args)
+    _warn_if_outside_dvc(args, config)
     summary = run_build(config)
     title = f"cache summary — processed {summary.processed}, reused {summary.reused}, in {summary.seconds:.1f} s"
     table = summary_table(summary.metadata, title)
@@ -48,6 +49,19 @@ def _build(args: argparse.Namespace) -> int:
     lines += [f"skipped {s['file']}: {s['reason']}" for s in summary.metadata["skipped"]]
     print_summary(table, lines)
     return 0
+
+
+def _warn_if_outside_dvc(args: argparse.Namespace, config: cfg.Config) -> None:
+    """A build with other stage params than params.yaml, into the DVC stage's own output, leaves DVC's record stale."""
+    params_file = Path(cfg.PARAMS_FILE)
+    if args.params or not params_file.is_file():
+        return
+    staged = cfg.load(Path(), params_file=params_file)
+    differs = cfg.conflicts(cfg.flatten(cfg.stage_params(staged)), cfg.flatten(cfg.stage_params(config)))
+    if differs and Path(config.build.out_dir).resolve() == Path(staged.build.out_dir).resolve():
+        print(f"note: building into {config.build.out_dir}, the DVC stage's output, with other params than params.yaml "
+              f"({'; '.join(differs)}): `dvc status` will show it modified. `eegcache params <overrides> && dvc repro` "
+              "records such a build; `paths.cache_dir=<dir>` builds elsewhere.", file=sys.stderr)  # fmt: skip
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -396,7 +396,3 @@ def stage_params(config: Config) -> dict[str, Any]:
         "preprocess": dataclasses.asdict(config.preprocess),
         "build": {"on_error": config.build.on_error},
     }
-
-
-def as_dict(section: Any) -> dict[str, Any]:
-    return dataclasses.asdict(section)

@@ -208,6 +208,21 @@ def cache_path(cache_dir: Path, oid: str) -> Path:
     return cache_dir / object_key(oid)
 
 
+def read_object(source: Source, oid: str, limit: int = 1 << 28) -> bytes:
+    """One object's bytes in memory (up to ``limit`` bytes), checked against its name; FetchError if they differ."""
+    digest, parts, size = hashlib.md5(usedforsecurity=False), [], 0
+    with source.chunks(trust.object_id(oid)) as chunks:
+        for chunk in chunks:
+            digest.update(chunk)
+            parts.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise FetchError(f"object {oid} from {source.name} is larger than {limit} bytes")
+    if digest.hexdigest() != oid.removesuffix(".dir"):
+        raise FetchError(f"object {oid} from {source.name} has content hash {digest.hexdigest()}: corrupt, not used")
+    return b"".join(parts)
+
+
 def fill(source: Source, oids: Iterable[str], cache_dir: Path, jobs: int = 16, transient: tuple[type[BaseException], ...] = ()) -> FillStats:
     """Bring every object of ``oids`` into the DVC cache at ``cache_dir`` (read-only files), verified.
 

@@ -119,11 +119,10 @@ def expected_version(config: Config, root: Path = Path()) -> Wanted:
     hash unknown, params those of ``params.yaml`` (what ``dvc repro`` builds)."""
     rev = config.cache.rev or None
     if config.cache.version:
-        copy = volume.versions_root(volume_root(config, root)) / volume.dirname(config.cache.version)
-        recorded = volume.recorded_params(copy, config.cache.version)
+        recorded = None
         if rev is not None and (at_rev := remote.version_at(root, rev)).hash == config.cache.version:
             recorded = at_rev.params
-        return Wanted(config.cache.version, "cache.version", None if recorded is None else cfg.flatten(recorded))
+        return Wanted(config.cache.version, "cache.version", recorded)
     try:
         found = remote.version_at(root, rev)
         return Wanted(found.hash, f"dvc.lock at {rev or 'the working tree'}", found.params)
@@ -152,8 +151,16 @@ def _path(root: Path, value: str) -> Path:
 
 
 def volume_root(config: Config, root: Path = Path()) -> Path:
-    """The volume (``cache.volume_root``; relative paths are taken from the project root)."""
-    return _path(root, config.cache.volume_root)
+    """The volume (``cache.volume_root``; relative paths are taken from the project root). ConfigError when it is
+    empty or its versions would share a directory with the project's own cache (the DVC stage output)."""
+    if not config.cache.volume_root.strip():
+        raise ConfigError("cache.volume_root is empty: name the volume's directory")
+    path = _path(root, config.cache.volume_root)
+    versions, output = volume.versions_root(path).resolve(), _path(root, config.build.out_dir).resolve()
+    if versions == output or output in versions.parents or versions in output.parents:
+        raise ConfigError(f"cache.volume_root = {config.cache.volume_root!r} puts the volume's versions at {versions}, "
+                          f"which overlaps the project's cache {output} (the DVC stage output): use another directory")
+    return path
 
 
 def resolve(config: Config, root: Path = Path(), say: Callable[[str], None] = log.info,
@@ -165,9 +172,10 @@ def resolve(config: Config, root: Path = Path(), say: Callable[[str], None] = lo
     started = time.perf_counter()
     cache, asked = config.cache, asked or {}
     wanted = expected_version(config, root)
-    _refuse_conflicts(wanted, wanted.params, asked)
     versions = volume.versions_root(volume_root(config, root))
     run = _Run(config, root, wanted, versions, say)
+    if asked:  # before anything is fetched or moved: from the copy on the volume, dvc.lock, or the source's metadata
+        _refuse_conflicts(wanted, _recorded(run), asked)
     report = Report(wanted.hash, cache.preset, cache.validation, str(versions))
     for name in cache.sources:
         t0 = time.perf_counter()
@@ -195,10 +203,48 @@ def resolve(config: Config, root: Path = Path(), say: Callable[[str], None] = lo
             f"{versions / volume.QUARANTINE}.",
             report,
         )
-    if wanted.params is None:  # known only now, from the metadata of a copy whose content hash matched
-        _refuse_conflicts(run.wanted, cfg.flatten(run.params or {}), asked,
-                          f"\nThe copy at {report.path} is valid and stays there.")  # fmt: skip
+    if run.params is not None:  # the accepted copy's own metadata: what its bytes are
+        built = cfg.flatten(run.params)
+        if run.wanted.params is not None and built != run.wanted.params:
+            say(f"note: {wanted.origin} records other params for {run.wanted.hash} than its metadata "
+                f"({'; '.join(cfg.conflicts(built, run.wanted.params))}): the metadata describes the bytes")  # fmt: skip
+        _refuse_conflicts(run.wanted, built, asked, f"\nThe copy at {report.path} is valid and stays there.")
     return report
+
+
+def _recorded(run: _Run) -> dict[str, Any] | None:
+    """The stage params recorded with the wanted version, without changing anything: the metadata of a copy on the
+    volume (when its content hash matches), else what ``dvc.lock`` recorded, else the metadata object read from a
+    source into memory (checked against the version's listing)."""
+    if run.wanted.hash is None:
+        return run.wanted.params
+    on_volume = volume.recorded_params(run.dir, run.wanted.hash)
+    if on_volume is not None:
+        return cfg.flatten(on_volume)
+    if run.wanted.params is not None:
+        return run.wanted.params
+    for source in (_mount_source(run), _remote_source(run)):
+        try:
+            params = volume.peek_params(source, run.wanted.hash) if source is not None else None
+        except Exception as exc:  # noqa: BLE001 - unreadable now: the sources are tried (and reported) below
+            run.say(f"could not read the version's metadata from {source.name} before fetching ({exc})")
+            continue
+        if params is not None:
+            return cfg.flatten(params)
+    return None
+
+
+def _mount_source(run: _Run) -> fetch.Source | None:
+    mount = _path(run.root, run.config.cache.mount_point) if run.config.cache.mount_point else None
+    return fetch.DirSource(mount) if mount is not None and mount.is_dir() else None
+
+
+def _remote_source(run: _Run) -> fetch.Source | None:
+    try:
+        settings = remote.remote_settings(run.root)
+        return remote.remote_source(settings, run.config.cache.jobs or int(settings.get("jobs") or 16))
+    except remote.RemoteError:
+        return None
 
 
 def _mark_used(path: Path, say: Callable[[str], None]) -> None:
@@ -291,6 +337,11 @@ def _from_build(run: _Run) -> tuple[Path, int, str]:
     raw = _path(root, run.config.data.raw_dir)
     if not raw.is_dir():
         raise _Skip(f"raw data directory {raw} not found")
+    would_build = cfg.flatten(cfg.stage_params(cfg.load(root, params_file=root / cfg.PARAMS_FILE)))
+    if run.wanted.params is not None and (differs := cfg.conflicts(run.wanted.params, would_build)):
+        raise _Skip(f"params.yaml describes another version than {run.wanted.hash} ({'; '.join(differs)}): "
+                    "`dvc repro` here would build that one, so nothing was built (check out the revision that "
+                    "built it, or ask for the version params.yaml describes)")  # fmt: skip
     count, size, seconds = build_estimate(run.config, root)
     started = time.perf_counter()
     run.say(f"building from {raw}: {count} EDF files, {size / 1e9:.2f} GB; estimated {seconds / 60:.1f} min, "

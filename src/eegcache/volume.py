@@ -87,6 +87,19 @@ def recorded_params(path: Path, version: str) -> dict[str, Any] | None:
     return None
 
 
+def peek_params(source: fetch.Source, version: str) -> dict[str, Any] | None:
+    """The stage params in ``version``'s metadata read from ``source`` into memory (nothing is written): the listing
+    checked against its name, the metadata against its id in the listing. None if the source lacks the version."""
+    try:
+        listing = fetch.parse_listing(fetch.read_object(source, version), version, source.name)
+        metadata = json.loads(fetch.read_object(source, listing[store.METADATA_NAME]))
+    except (fetch.MissingObject, KeyError):
+        return None
+    except (ValueError, OSError, trust.UnsafeName) as exc:
+        raise CacheError(f"cannot read the metadata of {version} ({exc})", source.name) from exc
+    return metadata.get("params") if isinstance(metadata, dict) else None
+
+
 def install(source: fetch.Source, version: str, versions: Path, jobs: int = 16, size: int = 0, nfiles: int = 0) -> tuple[Path, fetch.FillStats]:
     """``<versions>/<dirname>/`` filled from ``source`` through the DVC cache at ``<versions>/.dvc/cache``.
 

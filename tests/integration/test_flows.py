@@ -100,3 +100,17 @@ def test_a_version_asked_for_under_another_config_is_a_named_error_and_the_volum
         after = {p: (p.stat().st_mtime_ns, p.read_bytes() if p.is_file() else None) for p in sorted(vol.rglob("*"))}
         assert after == before, how  # nothing fetched, moved, marked or quarantined
     assert quarantined(vol) == []
+    fresh = tmp_path / "fresh"  # a bare hash the volume does not hold: its metadata is read from the remote first
+    proc = sh("eegcache", "resolve", f"cache.volume_root={fresh}", f"cache.version={first['version']}",
+              "preprocess.dtype=float32", cwd=root, check=False)  # fmt: skip
+    assert proc.returncode == 2 and "preprocess.dtype: version float16, config float32" in proc.stderr
+    assert not fresh.exists() or not any(fresh.rglob("*.npz"))
+
+
+def test_a_volume_inside_the_projects_cache_is_refused(tmp_path, demo_corpus, s3_server):
+    root = make_project(tmp_path / "project", demo_corpus, s3_server, push=True)
+    before = files(root / "cache" / "tusz")
+    for value in ("", ".", "cache/tusz", "cache/tusz/inner"):
+        proc = sh("eegcache", "resolve", f"cache.volume_root={value}", cwd=root, check=False)
+        assert proc.returncode == 2 and "cache.volume_root" in proc.stderr, (value, proc.stderr)
+    assert files(root / "cache" / "tusz") == before
