@@ -5,20 +5,21 @@ annotation content), its split, the preprocessing params and the code that shape
 (:mod:`eegcache.core`); an output whose key and size match the previous metadata (or the journal of an
 interrupted build) is reused. The old metadata is removed before the first output changes and written
 anew only at the end, so a build killed at any moment leaves a cache that ``verify`` rejects and a rerun
-completes. The steps pass typed values: :func:`make_plan` -> :class:`Plan`, :func:`run_tasks` ->
-:class:`Outcome`, :func:`publish` -> the metadata. The same build split across processes or machines is
-in :mod:`eegcache.shards`, which reuses them.
+completes. It holds out_dir's lock and touches only files it wrote (:mod:`eegcache.outdir`). The steps
+pass typed values: :func:`make_plan` -> :class:`Plan`, :func:`run_tasks` -> :class:`Outcome`,
+:func:`publish` -> the metadata. The same build split across processes or machines is in
+:mod:`eegcache.shards`, which reuses them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,9 @@ from eegcache.core.identity import Stamp, stable_hash
 from eegcache.core.process import (
     Output, Task, cache_metadata, code_digest, make_task, process, recording_key, skipped_entry,
 )
-from eegcache.errors import AnnotationError, CorpusError, EegcacheError
+from eegcache.errors import AnnotationError, CacheError, CorpusError, EegcacheError
 from eegcache.hashstate import HashState
+from eegcache.outdir import Journal, check_contents, check_paths, disk_error, lock, owned, remove_stale, writing
 from eegcache.report import BuildProgress
 
 log = logging.getLogger(__name__)
@@ -77,7 +79,9 @@ class BuildSummary:
 
 
 def make_plan(config: Config, base_dir: Path) -> Plan:
-    """Discover, split and parse annotations; fails on a bad corpus (or a bad annotation with on_error=fail)."""
+    """Discover, split and parse annotations; fails on a bad corpus (or a bad annotation with on_error=fail), or
+    on an out_dir that is the raw data's or holds the state or metrics (outdir.check_paths)."""
+    check_paths(config, base_dir)
     raw_dir = base_dir / config.data.raw_dir
     refs = corpus.discover(raw_dir)
     assigned, excluded = corpus.assign_splits(
@@ -110,20 +114,31 @@ def _annotations(
 
 
 def run_build(config: Config, base_dir: Path = Path()) -> BuildSummary:
-    """Build (or bring up to date) the cache described by ``config``; paths are relative to ``base_dir``."""
+    """Build (or bring up to date) the cache described by ``config``; paths are relative to ``base_dir``.
+
+    Holds out_dir's build lock throughout (a concurrent build fails at once, naming this one) and touches only
+    the files it wrote (:mod:`eegcache.outdir`): an out_dir holding anything else is refused, nothing deleted."""
     started = time.perf_counter()
     plan = make_plan(config, base_dir)
     state = HashState(base_dir / config.build.state_dir)
-    reused, tasks = _reusable(plan, state)
-    plan.out_dir.mkdir(parents=True, exist_ok=True)
-    with Journal(plan.out_dir, reused) as journal:
-        (plan.out_dir / store.METADATA_NAME).unlink(missing_ok=True)
-        removed = remove_stale(plan.out_dir, set(reused) | {t.rel for t in tasks})
-        outcome = run_tasks(plan, tasks, config.build, journal)
-    for path, stamp in outcome.stamps.items():
-        state.record(path, stamp)
-    outcome = dataclasses.replace(outcome, done=reused | outcome.done)
-    metadata = publish(plan, outcome, input_digests(plan, state), base_dir / config.build.metrics_file)
+    planned = {t.rel for t in plan.tasks}
+    with lock(plan.out_dir):
+        ours = owned(plan.out_dir)
+        check_contents(plan.out_dir, ours, planned)
+        reused, tasks = _reusable(plan, state)
+        with writing(plan.out_dir, "create"):
+            plan.out_dir.mkdir(parents=True, exist_ok=True)
+        # claims first: whatever this build leaves if it is killed stays its own (and the old outputs it will
+        # delete or replace stay listed once the old metadata is gone)
+        with Journal(plan.out_dir, reused, ours | planned) as journal:
+            with writing(plan.out_dir / store.METADATA_NAME, "remove"):
+                (plan.out_dir / store.METADATA_NAME).unlink(missing_ok=True)
+            removed = remove_stale(plan.out_dir, ours, planned)
+            outcome = run_tasks(plan, tasks, config.build, journal)
+        for path, stamp in outcome.stamps.items():
+            state.record(path, stamp)
+        outcome = dataclasses.replace(outcome, done=reused | outcome.done)
+        metadata = publish(plan, outcome, input_digests(plan, state), base_dir / config.build.metrics_file)
     return BuildSummary(plan.out_dir, metadata, len(tasks), len(reused), removed, time.perf_counter() - started)
 
 
@@ -137,7 +152,7 @@ def _reusable(plan: Plan, state: HashState) -> tuple[dict[str, dict[str, Any]], 
     for task in plan.tasks:
         if task.edf in digests:
             key = recording_key(task.key_parts, task.split, digests[task.edf], digests[task.annotation])
-            if key == previous[task.rel]["key"]:
+            if key == previous[task.rel].get("key"):
                 reused[task.rel] = previous[task.rel]
                 continue
         tasks.append(task)
@@ -145,13 +160,14 @@ def _reusable(plan: Plan, state: HashState) -> tuple[dict[str, dict[str, Any]], 
 
 
 def _previous_entries(out_dir: Path) -> dict[str, dict[str, Any]]:
-    """Outputs of the last complete build plus those an interrupted build finished since."""
+    """Outputs of the last complete build plus those an interrupted build finished since (entries that are not
+    JSON objects are not reused)."""
     try:
         entries = dict(store.read_metadata(out_dir)["files"])
-    except (EegcacheError, KeyError, TypeError):
+    except (EegcacheError, KeyError, TypeError, ValueError):
         entries = {}
     entries.update(Journal.read(out_dir))
-    return entries
+    return {rel: entry for rel, entry in entries.items() if isinstance(entry, dict)}
 
 
 def _same_size(out_dir: Path, rel: str, previous: dict[str, dict[str, Any]]) -> bool:
@@ -163,64 +179,6 @@ def _same_size(out_dir: Path, rel: str, previous: dict[str, dict[str, Any]]) -> 
         return (out_dir / rel).stat().st_size == entry.get("size")
     except OSError:
         return False
-
-
-class Journal:
-    """Append-only record of finished outputs of the build in progress (one JSON object per line), so a killed
-    build's rerun reuses them. ``with Journal(out_dir, entries)`` starts it with ``entries``; :func:`publish`
-    deletes it once the metadata records every output."""
-
-    def __init__(self, out_dir: Path, entries: dict[str, dict[str, Any]]):
-        self.path = out_dir / store.JOURNAL_NAME
-        self._entries = entries
-        self._handle: Any = None
-
-    @staticmethod
-    def read(out_dir: Path) -> dict[str, dict[str, Any]]:
-        entries: dict[str, dict[str, Any]] = {}
-        try:
-            lines = (out_dir / store.JOURNAL_NAME).read_text().splitlines()
-        except FileNotFoundError:
-            return entries
-        for line in lines:
-            try:
-                record = json.loads(line)
-                entries[record["rel"]] = record["entry"]
-            except (ValueError, KeyError, TypeError):
-                continue  # a torn last line from a killed build: that output is simply redone
-        return entries
-
-    def __enter__(self) -> Journal:
-        body = "".join(self._line(rel, e) for rel, e in sorted(self._entries.items()))
-        store.atomic_write(self.path, body.encode())
-        self._handle = open(self.path, "a")  # noqa: SIM115 (closed in __exit__)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._handle.close()
-
-    def add(self, rel: str, entry: dict[str, Any]) -> None:
-        self._handle.write(self._line(rel, entry))
-        self._handle.flush()
-
-    @staticmethod
-    def _line(rel: str, entry: dict[str, Any]) -> str:
-        return json.dumps({"rel": rel, "entry": entry}, sort_keys=True) + "\n"
-
-
-def remove_stale(out_dir: Path, keep: set[str]) -> int:
-    """Delete our own leftovers: temp files and outputs (rel paths) not in ``keep`` -> how many were removed."""
-    removed = 0
-    if not out_dir.exists():
-        return 0
-    for path in sorted(out_dir.rglob("*")):
-        rel = path.relative_to(out_dir).as_posix()
-        ours = store.TMP_MARK in path.name or (path.suffix == store.SUFFIX and rel not in keep)
-        if path.is_file() and ours:
-            log.info("removing stale cache file %s", path)
-            path.unlink()
-            removed += 1
-    return removed
 
 
 def run_tasks(plan: Plan, tasks: Sequence[Task], options: BuildConfig, journal: Journal | None = None) -> Outcome:
@@ -247,6 +205,11 @@ def run_tasks(plan: Plan, tasks: Sequence[Task], options: BuildConfig, journal: 
                         task = pending.pop(future)
                         try:
                             output: Output = future.result()
+                        except OSError as exc:  # the disk, not the recording: never skipped
+                            raise disk_error(plan.out_dir / task.rel, exc) from exc
+                        except BrokenProcessPool as exc:
+                            raise CacheError("a worker process died building this file (killed? out of memory?); "
+                                             "rerun: outputs already written are reused", plan.out_dir / task.rel) from exc
                         except EegcacheError as exc:
                             if options.on_error == "fail":
                                 raise
@@ -290,9 +253,12 @@ def publish(plan: Plan, outcome: Outcome, digests: Mapping[Path, str | None], me
         skipped=[*plan.skipped, *outcome.skipped],
         excluded=[{"file": r.relpath, "reason": why} for r, why in plan.excluded],
     )
-    store.write_metadata(plan.out_dir, metadata)
-    (plan.out_dir / store.JOURNAL_NAME).unlink(missing_ok=True)
-    _write_metrics(metrics_file, metadata)
+    with writing(plan.out_dir / store.METADATA_NAME):
+        store.write_metadata(plan.out_dir, metadata)
+    with writing(plan.out_dir / store.JOURNAL_NAME, "remove"):
+        (plan.out_dir / store.JOURNAL_NAME).unlink(missing_ok=True)
+    with writing(metrics_file):
+        _write_metrics(metrics_file, metadata)
     return metadata
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -66,8 +67,10 @@ def _warn_if_outside_dvc(args: argparse.Namespace, config: cfg.Config) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from eegcache.train import run_train
+    from eegcache.validate import checked_metadata
 
     config = _stage_config(args)
+    checked_metadata(Path(config.build.out_dir))  # a clear error for malformed metadata, before any training
     result = run_train(config)
     split, m = config.train.eval_split, result.metrics
     print(f"{split}: AUROC {m[f'{split}_auroc']:.3f}, sensitivity {m[f'{split}_sensitivity']:.3f} and "
@@ -94,10 +97,10 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from eegcache.core import store
     from eegcache.report import print_summary, summary_table
+    from eegcache.validate import checked_metadata
 
-    metadata = store.read_metadata(Path(args.cache_dir))
+    metadata = checked_metadata(Path(args.cache_dir))
     print_summary(summary_table(metadata), [f"cache: {args.cache_dir}"])
     return 0
 
@@ -339,6 +342,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if hasattr(signal, "SIGXFSZ"):  # past a file-size limit a write then fails with EFBIG, a clear error, instead
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # of the signal killing us (workers inherit this)
     # -v opens eegcache's own debug messages only: the libraries' (botocore, s3fs, DVC) would print request
     # headers, which carry the access key id
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eegcache.build import Outcome, Plan, input_digests, make_plan, publish, remove_stale, run_tasks
+from eegcache.build import Outcome, Plan, input_digests, make_plan, publish, run_tasks
 from eegcache.config import Config
 from eegcache.core import store
 from eegcache.core.process import recording_key
 from eegcache.errors import CacheError, ConfigError, CorpusError
 from eegcache.hashstate import HashState
+from eegcache.outdir import Journal, check_contents, lock, owned, remove_stale, writing
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,11 @@ def build_shard(config: Config, rels: Sequence[str], base_dir: Path = Path()) ->
     """Process exactly the recordings ``rels`` (one list of :func:`plan_shards`) into ``build.out_dir`` with
     ``build.workers`` processes, as run_build would.
 
-    Safe beside other shards writing their own outputs into the same out_dir: it writes its outputs atomically
-    and no metadata, journal or hash state, and it removes only a stale metadata file (the cache stays
-    incomplete until :func:`merge_shards`). Raises CorpusError naming any rel the build would not process.
+    Safe beside other shards writing their own outputs into the same out_dir: it shares out_dir's build lock with
+    them (a run_build or merge_shards holds it exclusively), writes its outputs atomically and no hash state, and
+    removes only a stale metadata file, after listing the outputs that metadata owned in the journal's claims
+    (the cache stays incomplete until :func:`merge_shards`, which removes those no shard rewrote). Raises
+    CorpusError naming any rel the build would not process, CacheError for an out_dir holding files of others.
     """
     plan = make_plan(config, base_dir)
     wanted = set(rels)
@@ -65,9 +68,14 @@ def build_shard(config: Config, rels: Sequence[str], base_dir: Path = Path()) ->
             f"annotation): {', '.join(unknown)}",
             plan.raw_dir,
         )
-    plan.out_dir.mkdir(parents=True, exist_ok=True)
-    (plan.out_dir / store.METADATA_NAME).unlink(missing_ok=True)  # no metadata may describe changing outputs
-    outcome = run_tasks(plan, [t for t in plan.tasks if t.rel in wanted], config.build)
+    with lock(plan.out_dir, shared=True):
+        ours = owned(plan.out_dir)
+        check_contents(plan.out_dir, ours, {t.rel for t in plan.tasks})
+        metadata = plan.out_dir / store.METADATA_NAME
+        if metadata.exists():  # no metadata may describe changing outputs; the journal keeps what it owned
+            with Journal(plan.out_dir, {}, ours), writing(metadata, "remove"):
+                metadata.unlink(missing_ok=True)
+        outcome = run_tasks(plan, [t for t in plan.tasks if t.rel in wanted], config.build)
     digests = {_raw_rel(plan, path): stamp.md5 for path, stamp in outcome.stamps.items()}
     return ShardResult(dict(sorted(outcome.done.items())), dict(sorted(digests.items())),
                        sorted(outcome.skipped, key=lambda s: s["file"]))  # fmt: skip
@@ -78,18 +86,21 @@ def merge_shards(config: Config, results: Sequence[ShardResult], base_dir: Path 
 
     Raises CacheError (writing nothing) when a planned recording is in no result or in two, a result holds a
     recording this build does not process or an entry built with other params, code or inputs, an output is
-    missing or has another size than recorded, or out_dir holds outputs no shard wrote. Hashes the inputs the
-    shards did not (skipped and excluded recordings). Removes only our own leftovers: temp files of killed writes
-    and the journal of an interrupted run_build.
+    missing or has another size than recorded, or out_dir holds outputs no shard wrote and no earlier build owned,
+    or any other file of someone else's. Hashes the inputs the shards did not (skipped and excluded recordings).
+    Holds out_dir's build lock exclusively (so no shard is still writing) and removes only our own leftovers:
+    outputs an earlier build owned that no shard rewrote, temp files of killed writes, the journal.
     """
     plan = make_plan(config, base_dir)
     outcome, hashed = _gather(plan, results)
-    _check_outputs(plan.out_dir, outcome.done)
-    plan.out_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale(plan.out_dir, set(outcome.done))  # every other output was refused above: only temp files go
-    known = {path: hashed[rel] for path in plan.inputs() if (rel := _raw_rel(plan, path)) in hashed}
-    digests = input_digests(plan, HashState(base_dir / config.build.state_dir), known)
-    return publish(plan, outcome, digests, base_dir / config.build.metrics_file)
+    with lock(plan.out_dir):
+        ours = owned(plan.out_dir)
+        _check_outputs(plan.out_dir, outcome.done, ours)
+        check_contents(plan.out_dir, ours, set(outcome.done))
+        remove_stale(plan.out_dir, ours, set(outcome.done))
+        known = {path: hashed[rel] for path in plan.inputs() if (rel := _raw_rel(plan, path)) in hashed}
+        digests = input_digests(plan, HashState(base_dir / config.build.state_dir), known)
+        return publish(plan, outcome, digests, base_dir / config.build.metrics_file)
 
 
 def _raw_rel(plan: Plan, path: Path) -> str:
@@ -132,8 +143,9 @@ def _gather(plan: Plan, results: Sequence[ShardResult]) -> tuple[Outcome, dict[s
     return Outcome(done, tuple(skipped)), hashed
 
 
-def _check_outputs(out_dir: Path, done: dict[str, dict[str, Any]]) -> None:
-    """Raise CacheError unless every entry's file is in ``out_dir`` with its recorded size and no other output is."""
+def _check_outputs(out_dir: Path, done: dict[str, dict[str, Any]], ours: set[str]) -> None:
+    """Raise CacheError unless every entry's file is in ``out_dir`` with its recorded size and no other output is
+    but those of an earlier build (``ours``: they are removed)."""
     problems = []
     for rel, entry in sorted(done.items()):
         try:
@@ -145,7 +157,7 @@ def _check_outputs(out_dir: Path, done: dict[str, dict[str, Any]]) -> None:
             problems.append(f"{rel} has {size} bytes, its shard recorded {entry['size']}")
     outputs = (p for p in out_dir.rglob(f"*{store.SUFFIX}") if store.TMP_MARK not in p.name)
     found = {p.relative_to(out_dir).as_posix() for p in outputs}
-    strays = sorted(found - done.keys())
+    strays = sorted(found - done.keys() - ours)
     if strays:
         problems.append(f"outputs no shard of this build wrote (from an earlier build? remove them): {_listed(strays)}")
     if problems:

@@ -42,6 +42,55 @@ def _listing(cache_dir: Path) -> dict[str, int]:
     return found
 
 
+# The metadata fields every reader uses (verify, summary, train's dataset) and their types; store.read_metadata
+# checks only that it is a JSON object of our schema version, so hand-edited or damaged metadata stops here.
+_NUMBER = (int, float)
+_FIELDS = {"files": dict, "splits": dict, "skipped": list, "excluded": list, "channels": list, "dtype": str,
+           "sample_rate": _NUMBER}  # fmt: skip
+_ENTRY = {"split": str, "patient": str, "size": int, "md5": str, "samples": int, "seconds": _NUMBER,
+          "seizure_seconds": _NUMBER, "seizures": list, "zero_filled": list}  # fmt: skip
+_SPLIT = {"files": int, "patients": int, "seconds": _NUMBER, "seizure_seconds": _NUMBER, "bytes": int}
+
+
+def _type_problems(where: str, value: Any, fields: dict[str, Any]) -> list[str]:
+    if not isinstance(value, dict):
+        return [f"{where} is {type(value).__name__}, not an object"]
+    return [f"{where}: {key!r} missing or not {getattr(kind, '__name__', 'a number')}" for key, kind in fields.items()
+            if not isinstance(value.get(key), kind) or isinstance(value.get(key), bool)]  # fmt: skip
+
+
+def metadata_problems(metadata: dict[str, Any]) -> list[str]:
+    """What makes ``metadata`` (as store.read_metadata returns it) unusable: a field missing or of the wrong type
+    at the top, in a file entry (seizures as [start, stop) sample pairs) or in a split's totals."""
+    problems = _type_problems("metadata", metadata, _FIELDS)
+    if problems:
+        return problems
+    for rel, entry in metadata["files"].items():
+        try:  # names from the metadata become paths only through the gate
+            trust.relpath(rel)
+        except trust.UnsafeName:
+            problems.append(f"file {rel!r}: not a safe path inside the cache")
+        problems += _type_problems(f"file {rel!r}", entry, _ENTRY)
+        seizures = entry.get("seizures") if isinstance(entry, dict) else None
+        if isinstance(seizures, list) and not all(
+            isinstance(s, list) and len(s) == 2 and all(type(i) is int for i in s) for s in seizures
+        ):
+            problems.append(f"file {rel!r}: 'seizures' is not a list of [start, stop] sample pairs")
+    for split, totals in metadata["splits"].items():
+        problems += _type_problems(f"split {split!r}", totals, _SPLIT)
+    return problems
+
+
+def checked_metadata(cache_dir: Path) -> dict[str, Any]:
+    """The cache's metadata; CacheError when it is missing, unreadable or malformed (naming the first problems)."""
+    metadata = store.read_metadata(cache_dir)
+    problems = metadata_problems(metadata)
+    if problems:
+        more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
+        raise CacheError(f"malformed metadata: {'; '.join(problems[:5])}{more}", cache_dir / store.METADATA_NAME)
+    return metadata
+
+
 def _summary_problems(metadata: dict[str, Any]) -> list[str]:
     counted: dict[str, int] = {}
     for entry in metadata["files"].values():
@@ -70,29 +119,16 @@ def _deep_problems(cache_dir: Path, rel: str, entry: dict[str, Any], metadata: d
     return problems
 
 
-def _safe(rel: str) -> bool:
-    try:
-        trust.relpath(rel)
-    except trust.UnsafeName:
-        return False
-    return True
-
-
 def verify(cache_dir: Path, deep: bool = False, threads: int = 4, arrays: bool = True) -> Verdict:
     """Verdict on ``cache_dir``: expected files present, none extra, sizes right; ``deep`` also hashes content
     and, with ``arrays``, opens every recording to check shapes, dtype, channels and values against the metadata
     (the hash alone proves the files are the ones the metadata lists)."""
     try:
-        metadata = store.read_metadata(cache_dir)
-        expected = {rel: entry for rel, entry in metadata["files"].items()}
-        problems = _summary_problems(metadata)
+        metadata = checked_metadata(cache_dir)
     except CacheError as exc:
         return Verdict(cache_dir, deep, problems=(str(exc),))
-    except (KeyError, TypeError, AttributeError) as exc:
-        return Verdict(cache_dir, deep, problems=(f"{cache_dir / store.METADATA_NAME}: malformed metadata ({exc})",))
-    unsafe = [rel for rel in sorted(expected) if not _safe(rel)]
-    if unsafe:  # names from the metadata become paths only through the gate
-        return Verdict(cache_dir, deep, problems=tuple(f"{rel!r}: not a safe path inside the cache" for rel in unsafe))
+    expected = dict(metadata["files"])
+    problems = _summary_problems(metadata)
     found = _listing(cache_dir)
     problems += [f"{rel}: missing" for rel in sorted(expected.keys() - found.keys())]
     problems += [f"{rel}: not in the metadata (extra or partial file)" for rel in sorted(found.keys() - expected.keys())]

@@ -22,8 +22,9 @@ pytestmark = pytest.mark.integration
 
 
 def outputs(work: Path) -> dict[str, bytes]:
-    """Every file a build writes under ``work`` (make_config's layout): the cache and the metrics file."""
-    return {f"{part}/{rel}": data for part in ("cache", "metrics") for rel, data in tree_bytes(work / part).items()}
+    """Every file of a build's results under ``work`` (make_config's layout): the cache and the metrics file (not
+    the build lock beside the cache, which names the last holder)."""
+    return {f"{part}/{rel}": data for part in ("cache/tusz", "metrics") for rel, data in tree_bytes(work / part).items()}
 
 
 def sharded_build(cfg, shards: int, concurrent: bool = False) -> tuple[list[list[str]], dict]:
@@ -145,7 +146,7 @@ def test_merge_refuses_missing_truncated_and_foreign_outputs(two_shards):
 def test_merge_removes_only_leftovers_of_killed_writes(reference, two_shards):
     cfg, plan, results = two_shards
     out_dir = Path(cfg.build.out_dir)
-    killed = out_dir / Path(plan[0][0]).parent / f".{Path(plan[0][0]).name}{store.TMP_MARK}x1y2z3"
+    killed = out_dir / Path(plan[0][0]).parent / f".{Path(plan[0][0]).name}{store.TMP_MARK}x1y2z3w4"  # mkstemp adds 8 characters
     killed.write_bytes(b"half an output")  # what a shard killed inside store.atomic_write leaves
     (out_dir / store.JOURNAL_NAME).write_text("")  # and an interrupted run_build before it
     merge_shards(cfg, results)
