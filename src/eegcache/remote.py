@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -171,13 +172,31 @@ def configure(
 def configure_access(
     root: Path, *, endpoint_url: str | None = None, access_key: str | None = None, secret_key: str | None = None
 ) -> None:
-    """Write the remote's endpoint and credentials to the git-ignored ``.dvc/config.local`` (only the given ones)."""
+    """Write the remote's endpoint and credentials to the git-ignored ``.dvc/config.local`` (only the given ones).
+
+    The file holds the secret, so only its owner may read it from its first byte: it is created empty with mode
+    0600 before DVC writes into it (DVC rewrites it in place, keeping the mode), and one that exists with a wider
+    mode is tightened first, with a warning.
+    """
     from dvc.config import Config
 
     local = {"endpointurl": endpoint_url, "access_key_id": access_key, "secret_access_key": secret_key}
     if any(local.values()):
+        _owner_only(root / ".dvc" / "config.local")
         with Config(str(root / ".dvc")).edit("local") as conf:
             conf["remote"].setdefault(REMOTE, {}).update({k: v for k, v in local.items() if v})
+
+
+def _owner_only(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 if it is missing (content kept if not); tighten a wider mode to 0600."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        if mode & 0o077:
+            os.fchmod(fd, 0o600)
+            log.warning("%s was open to other users (mode %03o); made it 0600 before writing the keys", path, mode)
+    finally:
+        os.close(fd)
 
 
 def _stage(root: Path) -> str:
