@@ -303,7 +303,7 @@ def phases(profile: Path, wall_s: float) -> list[tuple[str, float]]:
         ("  open the project's DVC repo, read the remote's settings", cumulative("eegcache/remote.py", "remote_settings")),
         ("  create the S3 client (botocore)", cumulative("eegcache/remote.py", "remote_source")),
         ("  fill the volume's DVC cache: .dir, then every object, md5 on the arriving bytes",
-         cumulative("eegcache/remote.py", "fill_version")),
+         cumulative("eegcache/volume.py", "fill_version")),
         ("  dvc checkout (hard links into the version dir)", cumulative("dvc/repo/checkout.py", "checkout")),
     ]  # fmt: skip
 

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -131,12 +132,12 @@ def _repo(root: Path, config: dict[str, Any] | None = None, wait_for_lock: bool 
         with Repo(str(root), config=config, _wait_for_lock=wait_for_lock) as repo:
             yield repo
     except DvcException as exc:
-        raise RemoteError(f"remote '{REMOTE}' ({url}): {_cause(exc)}", root) from exc
+        raise RemoteError(f"remote '{REMOTE}' ({url}): {cause(exc)}", root) from exc
     except (OSError, ValueError, BotoCoreError, ClientError) as exc:  # s3fs/botocore errors DVC did not wrap
-        raise RemoteError(f"remote '{REMOTE}' ({url}): {_cause(exc)}", root) from exc
+        raise RemoteError(f"remote '{REMOTE}' ({url}): {cause(exc)}", root) from exc
 
 
-def _cause(exc: BaseException) -> str:
+def cause(exc: BaseException) -> str:
     """The innermost useful message of a chained exception (DVC wraps botocore/s3fs errors)."""
     messages = []
     while exc is not None:
@@ -182,13 +183,31 @@ def configure(
 def configure_access(
     root: Path, *, endpoint_url: str | None = None, access_key: str | None = None, secret_key: str | None = None
 ) -> None:
-    """Write the remote's endpoint and credentials to the git-ignored ``.dvc/config.local`` (only the given ones)."""
+    """Write the remote's endpoint and credentials to the git-ignored ``.dvc/config.local`` (only the given ones).
+
+    The file holds the secret, so only its owner may read it from its first byte: it is created empty with mode
+    0600 before DVC writes into it (DVC rewrites it in place, keeping the mode), and one that exists with a wider
+    mode is tightened first, with a warning.
+    """
     from dvc.config import Config
 
     local = {"endpointurl": endpoint_url, "access_key_id": access_key, "secret_access_key": secret_key}
     if any(local.values()):
+        _owner_only(root / ".dvc" / "config.local")
         with Config(str(root / ".dvc")).edit("local") as conf:
             conf["remote"].setdefault(REMOTE, {}).update({k: v for k, v in local.items() if v})
+
+
+def _owner_only(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 if it is missing (content kept if not); tighten a wider mode to 0600."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        if mode & 0o077:
+            os.fchmod(fd, 0o600)
+            log.warning("%s was open to other users (mode %03o); made it 0600 before writing the keys", path, mode)
+    finally:
+        os.close(fd)
 
 
 def _stage(root: Path) -> str:
@@ -354,42 +373,4 @@ def remote_source(settings: dict[str, Any], jobs: int) -> fetch.S3Source:
     try:
         return fetch.S3Source(settings, connections=jobs)
     except Exception as exc:  # noqa: BLE001 - botocore's configuration errors, named with the remote
-        raise RemoteUnavailable(f"remote '{REMOTE}' ({settings.get('url')}): {_cause(exc)}") from exc
-
-
-def _cached_listing(source: fetch.Source, version: str, cache_dir: Path, where: str) -> dict[str, str]:
-    """The version's listing from the DVC cache, checked; a damaged cached copy is evicted and fetched again once."""
-    path = fetch.cache_path(cache_dir, version)
-    try:
-        return fetch.parse_listing(path.read_bytes(), version, where)
-    except fetch.FetchError:
-        log.warning("the cached listing of %s is damaged; fetching it again", version)
-        path.unlink(missing_ok=True)
-        fetch.fill(source, [version], cache_dir, jobs=1)
-        return fetch.parse_listing(path.read_bytes(), version, where)
-
-
-def fill_version(source: fetch.Source, version: str, cache_dir: Path, jobs: int = 16) -> fetch.FillStats:
-    """Bring the version's ``.dir`` object, then every object it lists, into the DVC cache at ``cache_dir``."""
-    from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, IncompleteReadError, ResponseStreamingError
-    from urllib3.exceptions import HTTPError
-
-    transient = (ConnectionError, IncompleteReadError, ResponseStreamingError, HTTPError)
-    where = f"remote '{REMOTE}' ({source.name})"
-    try:
-        # The .dir object first, alone and without retries: an unreachable server or a version never pushed
-        # fails here, at once and clearly.
-        try:
-            fetch.fill(source, [version], cache_dir, jobs=1)
-        except fetch.MissingObject as exc:
-            raise RemoteError(f"{where}: version {version} is not there (its .dir object is missing: was it pushed?)") from exc
-        except (BotoCoreError, ClientError, HTTPError, OSError) as exc:
-            raise RemoteUnavailable(f"{where}: {_cause(exc)}") from exc
-        listing = _cached_listing(source, version, cache_dir, where)
-        stats = fetch.fill(source, listing.values(), cache_dir, jobs=jobs, transient=transient)
-    except (fetch.FetchError, trust.UnsafeName) as exc:
-        raise RemoteError(f"{where}: {exc}") from exc
-    except (BotoCoreError, ClientError, HTTPError, OSError) as exc:
-        raise RemoteError(f"{where}: {_cause(exc)}") from exc
-    log.info("fetched %d objects (%d bytes), %d already in the cache", stats.fetched, stats.bytes, stats.present)
-    return stats
+        raise RemoteUnavailable(f"remote '{REMOTE}' ({settings.get('url')}): {cause(exc)}") from exc

@@ -4,14 +4,17 @@ Everything lives in one state directory::
 
     <state_dir>/data/        SeaweedFS data (volumes, filer metadata) — survives stop/start
     <state_dir>/weed.log     the server's stdout+stderr, appended across restarts
+    <state_dir>/logs/        SeaweedFS's own log files (glog; its default is a world-readable /tmp)
     <state_dir>/server.json  endpoint, bucket, keys, pid, ports of the running server (mode 0600)
     <state_dir>/reuse.json   keys and ports for the next start (mode 0600), so a restarted server keeps its
                              endpoint and credentials and the DVC config pointing at it stays valid
+    <state_dir>/security.toml, tls/, s3-identities.json   SeaweedFS's security (:mod:`eegcache.seaweed_security`)
     <state_dir>/run/         the server's unix sockets (kept out of /tmp, where SeaweedFS leaves them behind)
 
-Auth is on: the access keys reach ``weed`` through its environment (not argv, which every local user can read
-with ``ps``). Every component is bound to 127.0.0.1 on ports chosen here; nothing listens on other interfaces.
-This module never prints or logs the keys.
+Closed: S3 takes only the access keys, every other port only this start's client certificate (and JWTs). The keys
+reach ``weed`` through its environment (not argv, which every local user can read with ``ps``); weed runs with umask
+077 (its /tmp gRPC sockets included). Every component is bound to 127.0.0.1 on ports chosen here. Neither this
+module nor weed (at the verbosity we run it) logs the keys.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -36,7 +40,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
-from eegcache import locks
+from eegcache import locks, seaweed_security
 from eegcache.errors import EegcacheError
 
 log = logging.getLogger(__name__)
@@ -46,6 +50,7 @@ REGION = "us-east-1"
 SERVER_FILE = "server.json"
 REUSE_FILE = "reuse.json"
 LOG_FILE = "weed.log"
+GLOG_DIR = "logs"
 # SeaweedFS components, each with an HTTP port and a gRPC port.
 COMPONENTS = ("master", "volume", "filer", "s3", "admin")
 # weed 4.48's maintenance workers dial the admin gRPC port as admin.port + 10000 whatever -admin.port.grpc says,
@@ -98,6 +103,9 @@ def start(
     if not _BUCKET_RE.fullmatch(bucket):
         raise S3ServerError(f"invalid S3 bucket name {bucket!r}: 3-63 of a-z, 0-9, '.', '-'")
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # holds the keys and the data
+    if (mode := stat.S_IMODE(state_dir.stat().st_mode)) & 0o077:  # made by someone else, or by an older eegcache
+        state_dir.chmod(0o700)
+        log.warning("%s was open to other users (mode %03o); made it 0700", state_dir, mode)
     with locks.exclusive(state_dir / ".lock"):  # one start/stop at a time per state directory
         running = _recorded(state_dir)
         if running is not None and _owned_alive(running):
@@ -151,13 +159,17 @@ def weed_binary() -> Path:
     return Path(found)
 
 
-def weed_command(weed: Path, data_dir: Path, bucket: str, ports: dict[str, int], run_dir: Path | None) -> list[str]:
-    """The ``weed mini`` command line: every component on 127.0.0.1 at the given ports, the unneeded ones off."""
+def weed_command(weed: Path, state_dir: Path, bucket: str, ports: dict[str, int], run_dir: Path | None) -> list[str]:
+    """The ``weed mini`` command line: every component on 127.0.0.1 at the given ports, the unneeded ones off,
+    security.toml and the S3 identities from ``state_dir``, log files into ``state_dir/logs``."""
     cmd = [
-        str(weed), "mini", f"-dir={data_dir}", f"-ip={HOST}", f"-ip.bind={HOST}", f"-bucket={bucket}",
+        # -logdir and -config_dir are weed's global flags (before the command); without -logdir glog writes to /tmp.
+        str(weed), f"-logdir={state_dir / GLOG_DIR}", f"-config_dir={state_dir}", "mini", f"-dir={state_dir / 'data'}",
+        f"-ip={HOST}", f"-ip.bind={HOST}", f"-bucket={bucket}",
+        f"-s3.config={state_dir / seaweed_security.IDENTITIES_FILE}",  # not AWS_* variables: weed logs that key id
         "-master.telemetry=false",  # on by default in 4.48: it would phone home
         # Not needed here: admin UI (its server stays, on loopback, serving /health to the maintenance worker),
-        # WebDAV, the IAM API (identities come only from the environment), Iceberg and Lance catalogs.
+        # WebDAV, the IAM API (identities come only from our file), Iceberg and Lance catalogs.
         "-admin.ui=false", "-webdav=false", "-s3.iam=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
     ]  # fmt: skip
     for name in COMPONENTS:
@@ -172,23 +184,23 @@ def _launch(
 ) -> S3Server:
     weed = weed_binary()
     data_dir, log_file, run_dir = state_dir / "data", state_dir / LOG_FILE, state_dir / "run"
-    data_dir.mkdir(exist_ok=True)
-    run_dir.mkdir(exist_ok=True)
+    for folder in (data_dir, run_dir, state_dir / GLOG_DIR):
+        folder.mkdir(mode=0o700, exist_ok=True)
+    security = seaweed_security.write(state_dir, HOST)
     # weed mini replays the flags of its previous run from data/mini.options; drop it so only ours count.
     (data_dir / "mini.options").unlink(missing_ok=True)
     ports = _reusable(previous_ports) or dict(zip(COMPONENTS, _free_ports(len(COMPONENTS))))
     volumes = len(list(data_dir.glob("*.dat")))  # the volumes the master must know again before reads work
     sockets = run_dir if len(str(run_dir / "filer.sock")) < _SUN_PATH_MAX else None
-    cmd = weed_command(weed, data_dir, bucket, ports, sockets)
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}
-    env.pop("S3_BUCKET", None)  # weed reads it as extra buckets to create
+    cmd = weed_command(weed, state_dir, bucket, ports, sockets)
+    env = security.weed_env(os.environ, access_key, secret_key)
     began = time.monotonic()
-    with open(log_file, "a") as out:
+    with open(log_file, "a", opener=lambda path, flags: os.open(path, flags, 0o600)) as out:
         stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
         out.write(f"\n--- eegcache s3local {stamp}: {' '.join(cmd)}\n")  # argv holds no secret
         out.flush()
         proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=state_dir,
+            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=state_dir, umask=0o077,
             start_new_session=True,  # its own process group: it outlives the CLI call and stops as one group
         )  # fmt: skip
     _CHILDREN[proc.pid] = proc
@@ -197,7 +209,7 @@ def _launch(
     record["grpc_ports"] = {name: port + GRPC_OFFSET for name, port in ports.items()}
     _write_json(state_dir / SERVER_FILE, record)
     try:
-        _wait_ready(server, timeout_s, proc, ports["master"], volumes)
+        _wait_ready(server, timeout_s, proc, lambda: security.volumes_known(HOST, ports["master"]), volumes)
     except BaseException:
         with contextlib.suppress(S3ServerError):  # the start-up failure is the error worth reporting
             _terminate(proc.pid, 10)
@@ -210,12 +222,13 @@ def _launch(
 
 
 def _wait_ready(
-    server: S3Server, timeout_s: float, proc: subprocess.Popen | None = None, master_port: int = 0, volumes: int = 0
+    server: S3Server, timeout_s: float, proc: subprocess.Popen | None = None, known_volumes=None, volumes: int = 0
 ) -> None:
     """Wait until the bucket lists with the keys and the master knows the ``volumes`` already on disk.
 
     S3 answers listings from the filer's metadata before the volume server has re-registered its volumes with
     the master after a restart; until then reads of existing objects fail with "volume not found".
+    ``known_volumes()`` asks the master how many it knows.
     """
     deadline = time.monotonic() + timeout_s
     while True:
@@ -224,7 +237,7 @@ def _wait_ready(
             raise S3ServerError(reason, server.log_file)
         code, last = _probe(server)
         if code == 200 and volumes:
-            known = _volumes_known(master_port)
+            known = known_volumes()
             code, last = (200, "OK") if known >= volumes else (0, f"master knows {known} of {volumes} volumes")
         if code == 200:
             return
@@ -246,17 +259,6 @@ def _probe(server: S3Server) -> tuple[int, str]:
         return exc.code, f"HTTP {exc.code} {code.group(1).decode() if code else exc.reason}"
     except (OSError, urllib.error.URLError) as exc:
         return 0, f"{type(exc).__name__}: {exc}"
-
-
-def _volumes_known(master_port: int) -> int:
-    """How many volumes the master has heard of from volume servers (its topology; master HTTP has no auth)."""
-    try:
-        with _OPENER.open(f"http://{HOST}:{master_port}/dir/status", timeout=2) as response:
-            topology = json.load(response)["Topology"]
-    except (OSError, ValueError, KeyError):
-        return 0
-    racks = [rack for dc in topology.get("DataCenters") or [] for rack in dc.get("Racks") or []]
-    return sum(node.get("Volumes", 0) for rack in racks for node in rack.get("DataNodes") or [])
 
 
 def _sign_get(
@@ -317,12 +319,7 @@ def _reusable(ports: dict | None) -> dict[str, int] | None:
 
 
 def _write_json(path: Path, record: dict) -> None:
-    """Write atomically, created 0600: these files hold the secret key."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
-        json.dump(record, out, indent=2)
-    os.replace(tmp, path)
+    seaweed_security.write_private(path, json.dumps(record, indent=2))  # they hold the secret key
 
 
 def _read_json(path: Path) -> dict | None:

@@ -13,6 +13,7 @@ volume is touched.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import socket
@@ -23,6 +24,8 @@ from typing import Any
 from eegcache import fetch, locks, remote, trust, validate
 from eegcache.core import store
 from eegcache.errors import CacheError
+
+log = logging.getLogger(__name__)
 
 VERSIONS_DIR = Path("cache") / "tusz"
 QUARANTINE = ".quarantine"
@@ -113,7 +116,7 @@ def install(source: fetch.Source, version: str, versions: Path, jobs: int = 16, 
         return final, fetch.FillStats(0, 0, 0)
     _init_project(versions)
     _remove_dead_partials(versions)
-    stats = remote.fill_version(source, version, versions / DVC_CACHE, jobs)
+    stats = fill_version(source, version, versions / DVC_CACHE, jobs)
     if final.is_dir():
         return final, stats
     partial = versions / f"{PARTIAL}{dirname(version)}.{socket.gethostname()}.{os.getpid()}"
@@ -160,6 +163,44 @@ def tree_source(cache_dir: Path) -> tuple[str, fetch.TreeSource]:
     paths = {entry["md5"]: rel for rel, entry in files.items()} | {store.md5_bytes(metadata_bytes): store.METADATA_NAME}
     oid = store.md5_bytes(listing) + ".dir"
     return oid, fetch.TreeSource(cache_dir, paths, {oid: listing})
+
+
+def _cached_listing(source: fetch.Source, version: str, cache_dir: Path, where: str) -> dict[str, str]:
+    """The version's listing from the DVC cache, checked; a damaged cached copy is evicted and fetched again once."""
+    path = fetch.cache_path(cache_dir, version)
+    try:
+        return fetch.parse_listing(path.read_bytes(), version, where)
+    except fetch.FetchError:
+        log.warning("the cached listing of %s is damaged; fetching it again", version)
+        path.unlink(missing_ok=True)
+        fetch.fill(source, [version], cache_dir, jobs=1)
+        return fetch.parse_listing(path.read_bytes(), version, where)
+
+
+def fill_version(source: fetch.Source, version: str, cache_dir: Path, jobs: int = 16) -> fetch.FillStats:
+    """Bring the version's ``.dir`` object, then every object it lists, into the DVC cache at ``cache_dir``."""
+    from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, IncompleteReadError, ResponseStreamingError
+    from urllib3.exceptions import HTTPError
+
+    transient = (ConnectionError, IncompleteReadError, ResponseStreamingError, HTTPError)
+    where = f"remote '{remote.REMOTE}' ({source.name})"
+    try:
+        # The .dir object first, alone and without retries: an unreachable server or a version never pushed
+        # fails here, at once and clearly.
+        try:
+            fetch.fill(source, [version], cache_dir, jobs=1)
+        except fetch.MissingObject as exc:
+            raise remote.RemoteError(f"{where}: version {version} is not there (its .dir object is missing: was it pushed?)") from exc
+        except (BotoCoreError, ClientError, HTTPError, OSError) as exc:
+            raise remote.RemoteUnavailable(f"{where}: {remote.cause(exc)}") from exc
+        listing = _cached_listing(source, version, cache_dir, where)
+        stats = fetch.fill(source, listing.values(), cache_dir, jobs=jobs, transient=transient)
+    except (fetch.FetchError, trust.UnsafeName) as exc:
+        raise remote.RemoteError(f"{where}: {exc}") from exc
+    except (BotoCoreError, ClientError, HTTPError, OSError) as exc:
+        raise remote.RemoteError(f"{where}: {remote.cause(exc)}") from exc
+    log.info("fetched %d objects (%d bytes), %d already in the cache", stats.fetched, stats.bytes, stats.present)
+    return stats
 
 
 def _init_project(versions: Path) -> None:

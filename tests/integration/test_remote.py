@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -34,6 +35,8 @@ def test_credentials_stay_out_of_tracked_files(project, s3_server):
         assert s3_server.secret_key.encode() not in text and s3_server.access_key.encode() not in text, name
     config = (project / ".dvc" / "config").read_text()
     assert "url = s3://" in config and "verify = True" in config and "endpointurl" not in config
+    local = project / ".dvc" / "config.local"  # the untracked one holds the secret: its owner's alone
+    assert s3_server.secret_key in local.read_text() and stat.S_IMODE(local.stat().st_mode) == 0o600
 
 
 def test_push_uploads_everything_then_nothing(project):
