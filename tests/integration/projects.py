@@ -3,12 +3,14 @@ cache and the remote `storage` on a real S3 server; and the shell helper the tes
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from eegcache import config, remote
@@ -83,6 +85,18 @@ def make_project(root: Path, corpus: Path, server, push: bool = False) -> Path:
 def settings(root: Path, vol: Path, *overrides: str) -> config.Config:
     """The project's conf/ composed with a volume at ``vol`` and Hydra ``overrides`` (as `eegcache resolve` does)."""
     return config.load(root, [f"cache.volume_root={vol}", *overrides])
+
+
+@contextlib.contextmanager
+def read_only(path: Path) -> Iterator[Path]:
+    """``path`` made read-only for the block by a read-only bind mount onto itself: the tests run as root, where file
+    modes do not stop writes (the kernel's read-only mount does, for root too: EROFS)."""
+    sh("mount", "--bind", str(path), str(path), cwd=path)
+    try:
+        sh("mount", "-o", "remount,bind,ro", str(path), cwd=path)
+        yield path
+    finally:
+        sh("umount", str(path), cwd=path.parent)
 
 
 def record(operation: str, case: str, detected: bool, recovered: bool, lost: int = 0, **extra) -> None:

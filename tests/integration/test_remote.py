@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from eegcache import remote, volume
-from eegcache.core import store
+from eegcache import config, remote, volume
+from eegcache.core import process, store
+from tests.conftest import REPO
 from tests.integration.projects import BIN, connect, files, make_project, sh
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -217,10 +218,13 @@ def test_server_stopped_mid_pull_then_restarted(tmp_path, own_server):
         (source / "big" / "train").mkdir(parents=True, exist_ok=True)
         data = rng.bytes(4_000_000)
         (source / "big" / "train" / f"f{i:03d}.npz").write_bytes(data)
-        entries[f"train/f{i:03d}.npz"] = {"md5": store.md5_bytes(data), "size": len(data), "split": "train"}
-    # a cache as pull-version checks it: files as its metadata lists them
-    store.write_metadata(source / "big", {"schema_version": store.SCHEMA_VERSION, "files": entries,
-                                          "splits": {"train": {"files": len(entries)}}})  # fmt: skip
+        entries[f"train/f{i:03d}.npz"] = {"md5": store.md5_bytes(data), "size": len(data), "split": "train",
+                                          "patient": f"p{i:03d}", "samples": 1, "seconds": 1.0, "seizure_seconds": 0.0,
+                                          "seizures": [], "zero_filled": []}  # fmt: skip
+    # a cache as pull-version checks it: files as its metadata lists them (composed as a build composes it)
+    store.write_metadata(source / "big", process.cache_metadata(
+        params=config.stage_params(config.load(REPO, local=False)), code="test", package_version="test",
+        inputs=[(rel, e["md5"], None) for rel, e in entries.items()], files=entries, skipped=[], excluded=[]))
     sh("dvc", "add", "-q", "big", cwd=source)
     remote.configure(source, f"s3://{server.bucket}/mid", endpoint_url=server.endpoint_url,
                      access_key=server.access_key, secret_key=server.secret_key)  # fmt: skip

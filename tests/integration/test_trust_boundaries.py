@@ -15,7 +15,7 @@ import pytest
 
 from eegcache import fetch, remote, resolve, volume
 from eegcache.core import store
-from tests.integration.projects import BIN, connect, files, make_project, record, settings, sh
+from tests.integration.projects import BIN, connect, files, make_project, read_only, record, settings, sh
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -170,31 +170,15 @@ def test_metadata_edited_in_place_is_evicted_and_recovered_in_one_resolve(projec
     record("trust", "metadata edited in place (hard-linked object)", True, True)
 
 
-def _read_only(path: Path):
-    """A read-only bind mount of ``path`` onto itself (the tests run as root, where file modes do not stop writes)."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def mounted():
-        sh("mount", "--bind", str(path), str(path), cwd=path)
-        try:
-            sh("mount", "-o", "remount,bind,ro", str(path), cwd=path)
-            yield path
-        finally:
-            sh("umount", str(path), cwd=path.parent)
-
-    return mounted()
-
-
 def test_read_only_volumes_serve_or_explain(project, tmp_path):
     vol = tmp_path / "vol"
     first = resolve.resolve(settings(project, vol, "cache=volume_first"), project)
-    with _read_only(vol):
+    with read_only(vol):
         served = sh("eegcache", "resolve", f"cache.volume_root={vol}", "cache=offline", cwd=project)
         assert served.stdout.strip() == first.path and "prune will not rank it" in served.stderr
     empty = tmp_path / "empty"
     empty.mkdir()
-    with _read_only(empty):
+    with read_only(empty):
         proc = sh("eegcache", "resolve", f"cache.volume_root={empty}", "cache=volume_first", cwd=project, check=False)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
         assert "cannot write to the volume" in proc.stderr and "Read-only file system" in proc.stderr
