@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -352,6 +353,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except EegcacheError as exc:
         print(f"eegcache {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, sqlite3.Error) as exc:  # the system's refusal (read-only, full disk, limits): one line, no traceback
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"eegcache {args.command}: error: {where}{getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"eegcache {args.command}: interrupted", file=sys.stderr)

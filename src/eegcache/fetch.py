@@ -27,6 +27,7 @@ from eegcache.core.store import METADATA_NAME
 from eegcache.errors import EegcacheError
 
 CHUNK = 1 << 20
+LISTING_LIMIT = 1 << 28  # bytes; TUSZ's listing is ~0.6 MB
 ATTEMPTS = 4  # per object, for transfers cut mid-stream (botocore retries only the request itself)
 
 
@@ -205,10 +206,12 @@ class FillStats:
 
 
 def cache_path(cache_dir: Path, oid: str) -> Path:
-    return cache_dir / object_key(oid)
+    """Where object ``oid`` lives in the DVC cache at ``cache_dir``: through the gate, so a symlinked prefix folder
+    planted in the cache cannot lead reads, writes or deletions elsewhere."""
+    return trust.inside(cache_dir, object_key(oid), where=cache_dir)
 
 
-def read_object(source: Source, oid: str, limit: int = 1 << 28) -> bytes:
+def read_object(source: Source, oid: str, limit: int = LISTING_LIMIT) -> bytes:
     """One object's bytes in memory (up to ``limit`` bytes), checked against its name; FetchError if they differ."""
     digest, parts, size = hashlib.md5(usedforsecurity=False), [], 0
     with source.chunks(trust.object_id(oid)) as chunks:
@@ -263,6 +266,8 @@ def _fetch_one(source: Source, oid: str, cache_dir: Path) -> int:
                 digest.update(chunk)
                 _write_all(out, chunk)
                 size += len(chunk)
+                if oid.endswith(".dir") and size > LISTING_LIMIT:  # a hostile source could stream forever
+                    raise FetchError(f"the listing {oid} from {source.name} is over {LISTING_LIMIT} bytes: refused")
             os.fsync(out.fileno())
             on_disk = os.fstat(out.fileno()).st_size
         if digest.hexdigest() != oid.removesuffix(".dir"):

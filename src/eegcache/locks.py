@@ -8,6 +8,7 @@ import errno
 import fcntl
 import json
 import os
+import stat
 import socket
 import time
 from collections.abc import Iterator
@@ -36,10 +37,27 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def open_own(path: Path, flags: int = 0, mode: int = 0o644) -> int:
+    """A descriptor (read-write, created if missing) of ``path`` that is a regular file of ours: a symlink planted
+    at its name is refused (``O_NOFOLLOW``), as is a file another user owns, rather than truncating or writing
+    through it."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | flags, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, "a symbolic link is where a file of ours should be; refused", str(path)) from exc
+        raise
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+        os.close(fd)
+        raise OSError(errno.EPERM, "not a regular file of this user's; refused", str(path))
+    return fd
+
+
 @contextlib.contextmanager
 def exclusive(lock_file: Path) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``lock_file`` (created if missing) for the block; waits for other holders."""
-    with open(lock_file, "a") as handle:
+    with os.fdopen(open_own(lock_file), "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -56,8 +74,7 @@ def held(lock_file: Path, shared: bool = False) -> Iterator[None]:
     so the file names the current holders and, after they are gone, the last ones. The file is never deleted:
     removing a lock file while another process has it open would let two processes lock two different files.
     """
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-    with os.fdopen(fd, "r+") as handle:
+    with os.fdopen(open_own(lock_file, os.O_APPEND), "r+") as handle:
         try:
             fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except OSError as exc:

@@ -87,7 +87,7 @@ def commit_of(root: Path, rev: str) -> str:
     """The commit a revision names, looked up by git as a revision only (``--end-of-options``): a value such as
     ``--output=FILE`` is refused before git sees it, and never parsed as an option."""
     trust.revision(rev, "git revision")
-    return _git(root, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}").strip()
+    return _git(root, "rev-parse", "--verify", "--end-of-options", f"{rev}^{{commit}}").strip()
 
 
 def version_at(root: Path, rev: str | None = None) -> Version:
@@ -340,8 +340,8 @@ def versions(root: Path) -> list[tuple[Version, list[str]]]:
     for rev in tags + commits:
         try:
             version = version_at(root, rev)
-        except RemoteError:
-            continue  # a revision whose dvc.lock has no cache stage yet
+        except (RemoteError, trust.UnsafeName):
+            continue  # a revision whose dvc.lock has no cache stage yet, or a tag named like an option
         found.setdefault(version.hash, (version, []))[1].append(rev)
     return list(found.values())
 
@@ -360,7 +360,10 @@ def checkout(project: Path, version: str, out: Path, size: int = 0, nfiles: int 
     of the git-less DVC project ``project`` that nobody else writes; DVC's checkouts wait for each other."""
     pointer = out.with_name(f"{out.name}.dvc")
     entry = {"md5": version, "size": size, "nfiles": nfiles, "hash": "md5", "path": out.name}
-    pointer.write_text(yaml.safe_dump({"outs": [{k: v for k, v in entry.items() if v}]}))
+    # created here, never through whatever may sit at the name already (a planted link): O_EXCL | O_NOFOLLOW
+    fd = os.open(pointer, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(yaml.safe_dump({"outs": [{k: v for k, v in entry.items() if v}]}))
     try:
         with _repo(project, wait_for_lock=True) as repo:
             repo.checkout(targets=[str(pointer)], force=True)

@@ -292,16 +292,23 @@ def _install(run: _Run, source: fetch.Source, jobs: int) -> tuple[Path, int, str
             return run.dir, 0, "already on the volume, nothing fetched"
         except _Reject as exc:
             run.say(f"the copy on the volume was set aside: {exc}")
-    try:
-        path, stats = volume.install(source, run.wanted.hash or "", run.versions, jobs)
-    except remote.RemoteUnavailable as exc:
-        raise _Skip(str(exc)) from exc
-    except remote.RemoteError as exc:
-        raise _Reject(str(exc)) from exc
-    except OSError as exc:  # e.g. a read-only or full volume: nothing can be installed here
-        where = exc.filename or run.versions
-        raise _Skip(f"cannot write to the volume ({where}: {exc.strerror or exc})") from exc
-    _accept(run, path)
+    for attempt in (1, 2):
+        try:
+            path, stats = volume.install(source, run.wanted.hash or "", run.versions, jobs)
+        except remote.RemoteUnavailable as exc:
+            raise _Skip(str(exc)) from exc
+        except remote.RemoteError as exc:
+            raise _Reject(str(exc)) from exc
+        except OSError as exc:  # e.g. a read-only or full volume: nothing can be installed here
+            where = exc.filename or run.versions
+            raise _Skip(f"cannot write to the volume ({where}: {exc.strerror or exc})") from exc
+        try:
+            _accept(run, path)
+            break
+        except _Reject as exc:  # damaged objects already in the volume's cache were linked and are now evicted:
+            if attempt == 2 or stats.present == 0:  # one more install fetches them from the source
+                raise
+            run.say(f"the copy made from the volume's DVC cache was damaged ({exc}); fetching again from {source.name}")
     return path, stats.bytes, f"fetched {stats.fetched} object(s) from {source.name}, {stats.present} already in the volume's DVC cache"
 
 

@@ -103,6 +103,8 @@ def start(
     if not _BUCKET_RE.fullmatch(bucket):
         raise S3ServerError(f"invalid S3 bucket name {bucket!r}: 3-63 of a-z, 0-9, '.', '-'")
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # holds the keys and the data
+    if state_dir.stat().st_uid != os.geteuid():  # its owner could plant keys, links or certificates in it
+        raise S3ServerError("the state directory belongs to another user: use a directory of your own", state_dir)
     if (mode := stat.S_IMODE(state_dir.stat().st_mode)) & 0o077:  # made by someone else, or by an older eegcache
         state_dir.chmod(0o700)
         log.warning("%s was open to other users (mode %03o); made it 0700", state_dir, mode)

@@ -120,6 +120,7 @@ def install(source: fetch.Source, version: str, versions: Path, jobs: int = 16, 
     if final.is_dir():
         return final, stats
     partial = versions / f"{PARTIAL}{dirname(version)}.{socket.gethostname()}.{os.getpid()}"
+    partial.mkdir()  # ours from the start: anything already at the name (a planted link) fails here
     remote.checkout(versions, version, partial, size=size, nfiles=nfiles)
     for path in partial.rglob("*"):
         if path.is_file() and not path.is_symlink():
@@ -207,6 +208,8 @@ def _init_project(versions: Path) -> None:
     """A git-less DVC project at ``versions`` whose site cache stays on its filesystem (written atomically, so
     processes starting together agree)."""
     dvc_dir = versions / ".dvc"
+    if (versions / ".git").exists() or (versions / "dvc.yaml").exists():
+        raise CacheError("a git or DVC project, not a volume: pull versions into a directory of their own", versions)
     text = (
         "[core]\n    no_scm = True\n"
         f"    site_cache_dir = {dvc_dir / 'site'}\n"
@@ -223,7 +226,9 @@ def _remove_dead_partials(versions: Path) -> None:
     for path in versions.glob(f"{PARTIAL}*"):
         name, _, pid = path.name.removesuffix(".dvc").rpartition(".")
         if name.endswith(f".{host}") and pid.isdigit() and not locks.pid_alive(int(pid)):
-            if path.is_dir():
+            if path.is_symlink():
+                log.warning("left alone: %s is a symbolic link, not a partial checkout of ours", path)
+            elif path.is_dir():
                 shutil.rmtree(path)
             else:
                 path.unlink(missing_ok=True)
@@ -238,6 +243,8 @@ def quarantine(path: Path, why: list[str] | tuple[str, ...], damaged: tuple[str,
     _evict_corrupt_objects(root / DVC_CACHE, path, damaged)
     folder = root / QUARANTINE
     folder.mkdir(exist_ok=True)
+    if folder.is_symlink() or not folder.is_dir():
+        raise CacheError("not a directory of ours (a symbolic link?); nothing was moved", folder)
     for n in range(1, 10_000):
         dest = folder / f"{path.name}.{n}"
         if dest.exists():
@@ -251,7 +258,9 @@ def quarantine(path: Path, why: list[str] | tuple[str, ...], damaged: tuple[str,
                 continue  # lost a race for this name
             raise
         note = dest.with_name(f"{dest.name}.why.txt")
-        note.write_text(f"moved aside from {path}\n" + "".join(f"- {line}\n" for line in why))
+        fd = os.open(note, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"moved aside from {path}\n" + "".join(f"- {line}\n" for line in why))
         return dest
     raise CacheError("too many quarantined copies; inspect and clear them", folder)
 
@@ -301,7 +310,8 @@ def installed(volume_root: Path) -> list[Path]:
         return []
     found = [
         p for p in root.iterdir()
-        if fetch.is_object_id(p.name) and p.is_dir() and fetch.cache_path(root / DVC_CACHE, f"{p.name}.dir").is_file()
+        if fetch.is_object_id(p.name) and p.is_dir() and not p.is_symlink()
+        and fetch.cache_path(root / DVC_CACHE, f"{p.name}.dir").is_file()
     ]  # fmt: skip
     return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 

@@ -197,3 +197,80 @@ def test_verbose_runs_print_no_credential(project, tmp_path, s3_server):
     assert "DEBUG" in out or "INFO" in out  # -v was heard
     assert s3_server.access_key not in out and s3_server.secret_key not in out
     record("trust", "credentials in -v output", True, True)
+
+
+def test_links_planted_in_a_volume_lead_nowhere(project, tmp_path):
+    """Symlinks an attacker with write access to the volume plants at the names the resolver will use."""
+    vol = tmp_path / "vol"
+    first = Path(resolve.resolve(settings(project, vol, "cache=volume_first"), project).path)
+    versions, name = first.parent, first.name
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "thesis.txt").write_text("years of work\n")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    sh("rm", "-rf", str(first), cwd=tmp_path)
+    plant = (f'ln -s {outside} {versions}/.partial-{name}.$(hostname).$$ && '
+             f'ln -s {victim} {versions}/.partial-{name}.$(hostname).$$.dvc && '
+             f'exec eegcache resolve cache=volume_first cache.volume_root={vol}')  # fmt: skip
+    proc = sh("bash", "-c", plant, cwd=project, check=False)
+    assert (outside / "thesis.txt").read_text() == "years of work\n" and victim.read_text() == "precious\n"
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    for link in versions.glob(".partial-*"):
+        link.unlink()
+    # a symlinked prefix folder in the volume's DVC cache, a symlinked quarantine and a planted note
+    cache = versions / ".dvc" / "cache" / "files" / "md5"
+    sh("rm", "-rf", str(cache), cwd=tmp_path)
+    cache.mkdir(parents=True)
+    for prefix in range(256):
+        (cache / f"{prefix:02x}").symlink_to(outside)
+    proc = sh("eegcache", "resolve", "cache=volume_first", f"cache.volume_root={vol}", cwd=project, check=False)
+    assert proc.returncode == 2 and "leads outside" in proc.stderr and sorted(p.name for p in outside.iterdir()) == ["thesis.txt"]
+    record("trust", "symlinks planted in the volume (partial, pointer, DVC cache)", True, True)
+
+
+def test_a_damaged_object_in_the_volumes_cache_is_fetched_again_under_deep(project, tmp_path):
+    vol = tmp_path / "vol"
+    first = Path(resolve.resolve(settings(project, vol, "cache=volume_first"), project).path)
+    victim = sorted(first.rglob("*.npz"))[0]
+    victim.chmod(0o644)
+    with open(victim, "r+b") as handle:  # same size: the hard-linked object in the volume's DVC cache changes too
+        handle.seek(1000)
+        byte = handle.read(1)
+        handle.seek(1000)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    sh("rm", "-rf", str(first), cwd=tmp_path)
+    again = resolve.resolve(settings(project, vol, "cache=s3_first", "cache.validation=deep"), project)
+    assert again.source == "remote" and files(Path(again.path)) == files(project / "cache" / "tusz")
+    record("trust", "same-size damage in the volume's DVC cache, deep", True, True)
+
+
+def test_careless_targets_and_read_only_places_are_one_clear_error(project, tmp_path):
+    config_before = (project / ".dvc" / "config").read_bytes()
+    proc = sh("eegcache", "pull-version", ".", cwd=project, check=False)
+    assert proc.returncode == 2 and "not a volume" in proc.stderr and (project / ".dvc" / "config").read_bytes() == config_before
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    with read_only(ro):
+        for args in (["pull-version", str(ro)], ["prune", "--keep", "0", f"cache.volume_root={ro}"],
+                     ["s3-local", "start", "--dir", str(ro / "s3")], ["resolve", f"cache.volume_root={ro}", "--json", str(ro / "r.json")]):  # fmt: skip
+            proc = sh("eegcache", *args, cwd=project, check=False)
+            assert proc.returncode in (0, 2) and "Traceback" not in proc.stderr, (args, proc.stderr)  # 0: nothing to do
+    mount = tmp_path / "mnt"
+    listing = fetch.object_key(remote.version_at(project).hash)
+    (mount / listing).parent.mkdir(parents=True)
+    (mount / listing).symlink_to("/dev/zero")  # a source that never ends
+    proc = sh("eegcache", "resolve", "cache=s3_first", "cache.sources=[mount]", f"cache.mount_point={mount}",
+              f"cache.volume_root={tmp_path / 'v'}", cwd=project, check=False)  # fmt: skip
+    assert proc.returncode == 2 and "bytes: refused" in proc.stderr
+    record("trust", "careless targets, read-only places, an endless source", True, True)
+
+
+def test_a_state_dir_of_another_user_is_refused(tmp_path):
+    state = tmp_path / "s3"
+    state.mkdir()
+    (state / "reuse.json").write_text('{"access_key": "ATTACKERKEY", "secret_key": "attackersecret0123456789"}')
+    sh("chown", "-R", "nobody", str(state), cwd=tmp_path)
+    proc = sh("eegcache", "s3-local", "start", "--dir", str(state), cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "belongs to another user" in proc.stderr and not (state / "server.json").exists()
+    record("trust", "S3 state dir owned by another user", True, True)
