@@ -192,6 +192,7 @@ def _launch(
     # weed mini replays the flags of its previous run from data/mini.options; drop it so only ours count.
     (data_dir / "mini.options").unlink(missing_ok=True)
     ports = _reusable(previous_ports) or dict(zip(COMPONENTS, _free_ports(len(COMPONENTS))))
+    log.debug("SeaweedFS ports (HTTP; gRPC = HTTP + %d): %s", GRPC_OFFSET, ports)
     volumes = len(list(data_dir.glob("*.dat")))  # the volumes the master must know again before reads work
     sockets = run_dir if len(str(run_dir / "filer.sock")) < _SUN_PATH_MAX else None
     cmd = weed_command(weed, state_dir, bucket, ports, sockets)
