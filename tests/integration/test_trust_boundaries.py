@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -210,8 +211,9 @@ def test_links_planted_in_a_volume_lead_nowhere(project, tmp_path):
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")
     sh("rm", "-rf", str(first), cwd=tmp_path)
-    plant = (f'ln -s {outside} {versions}/.partial-{name}.$(hostname).$$ && '
-             f'ln -s {victim} {versions}/.partial-{name}.$(hostname).$$.dvc && '
+    host = socket.gethostname()  # the partial's name: .partial-<hash>.<host>.<pid>; bash's $$ is the pid exec keeps
+    plant = (f'ln -s {outside} {versions}/.partial-{name}.{host}.$$ && '
+             f'ln -s {victim} {versions}/.partial-{name}.{host}.$$.dvc && '
              f'exec eegcache resolve cache=volume_first cache.volume_root={vol}')  # fmt: skip
     proc = sh("bash", "-c", plant, cwd=project, check=False)
     assert (outside / "thesis.txt").read_text() == "years of work\n" and victim.read_text() == "precious\n"
