@@ -223,9 +223,13 @@ def _recorded(run: _Run) -> dict[str, Any] | None:
         return cfg.flatten(on_volume)
     if run.wanted.params is not None:
         return run.wanted.params
-    for source in (_mount_source(run), _remote_source(run)):
+    for make in (_mount_source, _remote_source):
         try:
-            params = volume.peek_params(source, run.wanted.hash) if source is not None else None
+            source = make(run)[0]
+        except _Skip:
+            continue
+        try:
+            params = volume.peek_params(source, run.wanted.hash)
         except Exception as exc:  # noqa: BLE001 - unreadable now: the sources are tried (and reported) below
             run.say(f"could not read the version's metadata from {source.name} before fetching ({exc})")
             continue
@@ -234,17 +238,24 @@ def _recorded(run: _Run) -> dict[str, Any] | None:
     return None
 
 
-def _mount_source(run: _Run) -> fetch.Source | None:
-    mount = _path(run.root, run.config.cache.mount_point) if run.config.cache.mount_point else None
-    return fetch.DirSource(mount) if mount is not None and mount.is_dir() else None
+def _mount_source(run: _Run) -> tuple[fetch.Source, int]:
+    """The mounted remote prefix as a source, with its transfer count; _Skip naming why there is none."""
+    if not run.config.cache.mount_point:
+        raise _Skip("no mount configured (cache.mount_point is empty)")
+    mount = _path(run.root, run.config.cache.mount_point)
+    if not mount.is_dir():
+        raise _Skip(f"{mount} is not mounted (no such directory)")
+    return fetch.DirSource(mount), run.config.cache.jobs or 16
 
 
-def _remote_source(run: _Run) -> fetch.Source | None:
+def _remote_source(run: _Run) -> tuple[fetch.Source, int]:
+    """The project's DVC remote as a source, with its transfer count; _Skip naming why it cannot be used."""
     try:
         settings = remote.remote_settings(run.root)
-        return remote.remote_source(settings, run.config.cache.jobs or int(settings.get("jobs") or 16))
-    except remote.RemoteError:
-        return None
+        jobs = run.config.cache.jobs or int(settings.get("jobs") or 16)
+        return remote.remote_source(settings, jobs), jobs
+    except remote.RemoteError as exc:
+        raise _Skip(str(exc)) from exc
 
 
 def _mark_used(path: Path, say: Callable[[str], None]) -> None:
@@ -313,22 +324,11 @@ def _install(run: _Run, source: fetch.Source, jobs: int) -> tuple[Path, int, str
 
 
 def _from_remote(run: _Run) -> tuple[Path, int, str]:
-    try:
-        settings = remote.remote_settings(run.root)
-        jobs = run.config.cache.jobs or int(settings.get("jobs") or 16)
-        source = remote.remote_source(settings, jobs)
-    except remote.RemoteError as exc:
-        raise _Skip(str(exc)) from exc
-    return _install(run, source, jobs)
+    return _install(run, *_remote_source(run))
 
 
 def _from_mount(run: _Run) -> tuple[Path, int, str]:
-    if not run.config.cache.mount_point:
-        raise _Skip("no mount configured (cache.mount_point is empty)")
-    mount = _path(run.root, run.config.cache.mount_point)
-    if not mount.is_dir():
-        raise _Skip(f"{mount} is not mounted (no such directory)")
-    return _install(run, fetch.DirSource(mount), run.config.cache.jobs or 16)
+    return _install(run, *_mount_source(run))
 
 
 def build_estimate(config: Config, root: Path) -> tuple[int, int, float]:
