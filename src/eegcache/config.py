@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from eegcache.core.identity import stable_hash  # noqa: F401 (config.stable_hash, as before)
+from eegcache.core.discover import MONTAGE_PREFERENCE
 from eegcache.core.montage import MONTAGES
 from eegcache import trust
 from eegcache.errors import ConfigError
@@ -53,11 +54,14 @@ class DataConfig:
     split_policy: str = "official_tusz"
     dev_ratio: float = 0.2
     split_seed: int = 0
+    prefer_montage_folders: tuple[str, ...] = MONTAGE_PREFERENCE  # duplicates' policy: eegcache.core.discover
 
     def __post_init__(self) -> None:
         _choice("data.split_policy", self.split_policy, ("official_tusz", "patient_disjoint"))
         if not 0.0 < self.dev_ratio < 1.0:
             raise ConfigError(f"data.dev_ratio = {self.dev_ratio}; expected a fraction in (0, 1)")
+        if len(set(f := self.prefer_montage_folders)) != len(f) or not all(n and "/" not in n for n in f):
+            raise ConfigError(f"data.prefer_montage_folders = {list(f)}; expected distinct folder names")
 
 
 @dataclass(frozen=True)
@@ -284,10 +288,8 @@ def from_mapping(raw: dict[str, Any], source: str) -> Config:
         raise ConfigError(exc.reason, source) from exc
 
 
-_SECTIONS: dict[str, type] = {
-    cls.__name__: cls
-    for cls in (PathsConfig, DataConfig, PreprocessConfig, BuildConfig, CacheConfig, ModalConfig, TrainConfig)
-}
+_SECTIONS: dict[str, type] = {cls.__name__: cls for cls in (PathsConfig, DataConfig, PreprocessConfig, BuildConfig,
+                                                            CacheConfig, ModalConfig, TrainConfig)}  # fmt: skip
 
 
 def compose(project: Path, overrides: Sequence[str] = (), local: bool = False) -> dict[str, Any]:
@@ -366,8 +368,7 @@ def requested(project: Path, overrides: Sequence[str]) -> dict[str, Any]:
 
 
 def conflicts(recorded: dict[str, Any], asked: dict[str, Any]) -> list[str]:
-    """``"key: version <recorded>, config <asked>"`` for each asked-for stage param (flat keys) the version has
-    with another value."""
+    """``"key: version <recorded>, config <asked>"`` for each asked-for stage param (flat keys) the version differs in."""
     return [
         f"{key}: version {_shown(recorded.get(key))}, config {_shown(value)}"
         for key, value in sorted(asked.items())
@@ -391,8 +392,9 @@ def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def stage_params(config: Config) -> dict[str, Any]:
     """The params the cache depends on (what dvc.yaml lists for the stage), recorded in the metadata; their
     :func:`stable_hash` is the metadata's ``params_hash``."""
+    data = dataclasses.asdict(config.data)  # tuples as lists: equal to what dvc.lock and the metadata record
     return {
-        "data": {k: v for k, v in dataclasses.asdict(config.data).items() if k != "raw_dir"},
+        "data": {k: list(v) if isinstance(v, tuple) else v for k, v in data.items() if k != "raw_dir"},
         "preprocess": dataclasses.asdict(config.preprocess),
         "build": {"on_error": config.build.on_error},
     }

@@ -46,7 +46,8 @@ def test_repro_builds_and_locks_the_cache(repo):
     assert yaml.safe_load((repo / "metrics" / "cache_stats.json").read_text())["train"]["files"] > 0
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["build_cache"]
     assert set(lock["params"]["params.yaml"]) == {
-        "data.split_policy", "data.dev_ratio", "data.split_seed", "preprocess", "build.on_error",
+        "data.split_policy", "data.dev_ratio", "data.split_seed", "data.prefer_montage_folders", "preprocess",
+        "build.on_error",
     }  # fmt: skip
     assert "up to date" in sh("dvc", "status", cwd=repo)
     assert "didn't change" in sh("dvc", "repro", cwd=repo)

@@ -1,4 +1,4 @@
-"""Find TUSZ recordings, parse their annotations strictly, and assign splits. Never opens an EDF.
+"""The TUSZ corpus: its layout, strict parsing of its annotations, and the split policies. Never opens an EDF.
 
 Expected layout (TUSZ v2.0.3)::
 
@@ -8,10 +8,20 @@ Expected layout (TUSZ v2.0.3)::
         <patient>_sNNN_tNNN.csv       per-channel annotation: bckg / fnsz / gnsz / cpsz / ...
 
 Older releases name the folders differently, so nothing is read from the folder names except the
-official split: patient, session and token come from the file name (``aaaaaaab_s001_t000``) and the
-split is the nearest folder, below ``root``, named ``train``, ``dev`` or ``eval``. ``root`` may be the
-TUSZ root, its ``edf/`` folder, or any folder above the split folders. Hidden files and folders
-(``.``-prefixed, e.g. macOS ``._x.edf`` shadows) are ignored.
+official split (and, to settle duplicates, the montage folder): patient, session and token come from the
+file name (``aaaaaaab_s001_t000``) and the split is the nearest folder, below ``root``, named ``train``,
+``dev`` or ``eval``. ``root`` may be the TUSZ root, its ``edf/`` folder, or any folder above the split folders.
+
+Discovery (:mod:`eegcache.core.discover`, re-exported here) judges every EDF on its own; what is wrong with one
+file is a problem of that recording, which the build skips with the reason (``build.on_error=skip``) or stops
+on, naming the file (``fail``): a misnamed or stray ``.edf`` (``recording copy (1).edf``), an EDF outside
+``train``/``dev``/``eval``, an EDF or annotation that is not a regular file (FIFO, socket, device) or a symbolic
+link leading outside the root or to such a file, and a name shared by two EDFs. Duplicates that are montage
+folders of one session (TUSZ v2.0.0/v2.0.1) keep the copy in the first folder of ``data.prefer_montage_folders``
+(default ``01_tcp_ar``, ``02_tcp_le``, ``03_tcp_ar_a``) and record the others as skipped; any other duplicate
+builds no copy. Hidden (``.``-prefixed) folders and symbolic links to folders are not entered and are reported
+(the metadata's ``unsearched``); hidden files (macOS ``._x.edf`` shadows) are not recordings. Only a root that is
+not a folder, a folder that cannot be read, or no EDF at all stops discovery.
 
 Annotation files (``.csv_bi`` and ``.csv`` share the format)::
 
@@ -23,35 +33,33 @@ Annotation files (``.csv_bi`` and ``.csv`` share the format)::
     TERM,0.0000,36.8100,bckg,1.0000     (.csv: channel is a bipolar pair such as FP1-F7)
     TERM,36.8100,70.2300,seiz,1.0000
 
-Times are seconds from the start of the recording; a row covers [start_time, stop_time).
+Times are seconds from the start of the recording; a row covers [start_time, stop_time). An annotation must be a
+regular file: it is opened without blocking and refused otherwise.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 import math
-import os
 import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from eegcache.core.discover import (  # noqa: F401 (discovery is part of the corpus's interface)
+    ANNOTATION_SUFFIXES, SPLITS, Problem, RecordingRef, Survey, discover, survey,
+)
+from eegcache.core.store import open_regular
 from eegcache.errors import AnnotationError, ConfigError, CorpusError
 
-log = logging.getLogger(__name__)
-
-SPLITS = ("train", "dev", "eval")
 POLICIES = ("official_tusz", "patient_disjoint")
-ANNOTATION_SUFFIXES = (".csv_bi", ".csv")  # order of preference beside an EDF
 CSV_VERSION = "csv_v1.0.0"
 COLUMNS = ("channel", "start_time", "stop_time", "label", "confidence")
 BACKGROUND = "bckg"
 END_TOLERANCE_S = 1e-3  # TUSZ rounds stop times; a last row may overshoot the header duration slightly
 DEV_EXCLUDED = "official dev split is not used under patient_disjoint (dev is drawn from official train)"
 
-_BNAME = re.compile(r"^([a-z]{8})_(s\d{3})_(t\d{3})$")
 _NUMBER = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"  # no nan/inf/underscores
 _NUMBER_RE = re.compile(_NUMBER)
 _VERSION_LINE = re.compile(r"#\s*version\s*=\s*(\S*)")
@@ -62,70 +70,10 @@ _LABEL = re.compile(r"[a-z]+")
 
 
 @dataclass(frozen=True)
-class RecordingRef:
-    edf: Path  # path of the .edf
-    annotation: Path | None  # the .csv_bi beside it, else the .csv, else None (build decides fail/skip)
-    relpath: str  # edf path relative to the root, posix
-    bname: str  # "aaaaaaab_s001_t000"
-    patient: str  # "aaaaaaab"
-    session: str  # "s001"
-    token: str  # "t000"
-    official_split: str  # "train" | "dev" | "eval"
-
-
-@dataclass(frozen=True)
 class Annotation:
     path: Path
     duration_s: float  # from the "# duration = ... secs" header
     seizures: tuple[tuple[float, float], ...]  # sorted, merged seizure intervals [start, stop) in seconds
-
-
-# --- discovery ---------------------------------------------------------------------------------
-
-
-def _raise_walk_error(exc: OSError) -> None:
-    raise CorpusError(f"cannot read folder: {exc.strerror or exc}", exc.filename)
-
-
-def discover(root: Path) -> list[RecordingRef]:
-    """Every ``.edf`` under ``root`` (see the module docstring for the layout), sorted by relpath.
-
-    Raises CorpusError for a badly named EDF, an EDF outside train/dev/eval, a duplicated bname,
-    or when no EDF is found at all.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise CorpusError("corpus root is not a folder", root)
-    refs: list[RecordingRef] = []
-    seen: dict[str, str] = {}
-    for folder, dirs, files in os.walk(root, onerror=_raise_walk_error):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        rel_parts = Path(folder).relative_to(root).parts
-        names = set(files)
-        for name in sorted(files):
-            if name.startswith(".") or not name.endswith(".edf"):
-                continue
-            edf = Path(folder) / name
-            relpath = "/".join((*rel_parts, name))
-            bname = name[: -len(".edf")]
-            match = _BNAME.match(bname)
-            if match is None:
-                raise CorpusError(
-                    f"EDF name does not follow <patient>_sNNN_tNNN.edf (patient = 8 lowercase letters): {name!r}", edf
-                )
-            split = next((p for p in reversed(rel_parts) if p in SPLITS), None)
-            if split is None:
-                raise CorpusError(f"EDF is not under a {'/'.join(SPLITS)} folder below {root}", edf)
-            if bname in seen:
-                raise CorpusError(f"two EDFs share the name {bname}: {seen[bname]} and {relpath}", edf)
-            seen[bname] = relpath
-            annotation = next((Path(folder) / (bname + s) for s in ANNOTATION_SUFFIXES if bname + s in names), None)
-            patient, session, token = match.groups()
-            refs.append(RecordingRef(edf, annotation, relpath, bname, patient, session, token, split))
-    if not refs:
-        raise CorpusError("no .edf files found under the corpus root", root)
-    refs.sort(key=lambda r: r.relpath)
-    return refs
 
 
 # --- annotations -------------------------------------------------------------------------------
@@ -141,7 +89,8 @@ def _number(text: str, what: str, path: Path, line: int) -> float:
 
 def _read_lines(path: Path) -> list[str]:
     try:
-        data = path.read_bytes()
+        with open_regular(path) as handle:  # a FIFO or device would block or never end
+            data = handle.read()
     except OSError as exc:
         raise AnnotationError(f"cannot read annotation file: {exc.strerror or exc}", path) from exc
     try:

@@ -14,17 +14,19 @@ Every write goes to a temporary file in the same folder and is renamed into plac
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import mmap
 import os
+import stat
 import struct
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -120,10 +122,26 @@ def md5_bytes(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
+def open_regular(path: Path) -> BinaryIO:
+    """``path`` opened for reading if it is a regular file (symbolic links followed), else OSError "not a regular
+    file": a FIFO would block the open and a device (``/dev/zero``) never end, so it is opened without blocking and
+    checked before anything is read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def md5_file(path: Path, chunk: int = 1 << 22) -> str:
-    """MD5 hex digest of a file's content (the hash DVC uses for its objects)."""
+    """MD5 hex digest of a file's content (the hash DVC uses for its objects); OSError for anything but a regular
+    file (:func:`open_regular`)."""
     digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
