@@ -48,11 +48,12 @@ class Plan:
     out_dir: Path
     refs: list[corpus.RecordingRef]
     excluded: list[tuple[corpus.RecordingRef, str]]
-    skipped: list[dict[str, str]]  # recordings whose annotation is bad or missing (build.on_error=skip)
+    skipped: list[dict[str, str]]  # EDFs discovery refused or set aside, recordings whose annotation is bad or missing
     params: dict[str, Any]  # the stage params (config.stage_params): what the cache depends on
     params_hash: str
     code: str
     tasks: list[Task]  # sorted by the EDF's relpath
+    unsearched: list[dict[str, str]] = dataclasses.field(default_factory=list)  # {"folder", "reason"}: not entered
 
     def inputs(self) -> list[Path]:
         """Every input file of the corpus: each EDF and the annotation beside it."""
@@ -79,20 +80,41 @@ class BuildSummary:
 
 
 def make_plan(config: Config, base_dir: Path) -> Plan:
-    """Discover, split and parse annotations; fails on a bad corpus (or a bad annotation with on_error=fail), or
-    on an out_dir that is the raw data's or holds the state or metrics (outdir.check_paths)."""
+    """Discover, split and parse annotations. Fails on a bad corpus (:mod:`eegcache.core.discover`: a root that is
+    no folder, an unreadable folder, no EDF; a patient in two splits), on the first problem of one recording with
+    on_error=fail (a refused EDF, a bad or missing annotation; with skip they are listed in ``skipped``), when no
+    recording is left to build (nothing written), or on an out_dir that is the raw data's or holds the state or
+    metrics (outdir.check_paths)."""
     check_paths(config, base_dir)
     raw_dir = base_dir / config.data.raw_dir
-    refs = corpus.discover(raw_dir)
+    found = corpus.survey(raw_dir, config.data.prefer_montage_folders)
+    if found.problems and config.build.on_error == "fail":
+        raise found.problems[0].error
+    for folder, reason in found.unsearched:
+        log.warning("%s: %s (no recording in it is built)", raw_dir / folder, reason)
     assigned, excluded = corpus.assign_splits(
-        refs, config.data.split_policy, config.data.dev_ratio, config.data.split_seed
+        found.refs, config.data.split_policy, config.data.dev_ratio, config.data.split_seed
     )
     parsed, skipped = _annotations(assigned, config.build.on_error)
+    skipped = [*(skipped_entry(p.relpath, p.error) for p in [*found.superseded, *found.problems]), *skipped]
+    for entry in skipped:
+        log.warning("skipped %s: %s", entry["file"], entry["reason"])
     params = stage_params(config)
     params_hash = stable_hash(params)
     code = code_digest()
     tasks = [make_task(ref, split, annotation, params_hash, code) for ref, split, annotation in parsed]
-    return Plan(raw_dir, base_dir / config.build.out_dir, refs, excluded, skipped, params, params_hash, code, tasks)
+    if not tasks:
+        raise CorpusError(_nothing_built(skipped, len(excluded), "nothing was written"), raw_dir)
+    unsearched = [{"folder": folder, "reason": reason} for folder, reason in found.unsearched]
+    return Plan(raw_dir, base_dir / config.build.out_dir, found.refs, excluded, skipped, params, params_hash, code,
+                tasks, unsearched)  # fmt: skip
+
+
+def _nothing_built(skipped: Sequence[dict[str, str]], excluded: int, then: str) -> str:
+    """Why a build that would hold no recording fails: the counts and the first reasons."""
+    first = "; ".join(f"{s['file']} ({s['reason']})" for s in sorted(skipped, key=lambda s: s["file"])[:3])
+    return (f"no recording was built: {len(skipped)} skipped, {excluded} excluded by the split policy; a cache "
+            f"without recordings is no cache, {then}" + (f"; first skipped: {first}" if first else ""))
 
 
 def _annotations(
@@ -214,6 +236,7 @@ def run_tasks(plan: Plan, tasks: Sequence[Task], options: BuildConfig, journal: 
                             if options.on_error == "fail":
                                 raise
                             skipped.append(skipped_entry(task.source, exc))
+                            log.warning("skipped %s: %s", task.source, skipped[-1]["reason"])
                             # an earlier build's output of this recording must not outlive it (verify would
                             # find a file the metadata does not list)
                             (plan.out_dir / task.rel).unlink(missing_ok=True)
@@ -241,7 +264,10 @@ def input_digests(plan: Plan, state: HashState, known: Mapping[Path, str] | None
 
 def publish(plan: Plan, outcome: Outcome, digests: Mapping[Path, str | None], metrics_file: Path) -> dict[str, Any]:
     """Write the metadata of ``outcome`` (last: it marks the cache complete), drop the journal of the build,
-    write the metrics -> the metadata. ``digests``: md5 of every input of the plan (:func:`input_digests`)."""
+    write the metrics -> the metadata. ``digests``: md5 of every input of the plan (:func:`input_digests`).
+
+    An outcome without any recording (every one skipped) is written too, for its ``skipped`` reasons, and then
+    raises CorpusError naming the metadata: ``verify`` rejects such a cache, and the stage fails."""
     inputs = [(r.relpath, digests[r.edf], digests.get(r.annotation) if r.annotation else None)
               for r in plan.refs]
     metadata = cache_metadata(
@@ -252,6 +278,7 @@ def publish(plan: Plan, outcome: Outcome, digests: Mapping[Path, str | None], me
         files=outcome.done,
         skipped=[*plan.skipped, *outcome.skipped],
         excluded=[{"file": r.relpath, "reason": why} for r, why in plan.excluded],
+        unsearched=plan.unsearched,
     )
     with writing(plan.out_dir / store.METADATA_NAME):
         store.write_metadata(plan.out_dir, metadata)
@@ -259,6 +286,10 @@ def publish(plan: Plan, outcome: Outcome, digests: Mapping[Path, str | None], me
         (plan.out_dir / store.JOURNAL_NAME).unlink(missing_ok=True)
     with writing(metrics_file):
         _write_metrics(metrics_file, metadata)
+    if not metadata["files"]:
+        then = "the reasons are listed under 'skipped' in this metadata, which verify rejects"
+        raise CorpusError(_nothing_built(metadata["skipped"], len(plan.excluded), then),
+                          plan.out_dir / store.METADATA_NAME)  # fmt: skip
     return metadata
 
 

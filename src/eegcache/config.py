@@ -20,7 +20,6 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from eegcache.core.identity import stable_hash  # noqa: F401 (config.stable_hash, as before)
-from eegcache.core.discover import MONTAGE_PREFERENCE
 from eegcache.core.montage import MONTAGES
 from eegcache import trust
 from eegcache.errors import ConfigError
@@ -54,7 +53,7 @@ class DataConfig:
     split_policy: str = "official_tusz"
     dev_ratio: float = 0.2
     split_seed: int = 0
-    prefer_montage_folders: tuple[str, ...] = MONTAGE_PREFERENCE  # duplicates' policy: eegcache.core.discover
+    prefer_montage_folders: tuple[str, ...] = ("01_tcp_ar", "02_tcp_le", "03_tcp_ar_a")  # see eegcache.core.discover
 
     def __post_init__(self) -> None:
         _choice("data.split_policy", self.split_policy, ("official_tusz", "patient_disjoint"))

@@ -64,8 +64,8 @@ def build_shard(config: Config, rels: Sequence[str], base_dir: Path = Path()) ->
     unknown = sorted(wanted - {t.rel for t in plan.tasks})
     if unknown:
         raise CorpusError(
-            f"not recordings of this build (not in the corpus, excluded by the split policy or skipped for a bad "
-            f"annotation): {', '.join(unknown)}",
+            f"not recordings of this build (not in the corpus, excluded by the split policy, or skipped by discovery "
+            f"or for a bad annotation): {', '.join(unknown)}",
             plan.raw_dir,
         )
     with lock(plan.out_dir, shared=True):

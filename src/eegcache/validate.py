@@ -129,6 +129,9 @@ def verify(cache_dir: Path, deep: bool = False, threads: int = 4, arrays: bool =
         return Verdict(cache_dir, deep, problems=(str(exc),))
     expected = dict(metadata["files"])
     problems = _summary_problems(metadata)
+    if not expected:  # what a build that skipped everything leaves: never a usable cache
+        problems.append(f"the cache holds no recording ({len(metadata['skipped'])} skipped: see 'skipped' in "
+                        f"{store.METADATA_NAME})")  # fmt: skip
     found = _listing(cache_dir)
     problems += [f"{rel}: missing" for rel in sorted(expected.keys() - found.keys())]
     problems += [f"{rel}: not in the metadata (extra or partial file)" for rel in sorted(found.keys() - expected.keys())]

@@ -143,13 +143,15 @@ def cache_metadata(
     files: Mapping[str, dict[str, Any]],
     skipped: Iterable[dict[str, str]],
     excluded: Iterable[dict[str, str]],
+    unsearched: Iterable[dict[str, str]] = (),
 ) -> dict[str, Any]:
     """The content of ``.cache_metadata.json``: how the cache was made, from what, and what it holds.
 
     ``params``: the stage params (``data`` split settings, the ``preprocess`` section, ``build.on_error``);
     ``code``: :func:`code_digest`; ``inputs``: one (EDF relpath, EDF md5, annotation md5 or None) per recording
     of the corpus; ``files``: output rel path -> entry as :func:`process` returns; ``skipped``/``excluded``:
-    {"file", "reason"} of recordings not built (:func:`skipped_entry`; the split policy's exclusions).
+    {"file", "reason"} of recordings not built (:func:`skipped_entry`; the split policy's exclusions);
+    ``unsearched``: {"folder", "reason"} of folders discovery did not enter (hidden, symbolic links).
     """
     preprocess = params["preprocess"]
     return {
@@ -167,6 +169,7 @@ def cache_metadata(
         "splits": _split_totals(files),
         "skipped": sorted(skipped, key=lambda s: s["file"]),
         "excluded": list(excluded),
+        "unsearched": sorted(unsearched, key=lambda u: u["folder"]),
         "files": dict(sorted(files.items())),
     }
 
