@@ -112,7 +112,7 @@ def survey(root: Path, prefer: Sequence[str] = MONTAGE_PREFERENCE) -> Survey:
                 unsearched.append((rel, "symbolic link to a folder: not followed"))
             elif name.endswith(".edf") and not name.startswith("."):
                 try:
-                    found.append(_recording(entry, entries, parts, real_root))
+                    found.append(_recording(folder, entry, entries, parts, real_root))
                 except CorpusError as exc:
                     problems.append(Problem(rel, exc))
     if not found and not problems:
@@ -130,11 +130,11 @@ def discover(root: Path, prefer: Sequence[str] = MONTAGE_PREFERENCE) -> list[Rec
     return found.refs
 
 
-def _recording(entry: os.DirEntry, entries: dict[str, os.DirEntry], parts: tuple[str, ...],
+def _recording(folder: Path, entry: os.DirEntry, entries: dict[str, os.DirEntry], parts: tuple[str, ...],
                real_root: Path) -> RecordingRef:  # fmt: skip
-    """The recording of one ``.edf`` entry of a folder (whose entries by name are ``entries``); CorpusError
+    """The recording of one ``.edf`` entry of ``folder`` (whose entries by name are ``entries``); CorpusError
     naming the file for a bad name, a place outside the splits, or an EDF or annotation that is no regular file."""
-    edf = Path(entry.path)
+    edf = folder / entry.name
     bname = entry.name[: -len(".edf")]
     match = _BNAME.match(bname)
     if match is None:
@@ -150,29 +150,28 @@ def _recording(entry: os.DirEntry, entries: dict[str, os.DirEntry], parts: tuple
         _check_regular(annotation, real_root)
     patient, session, token = match.groups()
     relpath = "/".join((*parts, entry.name))
-    annotation_path = None if annotation is None else Path(annotation.path)
+    annotation_path = None if annotation is None else folder / annotation.name
     return RecordingRef(edf, annotation_path, relpath, bname, patient, session, token, split)
 
 
 def _check_regular(entry: os.DirEntry, real_root: Path) -> None:
     """CorpusError naming the file unless it is a regular file, or a symbolic link to one inside the root (a link
     to a missing file passes: its reader says so). Plain files cost no system call (the folder listing's type)."""
-    path = Path(entry.path)
+    if entry.is_file(follow_symlinks=False):
+        return
     try:
         if not entry.is_symlink():
-            if entry.is_file(follow_symlinks=False):
-                return
-            raise CorpusError(f"not a regular file: {_kind(entry.stat(follow_symlinks=False).st_mode)}", path)
-        target = Path(os.path.realpath(path))
+            raise CorpusError(f"not a regular file: {_kind(entry.stat(follow_symlinks=False).st_mode)}", entry.path)
+        target = Path(os.path.realpath(entry.path))
         if not target.is_relative_to(real_root):
-            raise CorpusError("symbolic link to a file outside the corpus root (data.raw_dir): not followed", path)
+            raise CorpusError("symbolic link to a file outside the corpus root (data.raw_dir): not followed", entry.path)
         mode = os.stat(target).st_mode
     except FileNotFoundError:
         return
     except OSError as exc:
-        raise CorpusError(f"cannot examine the file: {exc.strerror or exc}", path) from exc
+        raise CorpusError(f"cannot examine the file: {exc.strerror or exc}", entry.path) from exc
     if not stat.S_ISREG(mode):
-        raise CorpusError(f"symbolic link to {_kind(mode)}, not to a regular file", path)
+        raise CorpusError(f"symbolic link to {_kind(mode)}, not to a regular file", entry.path)
 
 
 def _kind(mode: int) -> str:

@@ -1,5 +1,9 @@
 import json
+import os
+import subprocess
+import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -119,3 +123,27 @@ def test_prefetch_columns_leaves_values_and_accepts_any_array(tmp_path, arrays):
         store.prefetch_columns(rec.eeg, start, stop)
         assert_array_equal(rec.eeg[:, start:stop], eeg[:, start:stop])
     store.prefetch_columns(eeg, 0, 100)  # an in-memory array: nothing to advise, no error
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "link to a device", "folder"])
+def test_only_regular_files_are_opened_and_hashed(tmp_path, kind):
+    """A FIFO would block the open and /dev/zero never end: both are refused before any read (in a child process
+    with a timeout, so a regression fails instead of hanging the tests); regular files and links to them hash."""
+    path = tmp_path / "input.edf"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "folder":
+        path.mkdir()
+    else:
+        path = Path("/dev/zero") if kind == "device" else path
+        if kind == "link to a device":
+            path.symlink_to("/dev/zero")
+    code = "import sys; from eegcache.core import store; print(store.md5_file(sys.argv[1]))"
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "not a regular file" in proc.stderr, proc.stderr
+    regular = tmp_path / "regular.edf"
+    regular.write_bytes(b"EEG")
+    (tmp_path / "link.edf").symlink_to(regular)
+    assert store.md5_file(tmp_path / "link.edf") == store.md5_bytes(b"EEG")
+    with store.open_regular(regular) as handle:
+        assert handle.read() == b"EEG"
