@@ -97,13 +97,13 @@ def make_plan(config: Config, base_dir: Path) -> Plan:
     )
     parsed, skipped = _annotations(assigned, config.build.on_error)
     skipped = [*(skipped_entry(p.relpath, p.error) for p in [*found.superseded, *found.problems]), *skipped]
-    for entry in skipped:
-        log.warning("skipped %s: %s", entry["file"], entry["reason"])
     params = stage_params(config)
     params_hash = stable_hash(params)
     code = code_digest()
     tasks = [make_task(ref, split, annotation, params_hash, code) for ref, split, annotation in parsed]
-    if not tasks:
+    if not tasks:  # fail before out_dir is touched (an earlier cache there stays as it was); no metadata lists why
+        for entry in skipped:
+            log.warning("skipped %s: %s", entry["file"], entry["reason"])
         raise CorpusError(_nothing_built(skipped, len(excluded), "nothing was written"), raw_dir)
     unsearched = [{"folder": folder, "reason": reason} for folder, reason in found.unsearched]
     return Plan(raw_dir, base_dir / config.build.out_dir, found.refs, excluded, skipped, params, params_hash, code,
@@ -236,7 +236,6 @@ def run_tasks(plan: Plan, tasks: Sequence[Task], options: BuildConfig, journal: 
                             if options.on_error == "fail":
                                 raise
                             skipped.append(skipped_entry(task.source, exc))
-                            log.warning("skipped %s: %s", task.source, skipped[-1]["reason"])
                             # an earlier build's output of this recording must not outlive it (verify would
                             # find a file the metadata does not list)
                             (plan.out_dir / task.rel).unlink(missing_ok=True)

@@ -49,6 +49,7 @@ def _build(args: argparse.Namespace) -> int:
     table = summary_table(summary.metadata, title)
     lines = [f"cache: {summary.cache_dir}"]
     lines += [f"skipped {s['file']}: {s['reason']}" for s in summary.metadata["skipped"]]
+    lines += [f"not searched {u['folder']}: {u['reason']}" for u in summary.metadata["unsearched"]]
     print_summary(table, lines)
     return 0
 
