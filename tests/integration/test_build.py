@@ -179,12 +179,17 @@ def test_bad_recording_is_skipped_and_recorded(base_config, corpus_copy, tmp_pat
 
 
 def test_a_patient_folder_copied_into_another_split_stops_the_build(base_config, corpus_copy, tmp_path):
-    """Same file names in two splits: the duplicate-name check fires (a patient in two splits under new names is
-    a case of tests/integration/test_bad_input.py)."""
-    patient_dir = next((corpus_copy / "edf" / "train").iterdir())
+    """Same file names in two splits: the duplicate-name check fires, naming both copies (a patient in two splits
+    under new names is a case of tests/integration/test_bad_input.py). With on_error=skip no copy is built."""
+    patient_dir = sorted((corpus_copy / "edf" / "train").iterdir())[0]
     shutil.copytree(patient_dir, corpus_copy / "edf" / "dev" / patient_dir.name)
-    with pytest.raises(CorpusError, match=f"two EDFs share the name {patient_dir.name}_s"):
-        run_build(make_config(base_config, corpus_copy, tmp_path))
+    with pytest.raises(CorpusError, match=f"2 EDFs share the name {patient_dir.name}_s.*not montage folders") as err:
+        run_build(make_config(base_config, corpus_copy, tmp_path / "fail"))
+    assert err.value.path.startswith(str(corpus_copy / "edf" / "dev" / patient_dir.name))
+    meta = run_build(make_config(base_config, corpus_copy, tmp_path / "skip", build={"on_error": "skip"})).metadata
+    copies = {p.relative_to(corpus_copy).as_posix() for p in corpus_copy.glob(f"edf/*/{patient_dir.name}/**/*.edf")}
+    assert {s["file"] for s in meta["skipped"]} == copies and len(copies) >= 2
+    assert not any(e["patient"] == patient_dir.name for e in meta["files"].values())
 
 
 def test_patient_disjoint_policy(base_config, demo_corpus, tmp_path):
