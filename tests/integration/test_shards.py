@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -83,6 +84,10 @@ def test_skipped_recordings_are_recorded_as_run_build_records_them(base_config, 
     bad = _break_annotation(corpus_copy)
     with pytest.raises(AnnotationError, match="csv_v9.9.9"):
         plan_shards(make_config(base_config, corpus_copy, tmp_path / "fail"), 2)
+    # what discovery refuses or does not enter is recorded the same way too
+    stray = sorted(corpus_copy.rglob("*.edf"))[0]
+    shutil.copy(stray, stray.parent / "recording copy (1).edf")
+    (corpus_copy / "edf" / ".trash").mkdir()
     single = run_build(make_config(base_config, corpus_copy, tmp_path / "single", build={"on_error": "skip"}))
     cfg = make_config(base_config, corpus_copy, tmp_path / "sharded", build={"on_error": "skip"})
     plan = plan_shards(cfg, 3)
@@ -92,7 +97,9 @@ def test_skipped_recordings_are_recorded_as_run_build_records_them(base_config, 
     assert [s["file"] for r in results for s in r.skipped] == ["edf/train/zzzzzzzz/s001_2010/01_tcp_ar/" + junk.name]
     metadata = merge_shards(cfg, results)
     assert outputs(tmp_path / "sharded") == outputs(tmp_path / "single")
-    assert metadata["skipped"] == single.metadata["skipped"] and len(metadata["skipped"]) == 2
+    assert metadata["skipped"] == single.metadata["skipped"] and len(metadata["skipped"]) == 3
+    assert metadata["unsearched"] == single.metadata["unsearched"] == [
+        {"folder": "edf/.trash", "reason": "hidden folder: not searched"}]
     assert metadata["raw_digest"] == single.metadata["raw_digest"]
 
 
