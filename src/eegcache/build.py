@@ -56,7 +56,8 @@ class Plan:
     unsearched: list[dict[str, str]] = dataclasses.field(default_factory=list)  # {"folder", "reason"}: not entered
 
     def inputs(self) -> list[Path]:
-        """Every input file of the corpus: each EDF and the annotation beside it."""
+        """Every input file of the corpus's recordings: each EDF discovery accepted and the annotation beside it (the
+        files it refused or set aside are in ``skipped`` only, never opened)."""
         return [r.edf for r in self.refs] + [r.annotation for r in self.refs if r.annotation is not None]
 
 
