@@ -172,20 +172,15 @@ def test_a_file_that_ends_in_its_header(tmp_path, size, reason):
     assert err.value.reason == reason
 
 
-def edf_plus(path, records_shift=None):
-    """An EDF+ file (edfio writes EDF+C when there are annotations), its 'reserved' field set to EDF+D, and the
-    time-keeping onset of each data record from ``records_shift[0]`` on moved ``records_shift[1]`` s later."""
-    t = np.arange(2560) / 256
-    signals = [EdfSignal(100 * np.sin(t * k), 256, label=label, physical_range=(-500, 500))
-               for k, label in enumerate(["EEG FP1-REF", "EEG F7-REF"], 1)]  # fmt: skip
-    Edf(signals, annotations=[EdfAnnotation(1.0, None, "eyes closed")]).write(path)
+def as_edf_plus_d(path, first=None, by=0):
+    """Turn the EDF+C file ``path`` (edfio writes EDF+C when there are annotations) into EDF+D, the time-keeping
+    onset of each data record from ``first`` on moved ``by`` seconds later."""
     header = edfheader.check(path)
     assert header.reserved == "EDF+C" and header.labels[-1] == edfheader.ANNOTATION_LABEL
     data = bytearray(path.read_bytes())
     data[192:197] = b"EDF+D"
     record, width = 2 * sum(header.samples_per_record), 2 * header.samples_per_record[-1]
-    first, by = records_shift or (header.records, 0)
-    for k in range(first, header.records):
+    for k in range(header.records if first is None else first, header.records):
         at = header.header_bytes + k * record + record - width
         tal = data[at : at + width]
         assert tal.startswith(f"+{k}\x14\x14".encode())
@@ -194,8 +189,17 @@ def edf_plus(path, records_shift=None):
     return path
 
 
+def edf_plus(path, first=None, by=0):
+    """A 10 s EDF+D file of two EEG channels, its records from ``first`` on ``by`` seconds late."""
+    t = np.arange(2560) / 256
+    signals = [EdfSignal(100 * np.sin(t * k), 256, label=label, physical_range=(-500, 500))
+               for k, label in enumerate(["EEG FP1-REF", "EEG F7-REF"], 1)]  # fmt: skip
+    Edf(signals, annotations=[EdfAnnotation(1.0, None, "eyes closed")]).write(path)
+    return as_edf_plus_d(path, first, by)
+
+
 def test_edf_plus_d_with_gaps_is_refused_with_the_gap_times(tmp_path):
-    path = edf_plus(tmp_path / "gappy.edf", records_shift=(6, 10))
+    path = edf_plus(tmp_path / "gappy.edf", 6, 10)
     with pytest.raises(RecordingError) as err:
         edf.read_eeg(path)
     assert err.value.reason == ("EDF+D (discontinuous) recording with 1 gap(s) between data records: 10 s at 6 s; "
@@ -203,7 +207,7 @@ def test_edf_plus_d_with_gaps_is_refused_with_the_gap_times(tmp_path):
 
 
 def test_edf_plus_d_with_records_out_of_order_is_refused(tmp_path):
-    path = edf_plus(tmp_path / "back.edf", records_shift=(9, -3))
+    path = edf_plus(tmp_path / "back.edf", 9, -3)
     with pytest.raises(RecordingError, match=r"1 gap\(s\) between data records: -3 s at 9 s"):
         edf.read_eeg(path)
 
