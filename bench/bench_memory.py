@@ -17,11 +17,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import multiprocessing
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,7 +130,10 @@ def measure(work: Path) -> list[dict]:
     for seed, rec in enumerate(RECORDINGS):
         folder = work / f"rec{seed}"
         folder.mkdir()
-        edf, annotation = write_recording(folder, rec, seed)
+        # in a process of its own: a child's ru_maxrss starts from its parent's RSS at the fork, so the parent must
+        # never hold a recording's arrays
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            edf, annotation = pool.submit(write_recording, folder, rec, seed).result()
         size = edf.stat().st_size
         for montage in MONTAGES:
             params = {**preprocess, "montage": montage}
@@ -160,13 +166,15 @@ def table(rows: list[dict], dtype: str) -> str:
             f"| **{after:,.0f} MB** ({after / r['edf_mb']:.1f}×) | {r['target_mb']:,.0f} MB | {verdict} | "
             f"{r['before']['wall_s']:.1f} s → {r['after']['wall_s']:.1f} s | {'yes' if r['identical'] else 'NO'} |"
         )
-    channels = ", ".join(f"{e}" for e in ELECTRODES)
+    channels = ", ".join(ELECTRODES)
+    parent = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MB
     return (
         "\n\nCommand: `.venv/bin/python bench/bench_memory.py` (part of `make bench`)\n\n"
         f"Recordings (edfio, 1 s records): EEG {channels} as `EEG xx-REF`, `EEG EKG1-REF` and `PHOTIC-REF` at the EEG "
         "rate, `IBI`/`BURSTS`/`SUPPR` at 1 Hz. Each run is one fresh process calling `process.process` (hash, read, "
         f"preprocess, write the cache file; cache dtype `{dtype}`); peak RSS is the child's `ru_maxrss`, the "
-        f"interpreter and libraries included. \"Before\" is the code of commit `{BASELINE_REV[:7]}`.\n\n"
+        f"interpreter and libraries included (the benchmark's own process, whose RSS a child starts from, peaked at "
+        f"{parent:.0f} MB). \"Before\" is the code of commit `{BASELINE_REV[:7]}`.\n\n"
         + "\n".join(lines) + "\n\n"
     )
 

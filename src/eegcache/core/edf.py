@@ -116,6 +116,9 @@ def read_eeg(path: Path) -> EegSignals:
         raise RecordingError("EEG channels are empty", path)
     unusable = {name: why for name, s in picked if (why := uncalibrated(path, name, s))}
     usable = {name: s for name, s in picked if name not in unusable}
+    if not usable:  # nothing would be left but zero-filled channels
+        reasons = "; ".join(f"{name}: {why}" for name, why in unusable.items())
+        raise RecordingError(f"no EEG channel has a calibration ({reasons})", path)
     return EegSignals(Electrodes(path, usable, n_samples), rate, n_samples, duration_s, unusable)
 
 

@@ -239,6 +239,16 @@ def test_an_electrode_without_calibration_is_left_out_as_missing(tmp_path, field
     assert list(sig.electrodes) == ["F7"] and "FP1" not in sig.electrodes
 
 
+def test_a_recording_whose_every_electrode_lacks_calibration(tmp_path):
+    path = write(tmp_path / "flat.edf", TWO)
+    header_field(path, PHYSICAL["max"], 8, "-500")
+    header_field(path, 256 + 2 * 112 + 8, 8, "-500")  # physical maximum of signal 1
+    with pytest.raises(RecordingError) as err:
+        edf.read_eeg(path)
+    assert err.value.reason == ("no EEG channel has a calibration (FP1: physical minimum equals maximum (-500): no "
+                                "calibration; F7: physical minimum equals maximum (-500): no calibration)")  # fmt: skip
+
+
 @pytest.mark.parametrize("text", ["abc", "1e999"])
 def test_a_calibration_that_is_not_a_number(tmp_path, text):
     """edfio catches these itself and returns raw integers without any warning."""
