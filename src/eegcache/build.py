@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -37,6 +38,8 @@ from eegcache.outdir import Journal, check_contents, check_paths, disk_error, lo
 from eegcache.report import BuildProgress
 
 log = logging.getLogger(__name__)
+
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 
 
 @dataclass(frozen=True)
@@ -204,6 +207,29 @@ def _same_size(out_dir: Path, rel: str, previous: dict[str, dict[str, Any]]) -> 
         return False
 
 
+def available_cpus(cpu_max: Path = CGROUP_CPU_MAX) -> int:
+    """CPUs this process may use: its affinity mask, lowered by the container's CPU quota where one is set (cgroup v2
+    ``cpu.max``: quota and period in µs, e.g. ``200000 100000`` = 2 CPUs)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = cpu_max.read_text().split()
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota readable here: the affinity mask is the limit
+    return cpus
+
+
+def worker_count(requested: int, recordings: int) -> int:
+    """Worker processes for ``recordings``: ``requested`` (``build.workers``; 0 = one per CPU), at most one per
+    available CPU and per recording. Each worker holds one recording (≤ 4 × its EDF's size + 300 MB), so processes
+    beyond the CPUs would add memory and no speed: a larger request is capped, with a warning."""
+    cpus = available_cpus()
+    if requested > cpus:
+        log.warning("build.workers=%d but %d CPUs are available: running %d worker processes", requested, cpus, cpus)
+    return max(1, min(requested or cpus, cpus, recordings))
+
+
 def run_tasks(plan: Plan, tasks: Sequence[Task], options: BuildConfig, journal: Journal | None = None) -> Outcome:
     """Process ``tasks`` (of ``plan``) into ``plan.out_dir`` in ``options.workers`` worker processes, each output
     added to ``journal`` as it lands; a failure raises or, with ``options.on_error`` = skip, goes to
@@ -211,12 +237,12 @@ def run_tasks(plan: Plan, tasks: Sequence[Task], options: BuildConfig, journal: 
     done: dict[str, dict[str, Any]] = {}
     skipped: list[dict[str, str]] = []
     stamps: dict[Path, Stamp] = {}
-    workers = options.workers or os.cpu_count() or 1
+    workers = worker_count(options.workers, len(tasks))
     hours = sum(t.annotation_duration_s for t in tasks) / 3600
     with BuildProgress(len(tasks), hours, enabled=options.progress) as progress:
         if not tasks:
             return Outcome(done)
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
             # Longest recordings first, so no worker is left with a long one at the end while the others idle.
             ordered = sorted(tasks, key=lambda t: (-t.annotation_duration_s, t.rel))
             params = plan.params["preprocess"]

@@ -20,15 +20,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edfio import Edf, EdfSignal
+from edfio import Bdf, BdfSignal, Edf, EdfAnnotation, EdfSignal
 
 from eegcache.build import run_build
 from eegcache.core import corpus, store
+from eegcache.core.montage import electrode_of
 from eegcache.dataset import WindowDataset
 from eegcache.errors import AnnotationError, CorpusError, EegcacheError, RecordingError
 from eegcache.validate import verify
 from tests.conftest import make_config
 from tests.integration.projects import record
+from tests.unit.core.test_edf import as_edf_plus_d
 
 pytestmark = pytest.mark.integration
 
@@ -139,6 +141,40 @@ def nan_physical_range(root: Path) -> Path:
     return edf
 
 
+def bdf_named_edf(root: Path) -> Path:
+    """A BDF (24-bit samples, version byte 0xFF 'BIOSEMI') written by edfio under the EDF's name, same length."""
+    ref = target(root)
+    n = round(duration_of(ref) * 256)
+    Bdf([BdfSignal(50 * np.sin(np.arange(n) / 4), 256, label=label, physical_dimension="uV",
+                   physical_range=(-500, 500)) for label in ("EEG FP1-REF", "EEG F7-REF")]).write(ref.edf)  # fmt: skip
+    return ref.edf
+
+
+def record_count_unknown(root: Path) -> Path:
+    """-1 in the header's number of data records: what a recorder writes until it closes the file."""
+    edf = target(root).edf
+    data = bytearray(edf.read_bytes())
+    data[236:244] = b"-1      "
+    edf.write_bytes(bytes(data))
+    return edf
+
+
+def longer_than_its_header(root: Path) -> Path:
+    edf = target(root).edf
+    edf.write_bytes(edf.read_bytes() + b"\0" * 1000)
+    return edf
+
+
+def edf_plus_d_with_a_gap(root: Path) -> Path:
+    """An EDF+D file whose data records from 30 s on start 10 s late (edfio writes EDF+C, then patched)."""
+    ref = target(root)
+    seconds = round(duration_of(ref))
+    signals = [EdfSignal(50 * np.sin(np.arange(seconds * 256) / 4), 256, label=label, physical_range=(-500, 500))
+               for label in ("EEG FP1-REF", "EEG F7-REF")]  # fmt: skip
+    Edf(signals, annotations=[EdfAnnotation(1.0, None, "start")]).write(ref.edf)
+    return as_edf_plus_d(ref.edf, 30, 10)
+
+
 def shorter_than_the_filters(root: Path) -> Path:
     """0.1 s at 250 Hz (0.1 s data records): 20 samples at 200 Hz, fewer than the filters' 34; annotation to match."""
     ref = target(root)
@@ -224,7 +260,15 @@ class Case:
 
 CASES = {
     # EDF
-    "truncated EDF (in the data)": Case(truncated_in_data, RecordingError, ("truncated EDF file",)),
+    "truncated EDF (in the data)": Case(truncated_in_data, RecordingError,
+                                        ("file ends after", "data records", "(truncated)")),
+    "BDF named .edf": Case(bdf_named_edf, RecordingError, ("BDF file (24-bit samples", "not EDF")),
+    "record count -1": Case(record_count_unknown, RecordingError,
+                            ("header gives -1 data records (unknown, written by a recorder that did not finish)",)),
+    "EDF longer than its header": Case(longer_than_its_header, RecordingError,
+                                       ("file has 1000 bytes more than its header's",)),
+    "EDF+D with a gap": Case(edf_plus_d_with_a_gap, RecordingError,
+                             ("EDF+D (discontinuous) recording with 1 gap(s) between data records: 10 s at 30 s",)),
     "truncated EDF (in the header)": Case(truncated_in_header, RecordingError, ("not a readable EDF file",)),
     "random bytes named .edf": Case(random_bytes, RecordingError, ("not a readable EDF file",)),
     "empty .edf": Case(empty_edf, RecordingError, ("not a readable EDF file",)),
@@ -338,3 +382,41 @@ def test_a_recording_damaged_since_the_last_build(damage, words, on_error, base_
     assert [s["file"] for s in second.metadata["skipped"]] == [ref.relpath]
     assert rel not in second.metadata["files"] and not (second.cache_dir / rel).exists()
     assert verify(second.cache_dir, deep=True).ok
+
+
+def without_calibration(edf: Path, electrode: str) -> Path:
+    """``edf`` with the physical maximum of ``electrode`` set to its minimum: edfio returns the raw integers of such
+    a channel as if they were µV (with a bare UserWarning)."""
+    data = bytearray(edf.read_bytes())
+    count = int(data[252:256])
+    labels = [data[256 + 16 * i : 256 + 16 * (i + 1)].decode().strip() for i in range(count)]
+    index = [electrode_of(label) for label in labels].index(electrode)
+    low, high = 256 + 104 * count + 8 * index, 256 + 112 * count + 8 * index
+    data[high : high + 8] = data[low : low + 8]
+    edf.write_bytes(bytes(data))
+    return edf
+
+
+@pytest.mark.filterwarnings("error")  # the build's workers inherit it: a bare warning would fail the build
+def test_an_electrode_without_calibration_is_built_as_missing_and_recorded(base_config, corpus_copy, tmp_path):
+    """Treated as an absent electrode (preprocess.missing_channels=zero): zero-filled and listed in the entry's
+    ``zero_filled``; the rest of the recording is built from its calibrated channels."""
+    ref = target(corpus_copy)
+    without_calibration(ref.edf, "CZ")
+    summary = run_build(make_config(base_config, corpus_copy, tmp_path / "work", build={"workers": 1}))
+    rel = f"train/{ref.bname}{store.SUFFIX}"
+    assert summary.metadata["files"][rel]["zero_filled"] == ["CZ"] and summary.metadata["skipped"] == []
+    cached = store.open_recording(summary.cache_dir / rel)
+    rows = list(cached.facts.channels)
+    assert not cached.eeg[rows.index("CZ")].any() and cached.eeg[rows.index("C3")].any()
+    assert verify(summary.cache_dir, deep=True).ok
+
+
+def test_an_electrode_without_calibration_under_missing_channels_error(base_config, corpus_copy, tmp_path):
+    ref = target(corpus_copy)
+    without_calibration(ref.edf, "CZ")
+    cfg = make_config(base_config, corpus_copy, tmp_path / "work", build={"on_error": "skip", "workers": 1},
+                      preprocess={"missing_channels": "error"})  # fmt: skip
+    skipped = {s["file"]: s["reason"] for s in run_build(cfg).metadata["skipped"]}
+    assert skipped[ref.relpath] == (f"{ref.edf.name}: required channels missing: CZ (physical minimum equals maximum "
+                                    "(-5000): no calibration) (preprocess.missing_channels=error)")  # fmt: skip

@@ -9,6 +9,7 @@ last is the build's (:mod:`eegcache.build`), which passes plain values in.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
@@ -21,6 +22,8 @@ from eegcache.core import edf, montage, signal, store
 from eegcache.core.corpus import Annotation, RecordingRef
 from eegcache.core.identity import Stamp, stable_hash, stamped_md5
 from eegcache.errors import AnnotationError, EegcacheError, RecordingError
+
+log = logging.getLogger(__name__)
 
 CORE_DIR = Path(__file__).resolve().parent
 # Libraries whose versions shape a cache file's bytes, beside every source file of this folder.
@@ -88,8 +91,10 @@ def process(task: Task, params: dict[str, Any], out_dir: Path) -> Output:
         raise RecordingError(
             f"annotation says {task.annotation_duration_s:g} s but the EDF holds {eeg.duration_s:g} s", task.edf
         )
+    for electrode, why in eeg.unusable.items():
+        log.warning("%s: EEG channel %s left out as missing: %s", task.edf, electrode, why)
     try:
-        out = signal.preprocess(eeg.electrodes, eeg.rate, eeg.n_samples, task.seizures, **params)
+        out = signal.preprocess(eeg.electrodes, eeg.rate, eeg.n_samples, task.seizures, unusable=eeg.unusable, **params)
     except RecordingError as exc:
         raise RecordingError(exc.reason, task.edf) from exc
     rate = float(params["sample_rate"])

@@ -1,6 +1,7 @@
 """Preprocessing steps: pure functions of arrays and explicit parameters (numpy/scipy only).
 
-Arrays are [channels, samples]; rates are in Hz; times in seconds. The pipeline order, and why:
+Arrays are [channels, samples] or one channel's [samples]; rates are in Hz; times in seconds. The pipeline order, and
+why:
 select channels (fixed cache order) -> resample (polyphase, with its own anti-alias filter; every later
 step then runs on fewer samples) -> band-pass and notch (zero-phase SOS, so seizure onsets do not shift)
 -> per-channel z-score with clipping (statistics of the filtered signal) -> cast to the cache dtype.
@@ -13,7 +14,7 @@ resampling it must be longer than the filters' edge padding (:func:`filter_paddi
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -23,36 +24,59 @@ from scipy import signal as sps
 from eegcache.core.montage import TCP_BIPOLAR, TEN_TWENTY
 from eegcache.errors import RecordingError
 
+# float64 samples formed per block of channels in preprocess: 32 MiB, one channel of 3 h at 256 Hz (2.8 M) or of
+# 1 h at 1000 Hz (3.6 M) alone, a 20-minute recording at 256 Hz whole. Larger blocks only save per-call overhead.
+BLOCK_SAMPLES = 4 * 2**20
 _MAX_RATIO_DENOMINATOR = 1000  # 256 -> 200 Hz is 25/32, 512 -> 200 is 25/64; anything finer is not a real EEG rate
+
+
+def montage_channels(montage: str) -> tuple[tuple[str, ...], ...]:
+    """The electrodes each channel of ``montage`` is formed from, in cache order: ``ref19`` one electrode per
+    channel (``(FP1,)``), ``tcp22`` the two of each TCP bipolar derivation (``(FP1, F7)`` = FP1 - F7)."""
+    if montage == "ref19":
+        return tuple((name,) for name in TEN_TWENTY)
+    if montage == "tcp22":
+        return TCP_BIPOLAR
+    raise ValueError(f"unknown montage {montage!r}")
+
+
+def plan_channels(
+    available: Collection[str], montage: str, missing: str, why: Mapping[str, str] | None = None
+) -> tuple[tuple[tuple[str, ...] | None, ...], tuple[str, ...]]:
+    """-> (per cache channel its electrodes, or None where one is absent and the channel is zero-filled; the names
+    of the zero-filled channels). ``missing`` = ``error`` raises on an absent electrode instead, naming it and, from
+    ``why`` (electrode -> reason), why a present one is unusable."""
+    wanted = montage_channels(montage)
+    absent = sorted({e for channel in wanted for e in channel if e not in available})
+    if absent and missing == "error":
+        named = ", ".join(f"{e} ({why[e]})" if why and e in why else e for e in absent)
+        raise RecordingError(f"required channels missing: {named} (preprocess.missing_channels=error)")
+    rows = tuple(None if any(e not in available for e in channel) else channel for channel in wanted)
+    zero_filled = tuple("-".join(channel) for channel, row in zip(wanted, rows) if row is None)
+    return rows, zero_filled
+
+
+def form_channel(electrodes: Mapping[str, np.ndarray], channel: tuple[str, ...]) -> np.ndarray:
+    """One channel (1-D, µV) from its electrodes: the electrode itself, or the difference of a bipolar pair."""
+    if len(channel) == 1:
+        return electrodes[channel[0]]
+    return electrodes[channel[0]] - electrodes[channel[1]]
 
 
 def select_channels(
     electrodes: Mapping[str, np.ndarray], n_samples: int, montage: str, missing: str
 ) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Stack the montage's channels in fixed order -> ([channels, n_samples] float64, zero-filled channel names).
+    """All of the montage's channels stacked in cache order -> ([channels, n_samples] float64, zero-filled names).
 
-    ``electrodes`` maps electrode names (``FP1``) to 1-D signals in µV. ``ref19`` keeps the 10-20
-    electrodes as recorded; ``tcp22`` forms the TCP bipolar derivations (``FP1-F7`` = FP1 - F7).
-    ``missing`` = ``error`` raises on an absent electrode, ``zero`` fills the affected channels with zeros.
+    The whole-recording form of :func:`plan_channels` and :func:`form_channel` (for analysis; :func:`preprocess`
+    forms one channel at a time). ``electrodes`` maps electrode names (``FP1``) to 1-D signals in µV.
     """
-    if montage == "ref19":
-        wanted: Sequence[tuple[str, ...]] = [(name,) for name in TEN_TWENTY]
-    elif montage == "tcp22":
-        wanted = TCP_BIPOLAR
-    else:
-        raise ValueError(f"unknown montage {montage!r}")
-    absent = sorted({e for channel in wanted for e in channel if e not in electrodes})
-    if absent and missing == "error":
-        raise RecordingError(f"required channels missing: {', '.join(absent)} (preprocess.missing_channels=error)")
-    out = np.zeros((len(wanted), n_samples), dtype=np.float64)
-    zero_filled = []
-    for row, channel in enumerate(wanted):
-        name = "-".join(channel)
-        if any(e not in electrodes for e in channel):
-            zero_filled.append(name)
-            continue
-        out[row] = electrodes[channel[0]] if len(channel) == 1 else electrodes[channel[0]] - electrodes[channel[1]]
-    return out, tuple(zero_filled)
+    rows, zero_filled = plan_channels(electrodes.keys(), montage, missing)
+    out = np.zeros((len(rows), n_samples), dtype=np.float64)
+    for row, channel in enumerate(rows):
+        if channel is not None:
+            out[row] = form_channel(electrodes, channel)
+    return out, zero_filled
 
 
 def resample_ratio(from_rate: float, to_rate: float) -> Fraction:
@@ -160,19 +184,35 @@ def preprocess(
     notch_q: float,
     clip: float,
     dtype: str,
+    unusable: Mapping[str, str] | None = None,
 ) -> Processed:
-    """The whole pipeline for one recording (keyword arguments are the ``preprocess`` config fields)."""
-    x, zero_filled = select_channels(electrodes, n_samples, montage, missing_channels)
-    x = resample_to(x, rate, sample_rate)
+    """The whole pipeline for one recording (keyword arguments are the ``preprocess`` config fields; ``unusable``:
+    electrode -> why it is left out of ``electrodes``, for the message when ``missing_channels`` is ``error``).
+
+    A block of channels at a time (at most :data:`BLOCK_SAMPLES` input samples, at least one channel: formed,
+    resampled, filtered, z-scored, cast into its rows of the output), so memory holds the output and a few blocks'
+    worth of float64, never the whole recording in float64. ``electrodes`` may read each electrode on demand
+    (:class:`eegcache.core.edf.Electrodes`). Every step acts on each channel alone, so the result is the same, bit
+    for bit, whatever the block size (tests/unit/core/test_signal.py compares it with all channels in one block).
+    """
+    rows, zero_filled = plan_channels(electrodes.keys(), montage, missing_channels, unusable)
+    ratio = resample_ratio(rate, sample_rate)
+    n_out = -(-n_samples * ratio.numerator // ratio.denominator)  # resample_poly's ceil(n · up / down)
     sections = (bandpass_sos(sample_rate, bandpass_low, bandpass_high, bandpass_order),
                 notch_sos(sample_rate, notch_freq, notch_q))  # fmt: skip
     shortest = filter_padding(*sections) + 1
-    if x.shape[-1] < shortest:
+    if n_out < shortest:
         raise RecordingError(
-            f"recording too short: {x.shape[-1] / sample_rate:g} s ({x.shape[-1]} samples at {sample_rate:g} Hz after "
+            f"recording too short: {n_out / sample_rate:g} s ({n_out} samples at {sample_rate:g} Hz after "
             f"resampling); the zero-phase filters need at least {shortest} samples ({shortest / sample_rate:g} s)"
         )
-    x = zero_phase(x, *sections)
-    x = zscore_clip(x, clip)
-    labels = label_mask(seizures, x.shape[-1], sample_rate)
-    return Processed(eeg=to_dtype(x, dtype), labels=labels, zero_filled=zero_filled)
+    eeg = np.zeros((len(rows), n_out), dtype=dtype)  # zero-filled rows stay +0.0, as z-scoring a zero row gives
+    present = [row for row, channel in enumerate(rows) if channel is not None]
+    per_block = max(1, BLOCK_SAMPLES // n_samples)
+    for block in (present[i : i + per_block] for i in range(0, len(present), per_block)):
+        x = np.empty((len(block), n_samples))
+        for i, row in enumerate(block):
+            x[i] = form_channel(electrodes, rows[row])
+        x = resample_to(x, rate, sample_rate)
+        eeg[block] = zscore_clip(zero_phase(x, *sections), clip)
+    return Processed(eeg=eeg, labels=label_mask(seizures, n_out, sample_rate), zero_filled=zero_filled)

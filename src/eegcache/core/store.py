@@ -14,6 +14,7 @@ Every write goes to a temporary file in the same folder and is renamed into plac
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
@@ -24,6 +25,7 @@ import stat
 import struct
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -64,12 +66,6 @@ class CachedRecording:
     facts: RecordingFacts
 
 
-def _npy_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.lib.format.write_array(buffer, np.asarray(array, order="C"), allow_pickle=False)
-    return buffer.getvalue()
-
-
 def _member(name: str, offset: int) -> zipfile.ZipInfo:
     """A stored member whose data (the .npy bytes) starts on an aligned offset within the archive."""
     info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
@@ -83,6 +79,14 @@ def _member(name: str, offset: int) -> zipfile.ZipInfo:
 
 def encode_recording(eeg: np.ndarray, labels: np.ndarray, facts: RecordingFacts) -> bytes:
     """The exact bytes of one cache file; deterministic for equal inputs."""
+    out = io.BytesIO()
+    _encode_into(out, eeg, labels, facts)
+    return out.getvalue()
+
+
+def _encode_into(handle: BinaryIO, eeg: np.ndarray, labels: np.ndarray, facts: RecordingFacts) -> None:
+    """Write the cache file's bytes to the seekable ``handle``, each array streamed in place (``numpy``'s
+    ``write_array`` writes large arrays in 16 MiB chunks), so writing costs no copy of ``eeg``."""
     if eeg.ndim != 2 or labels.ndim != 1 or eeg.shape[1] != labels.shape[0]:
         raise ValueError(f"eeg {eeg.shape} and labels {labels.shape} do not describe the same samples")
     if eeg.shape[0] != len(facts.channels):
@@ -95,20 +99,26 @@ def encode_recording(eeg: np.ndarray, labels: np.ndarray, facts: RecordingFacts)
         "zero_filled": np.array(facts.zero_filled, dtype="U16"),
         "duration_s": np.float64(facts.duration_s),
     }
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as archive:
+    with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive:
         for key, value in arrays.items():
-            archive.writestr(_member(f"{key}.npy", out.tell()), _npy_bytes(np.asarray(value)))
-    return out.getvalue()
+            array = np.asarray(value, order="C")
+            info = _member(f"{key}.npy", handle.tell())
+            header = io.BytesIO()
+            np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
+            info.file_size = len(header.getvalue()) + array.nbytes  # as ZipFile.writestr sets it (zip64 or not)
+            with archive.open(info, "w") as member:
+                np.lib.format.write_array(member, array, allow_pickle=False)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder, fsync, then rename."""
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A new file written through the yielded handle, via a temporary file in the same folder: flushed, fsynced and
+    renamed to ``path`` when the block ends; removed if it raises."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TMP_MARK}")
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        with os.fdopen(fd, "w+b") as handle:
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)
@@ -116,6 +126,12 @@ def atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder, fsync, then rename."""
+    with atomic_file(path) as handle:
+        handle.write(data)
 
 
 def md5_bytes(data: bytes) -> str:
@@ -148,10 +164,16 @@ def md5_file(path: Path, chunk: int = 1 << 22) -> str:
 
 
 def write_recording(path: Path, eeg: np.ndarray, labels: np.ndarray, facts: RecordingFacts) -> tuple[int, str]:
-    """Write one cache file atomically; return (size in bytes, md5 hex digest)."""
-    data = encode_recording(eeg, labels, facts)
-    atomic_write(path, data)
-    return len(data), md5_bytes(data)
+    """Write one cache file atomically (the bytes of :func:`encode_recording`, streamed: no copy of ``eeg`` is made);
+    return (size in bytes, md5 hex digest)."""
+    with atomic_file(path) as handle:
+        _encode_into(handle, eeg, labels, facts)
+        size = handle.tell()
+        handle.seek(0)
+        digest = hashlib.md5(usedforsecurity=False)
+        while block := handle.read(1 << 22):
+            digest.update(block)
+    return size, digest.hexdigest()
 
 
 def _member_array(handle: Any, info: zipfile.ZipInfo, path: Path, mmap: bool) -> np.ndarray:

@@ -4,8 +4,9 @@ import shutil
 import numpy as np
 import pytest
 
-from eegcache.core import corpus, process, store
+from eegcache.core import corpus, edfheader, process, store
 from eegcache.core.identity import stable_hash
+from eegcache.core.montage import electrode_of
 from eegcache.errors import AnnotationError, RecordingError
 
 PARAMS = {
@@ -106,3 +107,40 @@ def test_process_names_an_input_it_cannot_read(task, tmp_path):
     with pytest.raises(AnnotationError, match="cannot read annotation file") as err:
         process.process(gone, PARAMS["preprocess"], tmp_path)
     assert err.value.path == str(tmp_path / "gone.csv_bi")
+
+
+def without_calibration(task: process.Task, folder, electrode: str) -> process.Task:
+    """A copy of the task's recording whose ``electrode`` has physical maximum = physical minimum in the header."""
+    edf_copy, annotation_copy = folder / task.edf.name, folder / task.annotation.name
+    shutil.copy(task.edf, edf_copy)
+    shutil.copy(task.annotation, annotation_copy)
+    header = edfheader.check(edf_copy)
+    index, count = [electrode_of(label) for label in header.labels].index(electrode), len(header.labels)
+    data = bytearray(edf_copy.read_bytes())
+    minimum = 256 + 104 * count + 8 * index
+    maximum = 256 + 112 * count + 8 * index
+    data[maximum : maximum + 8] = data[minimum : minimum + 8]
+    edf_copy.write_bytes(bytes(data))
+    return dataclasses.replace(task, edf=edf_copy, annotation=annotation_copy)
+
+
+@pytest.mark.filterwarnings("error")
+def test_an_electrode_without_calibration_is_zero_filled_recorded_and_logged(task, tmp_path, caplog):
+    damaged = without_calibration(task, tmp_path, "FZ")
+    with caplog.at_level("WARNING", logger="eegcache.core.process"):
+        output = process.process(damaged, PARAMS["preprocess"], tmp_path / "out")
+    assert output.entry["zero_filled"] == ["FZ"]
+    cached = store.open_recording(tmp_path / "out" / task.rel)
+    assert cached.facts.zero_filled == ("FZ",)
+    rows = list(cached.facts.channels)
+    assert not cached.eeg[rows.index("FZ")].any() and cached.eeg[rows.index("CZ")].any()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{damaged.edf}: EEG channel FZ left out as missing: physical minimum equals maximum (-5000): no calibration"]
+
+
+def test_an_electrode_without_calibration_under_missing_channels_error(task, tmp_path):
+    damaged = without_calibration(task, tmp_path, "FZ")
+    with pytest.raises(RecordingError) as err:
+        process.process(damaged, {**PARAMS["preprocess"], "missing_channels": "error"}, tmp_path / "out")
+    assert str(err.value) == (f"{damaged.edf}: required channels missing: FZ (physical minimum equals maximum (-5000): "
+                              "no calibration) (preprocess.missing_channels=error)")  # fmt: skip

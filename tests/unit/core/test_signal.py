@@ -171,3 +171,45 @@ def test_preprocess_rejects_a_recording_too_short_to_filter(source_rate, n, ok):
         with pytest.raises(RecordingError, match=r"recording too short: 0\.165 s \(33 samples at 200 Hz after "
                                                  r"resampling\); the zero-phase filters need at least 34 samples"):
             signal.preprocess(electrodes, source_rate, n, [], **PREPROCESS)
+
+
+def whole_array(electrodes, rate, n, seizures, **p):
+    """The pipeline as it ran before issue 13: every channel stacked in one float64 array through every step."""
+    x, zero_filled = signal.select_channels(electrodes, n, p["montage"], p["missing_channels"])
+    x = signal.resample_to(x, rate, p["sample_rate"])
+    sections = (signal.bandpass_sos(p["sample_rate"], p["bandpass_low"], p["bandpass_high"], p["bandpass_order"]),
+                signal.notch_sos(p["sample_rate"], p["notch_freq"], p["notch_q"]))  # fmt: skip
+    x = signal.zscore_clip(signal.zero_phase(x, *sections), p["clip"])
+    return signal.to_dtype(x, p["dtype"]), signal.label_mask(seizures, x.shape[-1], p["sample_rate"]), zero_filled
+
+
+@pytest.mark.parametrize("montage", ["ref19", "tcp22"])
+@pytest.mark.parametrize(("rate", "dtype"), [(256.0, "float16"), (250.0, "float32"), (512.0, "float16"),
+                                             (200.0, "float32")])  # fmt: skip
+@pytest.mark.parametrize("block", [1, 5, None], ids=["one channel a block", "5 channels a block", "all at once"])
+def test_block_pipeline_equals_the_whole_array_pipeline_bit_for_bit(montage, rate, dtype, block, monkeypatch):
+    """Channel blocks (the memory bound) give the very bytes the whole-array pipeline gave, zero-filled rows (no A2
+    here) included."""
+    n = int(rate * 25)
+    rng = np.random.default_rng(int(rate))
+    names = [e for e in TEN_TWENTY + ("A1", "A2") if e != "A2"]
+    e = {name: np.cumsum(rng.standard_normal(n)) + 30 * np.sin(np.arange(n) * (i + 1) / 40) for i, name in
+         enumerate(names)}  # fmt: skip
+    if block is not None:
+        monkeypatch.setattr(signal, "BLOCK_SAMPLES", block * n)
+    params = {**PREPROCESS, "montage": montage, "dtype": dtype}
+    eeg, labels, zero_filled = whole_array(e, rate, n, [(3.0, 7.5)], **params)
+    out = signal.preprocess(e, rate, n, [(3.0, 7.5)], **params)
+    assert out.eeg.dtype == eeg.dtype and out.eeg.shape == eeg.shape == (len(signal.montage_channels(montage)), 5000)
+    assert out.eeg.tobytes() == eeg.tobytes()
+    assert out.labels.tobytes() == labels.tobytes() and out.zero_filled == zero_filled
+    assert zero_filled == (("T4-A2",) if montage == "tcp22" else ())
+
+
+def test_missing_channels_error_says_why_an_electrode_is_unusable():
+    e = electrodes(names=tuple(n for n in TEN_TWENTY if n not in ("FZ", "PZ")))
+    with pytest.raises(RecordingError) as err:
+        signal.preprocess(e, 200.0, 1000, [], **{**PREPROCESS, "missing_channels": "error"},
+                          unusable={"FZ": "physical minimum equals maximum (0): no calibration"})  # fmt: skip
+    assert err.value.reason == ("required channels missing: FZ (physical minimum equals maximum (0): no calibration), "
+                                "PZ (preprocess.missing_channels=error)")  # fmt: skip
