@@ -80,7 +80,7 @@ def _split(overrides: str) -> list[str]:
     return shlex.split(overrides)
 
 
-def _project(project: str | None) -> Path:
+def _project(project: str) -> Path:
     """The project's DVC metadata and conf/: the image's copy, or ``project`` (tests, local runs)."""
     return Path(project) if project else PROJECT
 
@@ -109,12 +109,12 @@ def train(version: str, overrides: str = "", project: str = "") -> dict[str, Any
 
 @app.function(image=image, cpu=SETTINGS.build_cpu, memory=SETTINGS.build_memory_mib, timeout=SETTINGS.build_timeout_s,
               volumes={VOLUME_PATH: results, RAW_MOUNT: raw_data})  # fmt: skip
-def build_shard(rels: list[str], overrides: list[str] | None = None, project: str | None = None) -> shards.ShardResult:
-    """Process one share of the recordings into the Volume's staging directory."""
+def build_shard(rels: str, overrides: str = "", project: str = "") -> shards.ShardResult:
+    """Process one share of the recordings (output rel paths, comma-separated) into the Volume's staging directory."""
     root = _project(project)
     if not modal.is_local():
         results.reload()
-    shard = shards.build_shard(_build_config(root, overrides or []), rels, root)
+    shard = shards.build_shard(_build_config(root, _split(overrides)), rels.split(","), root)
     _commit_volume()
     return shard
 
@@ -137,7 +137,7 @@ def build_cache(overrides: str = "", project: str = "", push: bool = True) -> di
     extra = _split(overrides)
     cfg = _build_config(root, extra)
     planned = shards.plan_shards(cfg, SETTINGS.build_containers, root)
-    calls = [(rels, extra, project) for rels in planned]
+    calls = [(",".join(rels), overrides, project) for rels in planned]
     if modal.is_local():
         done = [build_shard.local(*call) for call in calls]
     else:
@@ -159,7 +159,7 @@ def build_cache(overrides: str = "", project: str = "", push: bool = True) -> di
 
 
 @app.function(image=image, timeout=1800, secrets=[aws])
-def verify(version: str, deep: bool = False, project: str | None = None) -> dict[str, Any]:
+def verify(version: str, deep: bool = False, project: str = "") -> dict[str, Any]:
     """``remote-verify`` of ``version`` on the DVC remote: every object present (``deep``: re-hashed)."""
     root = _project(project)
     verdict = remote.verify_remote(root, deep=deep, version=remote.Version("modal", version, 0, 0))

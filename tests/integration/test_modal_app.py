@@ -4,10 +4,14 @@ bodies run with ``.local()`` against the local SeaweedFS server, temporary direc
 
 from __future__ import annotations
 
+import ast
 import importlib.util
+import re
+import shlex
 import shutil
 from pathlib import Path
 
+import modal
 import pytest
 import yaml
 
@@ -22,11 +26,12 @@ pytestmark = [
 ]
 MODAL = yaml.safe_load((REPO / "conf" / "modal" / "default.yaml").read_text())
 CONTAINER = config.load(REPO, ["paths=modal", "data=tusz"], local=False)  # what the app selects
+APP_FILE = REPO / "deploy" / "modal" / "app.py"
 
 
 @pytest.fixture(scope="module")
 def app():
-    spec = importlib.util.spec_from_file_location("eegcache_modal_app", REPO / "deploy" / "modal" / "app.py")
+    spec = importlib.util.spec_from_file_location("eegcache_modal_app", APP_FILE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -126,9 +131,34 @@ def test_build_cache_map_body_matches_dvc_repro(app, project, tmp_path):
     assert again["version"] == summary["version"] and again["uploaded"] == 0
 
 
-@pytest.mark.parametrize("target", ["", "::train", "::build_cache", "::verify"])
-def test_every_documented_modal_run_command_parses(target):
-    """``modal run`` parses only plain parameter types; ``--help`` shows the parse without reaching Modal."""
-    proc = sh(str(BIN / "modal"), "run", f"deploy/modal/app.py{target}", "--help", cwd=REPO, check=False)
+def documented_commands() -> list[str]:
+    """Every ``modal run`` command line of the README and of the app's docstring (comments stripped)."""
+    texts = [(REPO / "README.md").read_text(), ast.get_docstring(ast.parse(APP_FILE.read_text())) or ""]
+    found = [m.group(1).strip() for text in texts for m in re.finditer(r"^\s*(modal run [^#\n]*)", text, re.M)]
+    assert len(found) >= 5, found  # the README's and the docstring's
+    return found
+
+
+def app_functions() -> list[str]:
+    spec = importlib.util.spec_from_file_location("eegcache_modal_app_names", APP_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    runnable = (modal.Function, modal.app.LocalEntrypoint)  # what `modal run app.py::<name>` can name
+    return sorted(name for name, value in vars(module).items() if isinstance(value, runnable))
+
+
+def test_the_app_registers_every_function_the_readme_lists():
+    assert app_functions() == ["build_cache", "build_shard", "main", "train", "verify"]
+
+
+@pytest.mark.parametrize("command", [f"modal run deploy/modal/app.py::{name}" for name in app_functions()]
+                         + documented_commands())  # fmt: skip
+def test_every_function_and_documented_modal_run_command_parses(command):
+    """``modal run`` parses only plain parameter types; ``--help`` after the command's own options parses them all
+    (an unknown option or an unparseable annotation fails) and stops before anything reaches Modal."""
+    args = shlex.split(command)
+    assert args[:2] == ["modal", "run"]
+    proc = sh(str(BIN / "modal"), *args[1:], "--help", cwd=REPO, check=False)
     assert proc.returncode == 0 and "unparseable" not in proc.stderr, proc.stderr
-    assert "--overrides" in proc.stdout or target == "::verify"
+    assert proc.stdout.startswith(f"Usage: modal run {args[2]}")
+    assert all(f"  {arg} " in proc.stdout for arg in args if arg.startswith("--")), proc.stdout  # its own options
