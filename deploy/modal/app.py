@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -35,19 +34,14 @@ CONTAINER = config.load(PROJECT, PATHS, local=False)  # never this laptop's conf
 SETTINGS = CONTAINER.modal
 VOLUME_PATH, RAW_MOUNT, CACHE_MOUNT = CONTAINER.cache.volume_root, CONTAINER.data.raw_dir, CONTAINER.cache.mount_point
 DVC_FILES = (".dvc/config", "dvc.yaml", "dvc.lock", "params.yaml")
-
-
-def _requirements() -> list[str]:
-    """The project's pinned dependencies (read where pyproject.toml exists: on the machine that deploys)."""
-    pyproject = PROJECT / "pyproject.toml"
-    return tomllib.loads(pyproject.read_text())["project"]["dependencies"] if pyproject.is_file() else []
+LOCK = "requirements.lock"  # the runtime dependencies pinned from pyproject.toml (`make lock`)
 
 
 def _image() -> modal.Image:
     image = (
         modal.Image.debian_slim(python_version=SETTINGS.python_version)
         .apt_install("git")
-        .pip_install(*_requirements())
+        .pip_install_from_requirements(str(PROJECT / LOCK))  # the pins `make venv` installs too (`make lock`)
         .env({"EEGCACHE_PROJECT": CONTAINER_PROJECT, "DVC_NO_ANALYTICS": "1"})
         .add_local_python_source("eegcache")
         .add_local_dir(PROJECT / "conf", f"{CONTAINER_PROJECT}/conf", ignore=["local/default.yaml"])

@@ -17,6 +17,7 @@ import yaml
 
 from eegcache import config, remote, resolve, volume
 from tests.conftest import REPO
+from tests.integration import modal_image
 from tests.integration.projects import BIN, files, make_project, sh
 
 pytestmark = [
@@ -64,6 +65,15 @@ def test_build_functions_run_on_cpus_with_the_raw_data_mount(app):
         assert mount.key_prefix.endswith("/")
     assert app.build_cache.info().secrets == ["modal.Secret.from_name('aws-s3-secret')"]  # it pushes
     assert app.verify.info().gpus == [] and app.verify.info().secrets == ["modal.Secret.from_name('aws-s3-secret')"]
+
+
+def test_the_image_installs_exactly_the_runtime_lock(app):
+    """The one pip step of the image is ``pip install -r`` of requirements.lock, copied from this repo."""
+    base = "RUN pip install --upgrade pip wheel uv"  # debian_slim's own tools
+    installs = [c for c in modal_image.commands(app.image) if "pip install" in c and c != base]
+    assert installs == ["RUN python -m pip install -r /.requirements.txt"]
+    assert modal_image.context_files(app.image) == {"/.requirements.txt": str(REPO / "requirements.lock")}
+    assert app.SETTINGS.python_version == "3.11" and "--python-version 3.11" in (REPO / "Makefile").read_text()
 
 
 def test_the_cache_mount_is_the_dvc_remote_prefix():
