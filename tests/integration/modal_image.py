@@ -31,6 +31,12 @@ def _closure(function: Any) -> dict[str, Any]:
     return dict(zip(function.__code__.co_freevars, cells, strict=True))
 
 
+def loader_scope(obj: Any) -> dict[str, Any]:
+    """The arguments a lazily loaded Modal object (``Volume.from_name``, ``Secret.from_name``...) will be created
+    with, as its loader holds them (e.g. ``version``, ``required_keys``)."""
+    return _closure(synchronizer._translate_in(obj)._load)
+
+
 def layers(image: Any) -> list[Layer]:
     """The image's layers, base first."""
     found: list[Layer] = []
@@ -63,7 +69,7 @@ def added_files(image: Any, under: str) -> dict[str, Path]:
     files: dict[str, Path] = {}
     root = PurePosixPath(under)
     for layer in layers(image):
-        for entry in layer.entries:
+        for entry in (e for e in layer.entries if hasattr(e, "remote_path")):  # not the python source mounts
             remote = PurePosixPath(entry.remote_path)
             if root not in (remote, *remote.parents):
                 continue
