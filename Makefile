@@ -6,19 +6,37 @@ BIN := $(VENV)/bin
 PYTHON ?= python3
 DEMO_DIR ?= data/tusz_demo
 PYTEST_ARGS ?=
+LOCK := requirements.lock
+DEV_LOCK := requirements-dev.lock
+UV_VERSION := 0.13.9
+UV_VENV ?= .eegcache/uv
+UPGRADE ?=
 
 .DEFAULT_GOAL := help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(DEV_LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,bench]'
+	$(BIN)/pip install -q -r $(DEV_LOCK)
+	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
-venv: $(VENV)/.installed ## create .venv and install the package with test and bench extras
+venv: $(VENV)/.installed ## create .venv from the pinned lock (requirements-dev.lock), the package editable
+
+$(UV_VENV)/bin/uv:
+	$(PYTHON) -m venv $(UV_VENV)
+	$(UV_VENV)/bin/pip install -q uv==$(UV_VERSION)
+
+# uv keeps the pins already in a lock while they satisfy pyproject.toml; `make lock UPGRADE=1` moves to the newest.
+# The dev lock is constrained by the runtime lock, so the venv and the Modal image share every version.
+lock: $(UV_VENV)/bin/uv ## regenerate requirements.lock (runtime: the Modal image) and requirements-dev.lock (+test, bench)
+	$(UV_VENV)/bin/uv pip compile pyproject.toml --python-version 3.11 --custom-compile-command "make lock" -q \
+		$(if $(UPGRADE),--upgrade) -o $(LOCK)
+	$(UV_VENV)/bin/uv pip compile pyproject.toml --extra test --extra bench -c $(LOCK) --python-version 3.11 \
+		--custom-compile-command "make lock" -q $(if $(UPGRADE),--upgrade) -o $(DEV_LOCK)
 
 demo: venv ## demo corpus -> `dvc repro` (cache, verify, baseline) -> push to local S3 -> remote-verify -> Modal train body
 	$(BIN)/eegcache demo-corpus $(DEMO_DIR)
@@ -51,4 +69,4 @@ bench: venv ## run the benchmarks (results go to bench/README.md)
 clean: ## remove generated data, caches and the venv
 	rm -rf $(VENV) data cache metrics models .eegcache
 
-.PHONY: help venv demo s3-stop test stress bench clean
+.PHONY: help venv lock demo s3-stop test stress bench clean

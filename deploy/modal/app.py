@@ -1,31 +1,38 @@
-"""eegcache on Modal: A100 training that first puts the right cache version on the Volume (pulled with DVC from S3,
-never built on the GPU unless allowed), a cache build spread over CPU containers with ``.map``, and remote checks.
+"""eegcache on Modal: the cache version put on the Volume by a CPU container (pulled with DVC from S3, never built
+there), then training on an A100 that reads it from the Volume only; a cache build spread over CPU containers; checks.
 
-    modal run deploy/modal/app.py --rev cache-v1 --overrides "cache=volume_first train.epochs=20"
-    modal run deploy/modal/app.py::build_cache --overrides "data.split_policy=patient_disjoint"
-    modal run deploy/modal/app.py::verify --version <md5>.dir
+    modal run --detach deploy/modal/app.py --rev cache-v1 --overrides "cache=volume_first train.epochs=20"
+    modal run deploy/modal/app.py::prepare --version <md5>.dir
+    modal run deploy/modal/app.py::train --version <md5>.dir --overrides "train.entrypoint=my_pkg.fit:main"
+    modal run --detach deploy/modal/app.py::build_cache --overrides "data.split_policy=patient_disjoint"
+    modal run deploy/modal/app.py::verify --version <md5>.dir --deep
 
-Everything here is thin: the work is done by ``eegcache.resolve``, ``eegcache.build``, ``eegcache.remote`` and
-``eegcache.train``. The configuration comes by the project's one road (``eegcache.config.load``) with ``paths=modal``
-selected: resources, names, bucket and prefixes from the ``modal`` group, the Volume and mount points from
-``conf/paths/modal.yaml``. The functions' bodies also run offline with ``.local()`` (the tests do), where ``project``
-and the ``cache.volume_root``/``cache.mount_point``/``data.raw_dir`` overrides point at local stand-ins.
+Everything here is thin: the work is done by ``eegcache.resolve``, ``eegcache.shards``, ``eegcache.remote`` and
+``eegcache.runs`` (which calls the trainer ``train.entrypoint`` names). The configuration comes by the project's one
+road (``eegcache.config.load``) with ``paths=modal`` selected: resources, retries, prices, names, bucket and prefixes
+from the ``modal`` group, the Volume and mount points from ``conf/paths/modal.yaml``. The functions' bodies also run
+offline with ``.local()`` (the tests do), where ``project`` and the ``cache.volume_root``/``cache.mount_point``/
+``data.raw_dir`` overrides point at local stand-ins. Parameters are plain strings: ``modal run`` parses no lists.
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import shlex
 import shutil
-import tomllib
+import tempfile
+import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import modal
 from rich.console import Console
 
-from eegcache import config, remote, resolve, shards, volume
-from eegcache import train as trainer
+from eegcache import build, config, deployment, remote, resolve, runs, shards, volume
+from eegcache.errors import ConfigError
 
 CONTAINER_PROJECT = "/root/project"
 PROJECT = Path(os.environ.get("EEGCACHE_PROJECT") or Path(__file__).resolve().parents[2])
@@ -35,21 +42,23 @@ CONTAINER = config.load(PROJECT, PATHS, local=False)  # never this laptop's conf
 SETTINGS = CONTAINER.modal
 VOLUME_PATH, RAW_MOUNT, CACHE_MOUNT = CONTAINER.cache.volume_root, CONTAINER.data.raw_dir, CONTAINER.cache.mount_point
 DVC_FILES = (".dvc/config", "dvc.yaml", "dvc.lock", "params.yaml")
+LOCK = "requirements.lock"  # the runtime dependencies pinned from pyproject.toml (`make lock`)
+AWS_KEYS = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
 
 
-def _requirements() -> list[str]:
-    """The project's pinned dependencies (read where pyproject.toml exists: on the machine that deploys)."""
-    pyproject = PROJECT / "pyproject.toml"
-    return tomllib.loads(pyproject.read_text())["project"]["dependencies"] if pyproject.is_file() else []
-
-
-def _image() -> modal.Image:
+def _image(settings: deployment.ModalConfig = SETTINGS) -> modal.Image:
+    """The lock's pins (what `make venv` installs too), then ``modal.pip_extra``; the local files last, so editing
+    them rebuilds no layer: eegcache and ``modal.local_packages``, conf/ and the DVC metadata (never data)."""
     image = (
-        modal.Image.debian_slim(python_version=SETTINGS.python_version)
+        modal.Image.debian_slim(python_version=settings.python_version)
         .apt_install("git")
-        .pip_install(*_requirements())
-        .env({"EEGCACHE_PROJECT": CONTAINER_PROJECT, "DVC_NO_ANALYTICS": "1"})
-        .add_local_python_source("eegcache")
+        .pip_install_from_requirements(str(PROJECT / LOCK))
+    )
+    if settings.pip_extra:
+        image = image.pip_install(*settings.pip_extra)
+    image = (
+        image.env({"EEGCACHE_PROJECT": CONTAINER_PROJECT, "DVC_NO_ANALYTICS": "1"})
+        .add_local_python_source("eegcache", *settings.local_packages)
         .add_local_dir(PROJECT / "conf", f"{CONTAINER_PROJECT}/conf", ignore=["local/default.yaml"])
     )
     for name in DVC_FILES:  # the DVC metadata the container needs; the data comes from the remote
@@ -59,10 +68,17 @@ def _image() -> modal.Image:
 
 app = modal.App(SETTINGS.app_name)
 image = _image()
-results = modal.Volume.from_name(SETTINGS.volume_name, create_if_missing=True)
-aws = modal.Secret.from_name(SETTINGS.secret_name)
+# A v2 Volume (https://modal.com/docs/guide/volumes, "Volumes v2"): Modal's docs recommend at most five concurrent
+# writers/commits on v1 and name v2 for many writers, which build_cache's shards are; v2 also supports hard links,
+# which the volume's DVC cache uses to keep each object once (cache.type reflink,hardlink,symlink,copy elsewhere).
+results = modal.Volume.from_name(SETTINGS.volume_name, create_if_missing=True, version=2)
+aws = modal.Secret.from_name(SETTINGS.secret_name, required_keys=AWS_KEYS)  # fails at start-up, not mid-run
 raw_data = modal.CloudBucketMount(SETTINGS.bucket, key_prefix=SETTINGS.raw_prefix, secret=aws, read_only=True)
 dvc_remote = modal.CloudBucketMount(SETTINGS.bucket, key_prefix=SETTINGS.cache_prefix, secret=aws, read_only=True)
+
+
+def _retries(count: int) -> modal.Retries:
+    return modal.Retries(max_retries=count, backoff_coefficient=2.0, initial_delay=10.0)
 
 
 def _config(project: Path, overrides: list[str]) -> config.Config:
@@ -75,48 +91,115 @@ def _commit_volume() -> None:
         results.commit()
 
 
+def _reload_volume() -> None:
+    if not modal.is_local():
+        results.reload()
+
+
 def _split(overrides: str) -> list[str]:
     """Hydra overrides given as one string (``modal run`` parses only plain types), split as a shell would."""
     return shlex.split(overrides)
 
 
-def _project(project: str | None) -> Path:
-    """The project's DVC metadata and conf/: the image's copy, or ``project`` (tests, local runs)."""
-    return Path(project) if project else PROJECT
+def _project(project: str) -> Path:
+    """The project's DVC metadata and conf/: the image's copy, or ``project`` (tests, local runs); a writable copy
+    of it when it is read-only (see :func:`_writable`)."""
+    root = Path(project) if project else PROJECT
+    return root if os.access(root / ".dvc", os.W_OK) else _writable(root)
+
+
+@functools.cache
+def _writable(root: Path) -> Path:
+    """A copy of the read-only project (a few kB: conf/ and the DVC metadata) in a temporary directory, once per
+    process: DVC writes its lock and state below ``.dvc/tmp`` in every command, and the image's files may be
+    read-only. The copy goes when the process ends."""
+    where = Path(tempfile.mkdtemp(prefix="eegcache-project-"))
+    atexit.register(shutil.rmtree, where, ignore_errors=True)
+    return Path(shutil.copytree(root, where / "project", symlinks=True))
+
+
+def _spent(step: str, started: float, cpu: float, memory_mib: int, gpu: str | None = None) -> dict[str, Any]:
+    return asdict(deployment.Spent(step, round(time.perf_counter() - started, 3), cpu, memory_mib, gpu))
+
+
+def _no_build(cfg: config.Config) -> config.Config:
+    """ConfigError for ``cache.allow_build=true``: prepare and train have no raw data and must not keep a GPU waiting."""
+    if cfg.cache.allow_build:
+        raise ConfigError("cache.allow_build=true: prepare and train never build (no raw data mount; the GPU would "
+                          "wait for hours). Build on CPUs with `modal run deploy/modal/app.py::build_cache` (it "
+                          "installs the version on the Volume and prints its hash), then `modal run "
+                          "deploy/modal/app.py::train --version <hash>`")  # fmt: skip
+    return cfg
+
+
+def _offline(overrides: list[str]) -> list[str]:
+    """The caller's overrides with the cache preset replaced by ``offline``: the GPU reads the Volume only."""
+    return [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != "cache"] + ["cache=offline"]
+
+
+@app.function(image=image, cpu=SETTINGS.prepare_cpu, memory=SETTINGS.prepare_memory_mib,
+              timeout=SETTINGS.prepare_timeout_s, retries=_retries(SETTINGS.retries),
+              volumes={VOLUME_PATH: results, CACHE_MOUNT: dvc_remote}, secrets=[aws])  # fmt: skip
+def prepare(version: str, overrides: str = "", project: str = "") -> dict[str, Any]:
+    """Resolve ``version`` (``<md5>.dir``) onto the Volume with the configured preset (default: the bucket mount,
+    then the DVC remote, then the Volume; never a build) and commit it. Idempotent: a retry finds what it fetched."""
+    started = time.perf_counter()
+    root, extra = _project(project), _split(overrides)
+    cfg = _no_build(_config(root, [f"cache.version={version}", *extra]))
+    _reload_volume()
+    report = resolve.resolve(cfg, root, say=print, asked=config.requested(root, extra))
+    if report.bytes:
+        _commit_volume()
+    Console().print(resolve.table(report))
+    spent = _spent("prepare", started, SETTINGS.prepare_cpu, SETTINGS.prepare_memory_mib)
+    return {"resolve": report.as_dict(), "spent": spent}
 
 
 @app.function(image=image, gpu=SETTINGS.gpu, timeout=SETTINGS.train_timeout_s, cpu=SETTINGS.train_cpu,
-              memory=SETTINGS.train_memory_mib, volumes={VOLUME_PATH: results, CACHE_MOUNT: dvc_remote},
-              secrets=[aws])  # fmt: skip
-def train(version: str, overrides: str = "", project: str = "") -> dict[str, Any]:
-    """Resolve ``version`` (``<md5>.dir``) onto the Volume with the configured preset (default: the bucket mount,
-    then the DVC remote, then the Volume; never a build unless ``cache.allow_build=true``), then train on it.
-    A resolver error (no valid source) stops the run before any training."""
+              memory=SETTINGS.train_memory_mib, retries=_retries(SETTINGS.train_retries),
+              volumes={VOLUME_PATH: results})  # fmt: skip
+def train(version: str, overrides: str = "", project: str = "", run_id: str = "") -> dict[str, Any]:
+    """Train on ``version`` read from the Volume only (preset ``offline``: ``prepare`` put it there; nothing is
+    pulled or built while the GPU waits). The trainer ``train.entrypoint`` runs in
+    ``runs/<version>/<config hash>/<run id>``: ``run_id`` continues that run (a retry after preemption resumes from
+    its checkpoint directory); empty, a new run."""
+    started = time.perf_counter()
     root, extra = _project(project), _split(overrides)
-    cfg = _config(root, [f"cache.version={version}", *extra])
-    report = resolve.resolve(cfg, root, say=print, asked=config.requested(root, extra))
-    if report.bytes or report.source == "build":
-        _commit_volume()
-    Console().print(resolve.table(report))
-    run_dir = resolve.volume_root(cfg, root) / "runs" / version.removesuffix(".dir")
-    outputs = [f"build.out_dir={report.path}", f"train.metrics_file={run_dir / 'metrics.json'}",
-               f"train.roc_file={run_dir / 'roc.json'}", f"train.model_file={run_dir / 'model.json'}"]  # fmt: skip
-    result = trainer.run_train(_config(root, [f"cache.version={version}", *extra, *outputs]))
-    _commit_volume()
-    print({key: value for key, value in result.metrics.items() if key.startswith(cfg.train.eval_split)})
-    return {"resolve": report.as_dict(), "metrics": result.metrics, "run_dir": str(run_dir)}
+    _reload_volume()
+    cfg = _no_build(_config(root, [f"cache.version={version}", *_offline(extra)]))
+    try:
+        report = resolve.resolve(cfg, root, say=print, asked=config.requested(root, extra))
+    except resolve.ResolveError as exc:
+        raise resolve.ResolveError(f"{exc.reason}\nThe GPU reads the version from the Volume only: put it there "
+                                   "with `prepare` (the local entrypoint runs it first)", exc.report) from exc  # fmt: skip
+    where = runs.run_dir(resolve.volume_root(cfg, root), version, cfg, run_id or runs.new_run_id())
+    result = runs.train(cfg, Path(report.path or ""), where, _commit_volume, tuple(extra))
+    print({key: value for key, value in result["metrics"].items() if key.startswith(cfg.train.eval_split)})
+    spent = _spent("train", started, SETTINGS.train_cpu, SETTINGS.train_memory_mib, SETTINGS.gpu)
+    return {"resolve": report.as_dict(), "metrics": result["metrics"], "run_dir": str(where), "spent": spent}
 
 
 @app.function(image=image, cpu=SETTINGS.build_cpu, memory=SETTINGS.build_memory_mib, timeout=SETTINGS.build_timeout_s,
-              volumes={VOLUME_PATH: results, RAW_MOUNT: raw_data})  # fmt: skip
-def build_shard(rels: list[str], overrides: list[str] | None = None, project: str | None = None) -> shards.ShardResult:
-    """Process one share of the recordings into the Volume's staging directory."""
+              retries=_retries(SETTINGS.retries), volumes={VOLUME_PATH: results, RAW_MOUNT: raw_data})  # fmt: skip
+def build_shard(share, overrides: str = "", project: str = "") -> dict[str, Any]:
+    """Process one share of the recordings into the Volume's staging directory -> its ShardResult and seconds.
+
+    ``share`` is left unannotated so that ``modal run`` parses it (as text): from ``build_cache`` it is a
+    ``shards.ShardWork`` (planned once there: no listing, no annotation parsed here); from the command line, the
+    output rel paths, comma-separated (this shard then plans for itself). Idempotent: outputs are written atomically.
+    """
+    started = time.perf_counter()
     root = _project(project)
-    if not modal.is_local():
-        results.reload()
-    shard = shards.build_shard(_build_config(root, overrides or []), rels, root)
+    _reload_volume()
+    cfg = _build_config(root, _split(overrides))
+    if isinstance(share, shards.ShardWork):
+        done = shards.build_work(cfg, share, root)
+    elif isinstance(share, str):
+        done = shards.build_shard(cfg, [rel for rel in share.split(",") if rel], root)
+    else:
+        raise ConfigError(f"build_shard: share is a {type(share).__name__}; expected ShardWork or comma-separated rels")
     _commit_volume()
-    return shard
+    return {"result": done, "spent": _spent("shard", started, SETTINGS.build_cpu, SETTINGS.build_memory_mib)}
 
 
 def _build_config(root: Path, overrides: list[str]) -> config.Config:
@@ -127,23 +210,24 @@ def _build_config(root: Path, overrides: list[str]) -> config.Config:
     return _config(root, [*overrides, *extra])
 
 
-@app.function(image=image, cpu=SETTINGS.build_cpu, memory=SETTINGS.build_memory_mib, timeout=SETTINGS.build_timeout_s,
-              volumes={VOLUME_PATH: results, RAW_MOUNT: raw_data}, secrets=[aws])  # fmt: skip
+@app.function(image=image, cpu=SETTINGS.build_cpu, memory=SETTINGS.build_memory_mib,
+              timeout=SETTINGS.build_cache_timeout_s, volumes={VOLUME_PATH: results, RAW_MOUNT: raw_data},
+              secrets=[aws])  # fmt: skip
 def build_cache(overrides: str = "", project: str = "", push: bool = True) -> dict[str, Any]:
-    """Build the cache from the raw bucket mount across ``modal.build_containers`` CPU containers into a staging
-    directory on the Volume, merge the metadata, push the version to the DVC remote, install it on the Volume
-    (then the staging directory goes); returns the version hash."""
+    """Plan the build once (the corpus listed, annotations parsed), run its shares on ``modal.build_containers``
+    CPU containers into a staging directory on the Volume, merge the metadata, push the version to the DVC remote,
+    install it on the Volume (then the staging directory goes); returns the version hash and the seconds spent."""
+    started = time.perf_counter()
     root = _project(project)
-    extra = _split(overrides)
-    cfg = _build_config(root, extra)
-    planned = shards.plan_shards(cfg, SETTINGS.build_containers, root)
-    calls = [(rels, extra, project) for rels in planned]
+    cfg = _build_config(root, _split(overrides))
+    plan = build.make_plan(cfg, root)
+    calls = [(work, overrides, project) for work in shards.split_plan(plan, SETTINGS.build_containers)]
     if modal.is_local():
         done = [build_shard.local(*call) for call in calls]
     else:
         done = list(build_shard.starmap(calls))
         results.reload()
-    metadata = shards.merge_shards(cfg, done, root)
+    metadata = shards.merge_shards(cfg, [d["result"] for d in done], root, plan)
     out_dir = Path(cfg.build.out_dir)
     version, source = volume.tree_source(out_dir)
     uploaded = remote.push_tree(root, version, source) if push else 0
@@ -153,19 +237,33 @@ def build_cache(overrides: str = "", project: str = "", push: bool = True) -> di
     print(f"removing the staging directory {staging}: its content is installed as {installed}")
     shutil.rmtree(staging)  # our own intermediate; the next build starts from an empty one (merge refuses strays)
     _commit_volume()
+    spent = [d["spent"] for d in done] + [_spent("build", started, SETTINGS.build_cpu, SETTINGS.build_memory_mib)]
     summary = {"version": version, "uploaded": uploaded, "files": len(metadata["files"]), "path": str(installed)}
     print(summary)
-    return summary
+    print("\n".join(deployment.cost_lines([deployment.Spent(**s) for s in spent], SETTINGS)))
+    return {**summary, "spent": spent}
 
 
-@app.function(image=image, timeout=1800, secrets=[aws])
-def verify(version: str, deep: bool = False, project: str | None = None) -> dict[str, Any]:
-    """``remote-verify`` of ``version`` on the DVC remote: every object present (``deep``: re-hashed)."""
+@app.function(image=image, cpu=SETTINGS.verify_cpu, memory=SETTINGS.verify_memory_mib,
+              timeout=SETTINGS.verify_timeout_s, retries=_retries(SETTINGS.retries), secrets=[aws])  # fmt: skip
+def verify(version: str, deep: bool = False, project: str = "") -> dict[str, Any]:
+    """``remote-verify`` of ``version`` on the DVC remote: every object present (``deep``: re-hashed). Read-only."""
     root = _project(project)
     verdict = remote.verify_remote(root, deep=deep, version=remote.Version("modal", version, 0, 0))
     for problem in verdict.problems:
         print(f"- {problem}")
     return {"version": version, "ok": verdict.ok, "objects": verdict.objects, "problems": list(verdict.problems)}
+
+
+def prepare_and_train(version: str, overrides: str = "", local: bool = False, **where: str) -> dict[str, Any]:
+    """``prepare`` on CPUs, then ``train`` on the GPU as a new run; prints what each container cost (estimates at
+    ``conf/modal/default.yaml``'s prices). ``local``: both bodies here (``.local()``), as ``make demo`` does."""
+    call = (lambda function: function.local) if local else (lambda function: function.remote)
+    prepared = call(prepare)(version, overrides, **where)
+    trained = call(train)(version, overrides, run_id=runs.new_run_id(), **where)
+    spent = [deployment.Spent(**prepared["spent"]), deployment.Spent(**trained["spent"])]
+    print("\n".join(deployment.cost_lines(spent, SETTINGS)))
+    return {"prepare": prepared, **trained, "spent": [prepared["spent"], trained["spent"]]}
 
 
 @app.local_entrypoint()
@@ -174,18 +272,18 @@ def main(rev: str = "", overrides: str = "", action: str = "train") -> None:
     version = remote.version_at(PROJECT, rev or None).hash
     print(f"cache version {version} (dvc.lock at {rev or 'the working tree'})")
     if action == "train":
-        print(train.remote(version, overrides))
+        print(prepare_and_train(version, overrides)["metrics"])
     elif action == "verify":
         print(verify.remote(version))
     else:
         raise SystemExit(f"--action {action!r}: expected train or verify")
 
 
-if __name__ == "__main__":  # `make demo`: the train body run here, pulling into a temporary stand-in for the Volume
+if __name__ == "__main__":  # `make demo`: prepare and train run here, into a temporary stand-in for the Volume
     import json
     import sys
-    import tempfile
 
     stand_in = sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="eegcache-volume-")
-    outcome = train.local(remote.version_at(PROJECT).hash, f"cache.volume_root={stand_in} cache.mount_point=")
+    outcome = prepare_and_train(remote.version_at(PROJECT).hash, f"cache.volume_root={stand_in} cache.mount_point=",
+                                local=True)  # fmt: skip
     print(json.dumps({"cache": outcome["resolve"]["path"], "metrics": outcome["metrics"]}, indent=1))

@@ -22,6 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 from eegcache.core.identity import stable_hash  # noqa: F401 (config.stable_hash, as before)
 from eegcache.core.montage import MONTAGES
 from eegcache import trust
+from eegcache.deployment import ModalConfig
 from eegcache.errors import ConfigError
 
 CONF_DIR = "conf"
@@ -152,34 +153,6 @@ class CacheConfig:
             raise ConfigError("cache.jobs, prices, hours and seconds must not be negative")
 
 
-@dataclass(frozen=True)
-class ModalConfig:
-    """The Modal deployment (``deploy/modal/app.py``): resources, the Volume, the secret and the bucket mounts."""
-
-    app_name: str = "eegcache"
-    python_version: str = "3.11"
-    gpu: str = "A100-80GB"
-    train_timeout_s: int = 6 * 3600
-    train_cpu: float = 8.0
-    train_memory_mib: int = 65536
-    build_cpu: float = 2.0
-    build_memory_mib: int = 8192
-    build_timeout_s: int = 3600
-    build_containers: int = 32  # shards of the recordings for `.map`
-    volume_name: str = "eegcache-results"  # mounted at paths.volume_root (paths=modal)
-    secret_name: str = "aws-s3-secret"
-    bucket: str = "eegcache"
-    raw_prefix: str = "tusz/v2.0.3/"  # the TUSZ root (holding edf/) in the bucket, mounted at data.raw_dir
-    cache_prefix: str = "tusz-cache/"  # the DVC remote's prefix (.dvc/config: url = s3://<bucket>/<prefix>)
-
-    def __post_init__(self) -> None:
-        for name in ("raw_prefix", "cache_prefix"):
-            if not getattr(self, name).endswith("/"):
-                raise ConfigError(f"modal.{name} = {getattr(self, name)!r}; a bucket mount's key prefix must end with '/'")
-        if min(self.train_timeout_s, self.build_timeout_s, self.build_containers, self.train_memory_mib) < 1:
-            raise ConfigError("modal timeouts, memory and build_containers must be positive")
-
-
 # buckets: balanced sampling over the dataset's seizure buckets; class_weights: every window once per epoch with
 # the loss weighted so both classes count equally; none: every window once per epoch, unweighted.
 BALANCE_MODES = ("buckets", "class_weights", "none")
@@ -218,9 +191,13 @@ class TrainConfig:
     metrics_file: str = "metrics/train.json"
     roc_file: str = "metrics/roc.json"
     model_file: str = "models/baseline.json"
+    entrypoint: str = "eegcache.train:baseline"  # the Modal app's trainer, module:function (eegcache.runs)
 
     def __post_init__(self) -> None:
         _choice("train.balance", self.balance, BALANCE_MODES)
+        module, sep, function = self.entrypoint.partition(":")
+        if not (sep and module and function.isidentifier()):
+            raise ConfigError(f"train.entrypoint = {self.entrypoint!r}; expected module:function")
         parse_bands(self.bands)
         if self.train_split == self.eval_split:
             raise ConfigError(f"train.train_split and train.eval_split are both {self.train_split!r}")

@@ -2,6 +2,10 @@
 :func:`plan_shards` once, :func:`build_shard` per shard (concurrently, into the same cache dir), then
 :func:`merge_shards` once; the cache is byte-identical to :func:`eegcache.build.run_build`'s. A sharded build
 is not incremental: every shard processes all of its recordings.
+
+Planned once: :func:`split_plan` turns one :class:`~eegcache.build.Plan` (the corpus listed, every annotation
+parsed) into :class:`ShardWork` values, plain data that :func:`build_work` runs without listing or parsing again;
+:func:`build_shard` is the same for a shard that only knows its rel paths (it plans for itself).
 """
 
 from __future__ import annotations
@@ -13,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from eegcache.build import Outcome, Plan, input_digests, make_plan, publish, run_tasks
-from eegcache.config import Config
+from eegcache.config import Config, stable_hash, stage_params
 from eegcache.core import store
-from eegcache.core.process import recording_key
+from eegcache.core.process import Task, code_digest, recording_key
 from eegcache.errors import CacheError, ConfigError, CorpusError
 from eegcache.hashstate import HashState
-from eegcache.outdir import Journal, check_contents, lock, owned, remove_stale, writing
+from eegcache.outdir import Journal, check_contents, check_paths, lock, owned, remove_stale, writing
 
 
 @dataclass(frozen=True)
@@ -30,23 +34,42 @@ class ShardResult:
     skipped: list[dict[str, str]]  # {"file", "reason"} of recordings that failed with build.on_error=skip
 
 
+@dataclass(frozen=True)
+class ShardWork:
+    """One shard's share of a plan (:func:`split_plan`); plain data, pickled to the shard's process or container."""
+
+    tasks: tuple[Task, ...]  # sorted by rel
+    planned: frozenset[str]  # every output rel of the build: the other shards' outputs are expected in out_dir
+    params_hash: str  # of the stage params and code the plan was made with; build_work refuses others
+    code: str
+
+
+def split_plan(plan: Plan, shards: int) -> list[ShardWork]:
+    """``plan``'s tasks in at most ``shards`` non-empty shares balanced by annotated duration: longest recording
+    first onto the share with the fewest seconds so far (ties: rel, then share index). Deterministic."""
+    if isinstance(shards, bool) or not isinstance(shards, int) or shards < 1:
+        raise ConfigError(f"shards = {shards!r}; expected a positive number of shards")
+    loads = [(0.0, i) for i in range(min(shards, len(plan.tasks)))]  # a heap of (seconds assigned, share index)
+    lists: list[list[Task]] = [[] for _ in loads]
+    for task in sorted(plan.tasks, key=lambda t: (-t.annotation_duration_s, t.rel)):
+        seconds, i = heapq.heappop(loads)
+        lists[i].append(task)
+        heapq.heappush(loads, (seconds + task.annotation_duration_s, i))
+    return [_work(plan, tasks) for tasks in lists]
+
+
+def _work(plan: Plan, tasks: Sequence[Task]) -> ShardWork:
+    planned = frozenset(t.rel for t in plan.tasks)
+    return ShardWork(tuple(sorted(tasks, key=lambda t: t.rel)), planned, plan.params_hash, plan.code)
+
+
 def plan_shards(config: Config, shards: int, base_dir: Path = Path()) -> list[list[str]]:
     """The output rel paths (``"train/aaaaaaab_s001_t000.npz"``) of every recording the build processes, split
-    into at most ``shards`` non-empty lists balanced by annotated duration: longest recording first onto the
-    shard with the fewest seconds so far (ties: rel, then shard index); each list sorted. Deterministic.
+    as :func:`split_plan` does; each list sorted.
 
     Raises as run_build does on a bad corpus (e.g. a patient in two splits, a bad annotation with on_error=fail).
     """
-    if isinstance(shards, bool) or not isinstance(shards, int) or shards < 1:
-        raise ConfigError(f"shards = {shards!r}; expected a positive number of shards")
-    tasks = make_plan(config, base_dir).tasks
-    loads = [(0.0, i) for i in range(min(shards, len(tasks)))]  # a heap of (seconds assigned, shard index)
-    lists: list[list[str]] = [[] for _ in loads]
-    for task in sorted(tasks, key=lambda t: (-t.annotation_duration_s, t.rel)):
-        seconds, i = heapq.heappop(loads)
-        lists[i].append(task.rel)
-        heapq.heappush(loads, (seconds + task.annotation_duration_s, i))
-    return [sorted(rels) for rels in lists]
+    return [[t.rel for t in work.tasks] for work in split_plan(make_plan(config, base_dir), shards)]
 
 
 def build_shard(config: Config, rels: Sequence[str], base_dir: Path = Path()) -> ShardResult:
@@ -68,20 +91,38 @@ def build_shard(config: Config, rels: Sequence[str], base_dir: Path = Path()) ->
             f"or for a bad annotation): {', '.join(unknown)}",
             plan.raw_dir,
         )
+    return build_work(config, _work(plan, [t for t in plan.tasks if t.rel in wanted]), base_dir)
+
+
+def build_work(config: Config, work: ShardWork, base_dir: Path = Path()) -> ShardResult:
+    """:func:`build_shard` for a share planned elsewhere (:func:`split_plan`): no listing, no annotation parsed.
+    CacheError, before anything is written, when ``config`` has other stage params or this code another digest
+    than the plan's, or a task's EDF lies outside ``data.raw_dir``."""
+    check_paths(config, base_dir)
+    params = stage_params(config)
+    raw_dir, out_dir = base_dir / config.data.raw_dir, base_dir / config.build.out_dir
+    if (work.params_hash, work.code) != (stable_hash(params), code_digest()):
+        raise CacheError("this shard's work was planned with other stage params or code than the shard runs "
+                         "(plan and shards must use one configuration and one image)", out_dir)  # fmt: skip
+    outside = [t.source for t in work.tasks if not t.edf.is_relative_to(raw_dir) or t.rel not in work.planned]
+    if outside:
+        raise CacheError(f"tasks outside data.raw_dir {raw_dir} or the plan: {_listed(outside)}", out_dir)
+    plan = Plan(raw_dir, out_dir, [], [], [], params, work.params_hash, work.code, list(work.tasks))
     with lock(plan.out_dir, shared=True):
         ours = owned(plan.out_dir)
-        check_contents(plan.out_dir, ours, {t.rel for t in plan.tasks})
+        check_contents(plan.out_dir, ours, set(work.planned))
         metadata = plan.out_dir / store.METADATA_NAME
         if metadata.exists():  # no metadata may describe changing outputs; the journal keeps what it owned
             with Journal(plan.out_dir, {}, ours), writing(metadata, "remove"):
                 metadata.unlink(missing_ok=True)
-        outcome = run_tasks(plan, [t for t in plan.tasks if t.rel in wanted], config.build)
+        outcome = run_tasks(plan, plan.tasks, config.build)
     digests = {_raw_rel(plan, path): stamp.md5 for path, stamp in outcome.stamps.items()}
     return ShardResult(dict(sorted(outcome.done.items())), dict(sorted(digests.items())),
                        sorted(outcome.skipped, key=lambda s: s["file"]))  # fmt: skip
 
 
-def merge_shards(config: Config, results: Sequence[ShardResult], base_dir: Path = Path()) -> dict[str, Any]:
+def merge_shards(config: Config, results: Sequence[ShardResult], base_dir: Path = Path(),
+                 plan: Plan | None = None) -> dict[str, Any]:
     """Write the metadata and metrics for the union of the shards' results, as run_build would -> the metadata.
 
     Raises CacheError (writing nothing) when a planned recording is in no result or in two, a result holds a
@@ -89,9 +130,10 @@ def merge_shards(config: Config, results: Sequence[ShardResult], base_dir: Path 
     missing or has another size than recorded, or out_dir holds outputs no shard wrote and no earlier build owned,
     or any other file of someone else's. Hashes the inputs the shards did not (skipped and excluded recordings).
     Holds out_dir's build lock exclusively (so no shard is still writing) and removes only our own leftovers:
-    outputs an earlier build owned that no shard rewrote, temp files of killed writes, the journal.
+    outputs an earlier build owned that no shard rewrote, temp files of killed writes, the journal. ``plan``: the
+    one the shards' work was split from (by default, planned again here).
     """
-    plan = make_plan(config, base_dir)
+    plan = plan or make_plan(config, base_dir)
     outcome, hashed = _gather(plan, results)
     with lock(plan.out_dir):
         ours = owned(plan.out_dir)

@@ -18,6 +18,7 @@ What the metrics file reports (``<split>_`` is the split's name, e.g. ``dev_auro
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -261,6 +262,18 @@ def run_train(config: Config, base_dir: Path = Path()) -> TrainResult:
     store.atomic_write(paths[1], store.dump_json(thin_curve(fpr, tpr)))
     store.atomic_write(paths[2], store.dump_json(_model_record(model, train_ds, cfg)))
     return TrainResult(metrics, *paths)
+
+
+def baseline(*, cache_dir: Path, config: Config, run_dir: Path, checkpoint_dir: Path,
+             commit: Callable[[], None]) -> dict[str, Any]:  # fmt: skip
+    """The default ``train.entrypoint`` (the trainer signature is in :mod:`eegcache.runs`): :func:`run_train` on
+    ``cache_dir``, its metrics, ROC and model files in ``run_dir``. It fits in seconds on CPUs, so it saves no
+    checkpoint: a retried run fits again from the start (``checkpoint_dir`` and ``commit`` are not used)."""
+    files = {name: str(run_dir / Path(getattr(config.train, name)).name) for name in ("metrics_file", "roc_file",
+                                                                                       "model_file")}  # fmt: skip
+    config = dataclasses.replace(config, build=dataclasses.replace(config.build, out_dir=str(cache_dir)),
+                                 train=dataclasses.replace(config.train, **files))  # fmt: skip
+    return run_train(config).metrics
 
 
 def _model_record(model: Model, ds: WindowDataset, cfg: TrainConfig) -> dict[str, Any]:

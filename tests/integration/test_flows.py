@@ -12,7 +12,7 @@ import pytest
 from eegcache import remote, volume
 from eegcache.core import store
 from tests.integration.projects import files, make_project, make_repo, sh
-from tests.integration.test_modal_app import app, container_copy  # noqa: F401 (app is a fixture)
+from tests.integration.test_modal_app import container, load_app
 
 pytestmark = [
     pytest.mark.integration,
@@ -31,7 +31,7 @@ def quarantined(vol: Path) -> list[Path]:
     return sorted((volume.versions_root(vol) / volume.QUARANTINE).glob("*"))
 
 
-def test_dvc_exp_run_then_push_then_resolve_then_modal_train(tmp_path, demo_corpus, s3_server, app):  # noqa: F811
+def test_dvc_exp_run_then_push_then_resolve_then_modal_train(tmp_path, demo_corpus, s3_server):
     root = make_project(tmp_path / "project", demo_corpus, s3_server, push=True)
     v1 = remote.version_at(root)
     sh("dvc", "exp", "run", "-S", "preprocess.dtype=float32", "build_cache", cwd=root)
@@ -46,9 +46,12 @@ def test_dvc_exp_run_then_push_then_resolve_then_modal_train(tmp_path, demo_corp
     warm = resolved(root, f"cache.volume_root={vol}", "cache=volume_first")
     assert (warm["source"], warm["bytes"], warm["path"]) == ("volume", 0, cold["path"])
     assert quarantined(vol) == []
-    container = container_copy(app, root, tmp_path / "container")  # DVC files and conf/ only, no git
-    out = app.train.local(v2.hash, f"cache.volume_root={vol} cache.mount_point=", project=str(container))
-    assert (out["resolve"]["source"], out["resolve"]["bytes"], out["resolve"]["path"]) == ("remote", 0, cold["path"])
+    app = load_app("eegcache_modal_app_flows", root)  # deploying this project: its DVC files and conf/, no git
+    with container(app, root, tmp_path / "container") as copy:
+        out = app.prepare_and_train(v2.hash, f"cache.volume_root={vol} cache.mount_point=", local=True, project=str(copy))
+    prepared = out["prepare"]["resolve"]
+    assert (prepared["source"], prepared["bytes"], prepared["path"]) == ("remote", 0, cold["path"])
+    assert (out["resolve"]["source"], out["resolve"]["bytes"], out["resolve"]["path"]) == ("volume", 0, cold["path"])
     assert out["metrics"]["dev_auroc"] > 0.75 and quarantined(vol) == []
 
 

@@ -1,19 +1,30 @@
-"""The Modal app offline: its functions' resources through ``Function.info()`` (no account, no network), and their
-bodies run with ``.local()`` against the local SeaweedFS server, temporary directories standing in for the Volume
+"""The Modal app offline: its functions' resources through ``Function.info()`` and its image, Volume and secret
+through the SDK's objects (no account, no network); their bodies run with ``.local()`` in a read-only copy of exactly
+the files the image adds, against the local SeaweedFS server, temporary directories standing in for the Volume
 (``/results``) and the bucket mounts, and the real DVC and git."""
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import dataclasses
 import importlib.util
-import shutil
+import json
+import re
+import shlex
+from collections.abc import Iterator
 from pathlib import Path
 
+import modal
 import pytest
 import yaml
 
-from eegcache import config, remote, resolve, volume
+from eegcache import config, remote, resolve, runs, volume
+from eegcache.errors import ConfigError, CorpusError, TrainError
 from tests.conftest import REPO
-from tests.integration.projects import BIN, files, make_project, sh
+from tests.fixtures import my_trainer
+from tests.integration import modal_image
+from tests.integration.projects import BIN, files, make_project, read_only, sh
 
 pytestmark = [
     pytest.mark.integration,
@@ -22,14 +33,24 @@ pytestmark = [
 ]
 MODAL = yaml.safe_load((REPO / "conf" / "modal" / "default.yaml").read_text())
 CONTAINER = config.load(REPO, ["paths=modal", "data=tusz"], local=False)  # what the app selects
+APP_FILE = REPO / "deploy" / "modal" / "app.py"
+SECRET = ["modal.Secret.from_name('aws-s3-secret')"]
+
+
+def load_app(name: str, project: Path | None = None):
+    """A fresh import of the app; ``project``: the project it deploys (EEGCACHE_PROJECT, as in the container)."""
+    with pytest.MonkeyPatch.context() as env:
+        if project is not None:
+            env.setenv("EEGCACHE_PROJECT", str(project))
+        spec = importlib.util.spec_from_file_location(name, APP_FILE)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
 def app():
-    spec = importlib.util.spec_from_file_location("eegcache_modal_app", REPO / "deploy" / "modal" / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_app("eegcache_modal_app")
 
 
 @pytest.fixture(scope="module")
@@ -37,28 +58,89 @@ def project(tmp_path_factory, demo_corpus, s3_server) -> Path:
     return make_project(tmp_path_factory.mktemp("modal_repo"), demo_corpus, s3_server, push=True)
 
 
-def test_train_runs_on_an_a100_with_the_volume_and_read_only_bucket_mounts(app):
-    info = app.train.info()
-    assert info.gpus == [("A100-80GB", 1)] and MODAL["gpu"] == "A100-80GB"
-    assert (info.timeout, info.cpu, info.memory_mib) == (MODAL["train_timeout_s"], MODAL["train_cpu"], MODAL["train_memory_mib"])
-    assert {path: v.name for path, v in info.volumes.items()} == {"/results": MODAL["volume_name"]}
-    ((path, mount),) = info.cloud_bucket_mounts.items()
+@pytest.fixture(scope="module")
+def deployed(project):
+    """The app deploying the test project: its image adds that project's conf/ and DVC metadata."""
+    return load_app("eegcache_modal_app_of_the_test_project", project)
+
+
+@contextlib.contextmanager
+def container(deployed, project: Path, where: Path) -> Iterator[Path]:
+    """A read-only copy of exactly what the image adds below /root/project (built from the image's layers), plus
+    the git-ignored .dvc/config.local standing in for the secret (the test server's endpoint and credentials)."""
+    copy = modal_image.copy_added_files(deployed.image, deployed.CONTAINER_PROJECT, where)
+    (copy / ".dvc" / "config.local").write_bytes((project / ".dvc" / "config.local").read_bytes())
+    before = files(copy)
+    with read_only(copy):
+        yield copy
+    assert files(copy) == before  # nothing was written there
+
+
+def test_only_train_has_a_gpu_and_every_function_its_configured_resources_and_retries(app):
+    resources = {  # function -> (gpu, cpu, memory, timeout, retries)
+        app.prepare: ([], MODAL["prepare_cpu"], MODAL["prepare_memory_mib"], MODAL["prepare_timeout_s"], MODAL["retries"]),
+        app.train: ([(MODAL["gpu"], 1)], MODAL["train_cpu"], MODAL["train_memory_mib"], MODAL["train_timeout_s"],
+                    MODAL["train_retries"]),
+        app.build_shard: ([], MODAL["build_cpu"], MODAL["build_memory_mib"], MODAL["build_timeout_s"], MODAL["retries"]),
+        app.build_cache: ([], MODAL["build_cpu"], MODAL["build_memory_mib"], MODAL["build_cache_timeout_s"], None),
+        app.verify: ([], MODAL["verify_cpu"], MODAL["verify_memory_mib"], MODAL["verify_timeout_s"], MODAL["retries"]),
+    }  # fmt: skip
+    for function, expected in resources.items():
+        info = function.info()
+        assert (info.gpus, info.cpu, info.memory_mib, info.timeout, info.max_retries) == expected
+    assert MODAL["gpu"] == "A100-80GB" and MODAL["train_retries"] >= 1 and MODAL["retries"] >= 1
+    assert MODAL["build_cache_timeout_s"] > MODAL["build_timeout_s"]  # it waits for every shard
+
+
+def test_the_gpu_reads_the_volume_only_and_the_cpu_functions_hold_the_mounts_and_the_secret(app):
+    volume_only = {"/results": MODAL["volume_name"]}
+    train = app.train.info()
+    assert {p: v.name for p, v in train.volumes.items()} == volume_only and not train.cloud_bucket_mounts
+    assert train.secrets == []
+    prepare = app.prepare.info()
+    assert {p: v.name for p, v in prepare.volumes.items()} == volume_only and prepare.secrets == SECRET
+    ((path, mount),) = prepare.cloud_bucket_mounts.items()
     assert (path, mount.bucket_name, mount.key_prefix, mount.read_only) == ("/s3-cache", MODAL["bucket"], MODAL["cache_prefix"], True)
-    assert mount.key_prefix.endswith("/")
-    assert info.secrets == ["modal.Secret.from_name('aws-s3-secret')"]
-
-
-def test_build_functions_run_on_cpus_with_the_raw_data_mount(app):
     for function in (app.build_shard, app.build_cache):
         info = function.info()
-        assert info.gpus == [] and (info.cpu, info.memory_mib) == (MODAL["build_cpu"], MODAL["build_memory_mib"])
-        assert {path: v.name for path, v in info.volumes.items()} == {"/results": MODAL["volume_name"]}
+        assert {p: v.name for p, v in info.volumes.items()} == volume_only
         ((path, mount),) = info.cloud_bucket_mounts.items()
         assert (path, mount.key_prefix, mount.read_only) == (CONTAINER.data.raw_dir, MODAL["raw_prefix"], True)
-        assert path.startswith("/data/")  # conf/paths/modal.yaml
-        assert mount.key_prefix.endswith("/")
-    assert app.build_cache.info().secrets == ["modal.Secret.from_name('aws-s3-secret')"]  # it pushes
-    assert app.verify.info().gpus == [] and app.verify.info().secrets == ["modal.Secret.from_name('aws-s3-secret')"]
+        assert path.startswith("/data/") and mount.key_prefix.endswith("/")  # conf/paths/modal.yaml
+    assert app.build_cache.info().secrets == SECRET and app.verify.info().secrets == SECRET  # they push / read S3
+
+
+def test_the_volume_is_v2_and_the_secret_requires_the_aws_keys(app):
+    assert modal_image.loader_scope(app.results)["version"] == 2  # many concurrent writers, hard links
+    assert modal_image.loader_scope(app.results)["name"] == MODAL["volume_name"]
+    assert modal_image.loader_scope(app.aws)["required_keys"] == ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+
+
+def test_the_image_installs_exactly_the_runtime_lock(app):
+    """The one pip step of the image is ``pip install -r`` of requirements.lock, copied from this repo."""
+    base = "RUN pip install --upgrade pip wheel uv"  # debian_slim's own tools
+    installs = [c for c in modal_image.commands(app.image) if "pip install" in c and c != base]
+    assert installs == ["RUN python -m pip install -r /.requirements.txt"]
+    assert modal_image.context_files(app.image) == {"/.requirements.txt": str(REPO / "requirements.lock")}
+    assert app.SETTINGS.python_version == "3.11" and "--python-version 3.11" in (REPO / "Makefile").read_text()
+
+
+def test_the_image_adds_the_users_packages_and_extra_pins_from_the_modal_config(app):
+    settings = dataclasses.replace(app.SETTINGS, local_packages=("tests",), pip_extra=("six==1.16.0",))
+    image = app._image(settings)
+    installs = [c for c in modal_image.commands(image) if "pip install" in c and "upgrade" not in c]
+    assert installs == ["RUN python -m pip install -r /.requirements.txt", "RUN python -m pip install six==1.16.0"]
+    modules = [e.module_name for layer in modal_image.layers(image) for e in layer.entries if hasattr(e, "module_name")]
+    assert modules == ["eegcache", "tests"]
+    assert "local_packages: []" in (REPO / "conf" / "modal" / "default.yaml").read_text()  # none by default
+
+
+def test_the_image_adds_conf_and_the_dvc_metadata_and_nothing_else_of_the_project(app):
+    added = modal_image.added_files(app.image, app.CONTAINER_PROJECT)
+    assert sorted(n for n in added if not n.startswith("conf/")) == sorted(app.DVC_FILES)
+    assert {n for n in added if n.startswith("conf/")} == {
+        p.relative_to(REPO).as_posix() for p in (REPO / "conf").rglob("*.yaml") if p.parent.name != "local" or p.name != "default.yaml"
+    }  # fmt: skip
 
 
 def test_the_cache_mount_is_the_dvc_remote_prefix():
@@ -66,69 +148,164 @@ def test_the_cache_mount_is_the_dvc_remote_prefix():
     assert f"url = s3://{MODAL['bucket']}/{MODAL['cache_prefix'].rstrip('/')}\n" in dvc_config
 
 
-def container_copy(app, project: Path, where: Path) -> Path:
-    """What the image holds of the project: the DVC metadata and conf/, no git, no data; plus the git-ignored
-    config.local standing in for the endpoint and the secret's credentials."""
-    for name in (*app.DVC_FILES, ".dvc/config.local"):
-        (where / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(project / name, where / name)
-    shutil.copytree(project / "conf", where / "conf")
-    return where
-
-
-def test_train_pulls_the_version_with_dvc_then_trains(app, project, tmp_path):
+def test_prepare_pulls_on_cpus_then_train_reads_the_volume_in_a_read_only_container(deployed, project, tmp_path, capsys):
     version = remote.version_at(project, "cache-v1").hash  # read with git, as the local entrypoint does
-    root = container_copy(app, project, tmp_path / "project")
     vol = tmp_path / "results"
     stand_ins = f"cache.volume_root={vol} cache.mount_point={tmp_path / 'not-mounted'}"
-    out = app.train.local(version, stand_ins, project=str(root))
-    report = out["resolve"]
-    assert [(a["source"], a["outcome"]) for a in report["attempts"]] == [("mount", "skipped"), ("remote", "used")]
-    assert report["bytes"] == remote.version_at(project).size
-    assert files(Path(report["path"])) == files(project / "cache" / "tusz")
+    with container(deployed, project, tmp_path / "project") as root:
+        out = deployed.prepare_and_train(version, stand_ins, local=True, project=str(root))
+    prepared = out["prepare"]["resolve"]
+    assert [(a["source"], a["outcome"]) for a in prepared["attempts"]] == [("mount", "skipped"), ("remote", "used")]
+    assert prepared["bytes"] == remote.version_at(project).size
+    assert [(a["source"], a["outcome"], a["bytes"]) for a in out["resolve"]["attempts"]] == [("volume", "used", 0)]
+    assert out["resolve"]["preset"] == "offline"  # the GPU moved no byte
+    assert files(Path(out["resolve"]["path"])) == files(project / "cache" / "tusz")
     assert out["metrics"]["dev_auroc"] > 0.75  # it learned (chance is 0.5)
-    assert (Path(out["run_dir"]) / "metrics.json").is_file() and Path(out["run_dir"]).parent == vol / "runs"
-    again = app.train.local(version, stand_ins, project=str(root))  # warm: the Volume serves, nothing moves
-    assert again["resolve"]["bytes"] == 0 and again["metrics"] == out["metrics"]
+    run = Path(out["run_dir"])
+    assert run.parent.parent == vol / "runs" / version.removesuffix(".dir")
+    assert {"run.json", "result.json", "train.json", "roc.json", "baseline.json"} <= {p.name for p in run.iterdir()}
+    assert json.loads((run / "result.json").read_text())["metrics"] == out["metrics"]
+    assert [s["step"] for s in out["spent"]] == ["prepare", "train"] and out["spent"][1]["gpu"] == "A100-80GB"
+    report = capsys.readouterr().out
+    assert re.search(r"^train .* A100-80GB .* ~\$\d+\.\d{4}$", report, re.M) and "estimated ~$" in report
 
 
-def test_train_uses_the_bucket_mount_when_there_is_one(app, project, tmp_path, s3_server):
+def test_two_runs_never_share_a_directory(deployed, project, tmp_path):
+    version = remote.version_at(project).hash
+    vol = tmp_path / "results"
+    stand_ins = f"cache.volume_root={vol} cache.mount_point="
+    with container(deployed, project, tmp_path / "project") as root:
+        deployed.prepare.local(version, stand_ins, project=str(root))
+        first = deployed.train.local(version, f"{stand_ins} train.epochs=2", project=str(root))
+        other = deployed.train.local(version, f"{stand_ins} train.epochs=3", project=str(root))
+        again = deployed.train.local(version, f"{stand_ins} train.epochs=2", project=str(root))
+        with pytest.raises(TrainError, match="finished already"):  # a finished run is never written again
+            deployed.train.local(version, f"{stand_ins} train.epochs=2", project=str(root),
+                                 run_id=Path(first["run_dir"]).name)  # fmt: skip
+    dirs = [Path(r["run_dir"]) for r in (first, other, again)]
+    assert len(set(dirs)) == 3 and dirs[0].parent == dirs[2].parent != dirs[1].parent  # config hash, then run id
+    for run in dirs:
+        assert json.loads((run / "result.json").read_text())["metrics"] == json.loads((run / "train.json").read_text())
+
+
+def test_a_users_trainer_gets_the_cache_and_config_and_resumes_from_its_checkpoint(deployed, project, tmp_path, monkeypatch):
+    version = remote.version_at(project).hash
+    vol = tmp_path / "results"
+    stand_ins = f"cache.volume_root={vol} cache.mount_point="
+    plugin = f"{stand_ins} train.entrypoint=tests.fixtures.my_trainer:fit train.epochs=5 train.learning_rate=0.25"
+    with container(deployed, project, tmp_path / "project") as root:
+        deployed.prepare.local(version, stand_ins, project=str(root))
+        monkeypatch.setenv("MY_TRAINER_STOP_AFTER", "3")
+        with pytest.raises(my_trainer.Preempted):  # the container goes away after epoch 3
+            deployed.train.local(version, plugin, project=str(root), run_id="run-1")
+        monkeypatch.delenv("MY_TRAINER_STOP_AFTER")
+        out = deployed.train.local(version, plugin, project=str(root), run_id="run-1")  # Modal's retry: same run
+    assert out["metrics"] == {"epochs": 5, "resumed_from": 3, "train_windows": out["metrics"]["train_windows"]}
+    assert out["metrics"]["train_windows"] > 0
+    run = Path(out["run_dir"])
+    assert run.name == "run-1" and (run / "model.txt").read_text() == "0.25\n"
+    assert json.loads((run / "checkpoint" / "state.json").read_text())["epoch"] == 5
+    assert json.loads((run / "run.json").read_text())["config"]["train"]["entrypoint"] == "tests.fixtures.my_trainer:fit"
+
+
+def test_an_entrypoint_that_does_not_import_is_a_config_error():
+    with pytest.raises(ConfigError, match="modal.local_packages"):
+        runs.load_trainer("no_such_package.fit:main")
+    with pytest.raises(ConfigError, match="module:function"):
+        config.load(REPO, ["train.entrypoint=eegcache.train"], local=False)
+
+
+def test_prepare_uses_the_bucket_mount_when_there_is_one(deployed, project, tmp_path, s3_server):
     mount = tmp_path / "s3-cache"
     url = remote.remote_settings(project)["url"]
     sh(str(BIN / "s5cmd"), "--endpoint-url", s3_server.endpoint_url, "cp", f"{url}/*", f"{mount}/", cwd=tmp_path,
        env=s3_server.env())  # fmt: skip
     version = remote.version_at(project).hash
-    out = app.train.local(version, f"cache.volume_root={tmp_path / 'results'} cache.mount_point={mount}",
-                          project=str(project))  # fmt: skip
+    with container(deployed, project, tmp_path / "project") as root:
+        out = deployed.prepare.local(version, f"cache.volume_root={tmp_path / 'results'} cache.mount_point={mount}",
+                                     project=str(root))  # fmt: skip
     assert out["resolve"]["source"] == "mount" and out["resolve"]["bytes"] > 0
 
 
-def test_train_stops_with_the_resolver_error_instead_of_building(app, project, tmp_path):
+def test_train_reads_only_the_volume_and_says_to_prepare_first(deployed, project, tmp_path):
     vol = tmp_path / "results"
-    with pytest.raises(resolve.ResolveError) as caught:
-        app.train.local("0" * 32 + ".dir", f"cache.volume_root={vol} cache.mount_point=", project=str(project))
+    version = remote.version_at(project).hash
+    with container(deployed, project, tmp_path / "project") as root:
+        with pytest.raises(resolve.ResolveError) as caught:
+            deployed.train.local(version, f"cache.volume_root={vol} cache=s3_first", project=str(root))
     message = str(caught.value)
-    assert "is not there" in message and "building is not allowed" in message
+    assert "is not on the volume" in message and "`prepare`" in message and "remote" not in message.split("\n")[1]
     assert not (vol / "runs").exists()  # nothing trained
 
 
-def test_build_cache_map_body_matches_dvc_repro(app, project, tmp_path):
-    """The sharded build (each shard's body run locally) gives the version `dvc repro` recorded in dvc.lock."""
+@pytest.mark.parametrize("function", ["prepare", "train"])
+def test_allow_build_is_refused_with_the_way_to_build_on_cpus(deployed, project, tmp_path, function):
+    with pytest.raises(ConfigError, match="build_cache") as caught:
+        getattr(deployed, function).local(remote.version_at(project).hash,
+                                          f"cache.volume_root={tmp_path} cache.allow_build=true", project=str(project))  # fmt: skip
+    assert "never build" in str(caught.value)
+    assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_build_cache_plans_once_and_matches_dvc_repro_in_a_read_only_container(deployed, project, tmp_path, monkeypatch):
+    """The sharded build (each shard's body run here) gives the version `dvc repro` recorded in dvc.lock; the
+    corpus is listed once (by build_cache), never by a shard."""
+    from eegcache.core import corpus
+
+    listed = []
+    discover = corpus.discover
+    monkeypatch.setattr(corpus, "discover", lambda raw: listed.append(raw) or discover(raw))
     vol = tmp_path / "results"
     overrides = f"data.raw_dir={project / 'data' / 'tusz_demo'} cache.volume_root={vol}"
-    summary = app.build_cache.local(overrides, project=str(project))
-    assert summary["version"] == remote.version_at(project).hash
-    assert files(Path(summary["path"])) == files(project / "cache" / "tusz")
-    assert remote.verify_remote(project).ok
-    assert volume.installed(vol) == [Path(summary["path"])]
-    assert not (vol / "build").exists() or not any((vol / "build").iterdir())  # the staging copy is gone
-    again = app.build_cache.local(overrides, project=str(project))  # a second build starts clean
+    with container(deployed, project, tmp_path / "project") as root:
+        summary = deployed.build_cache.local(overrides, project=str(root))
+        assert len(listed) == 1
+        assert summary["version"] == remote.version_at(project).hash
+        assert files(Path(summary["path"])) == files(project / "cache" / "tusz")
+        assert remote.verify_remote(project).ok
+        assert volume.installed(vol) == [Path(summary["path"])]
+        assert not (vol / "build").exists() or not any((vol / "build").iterdir())  # the staging copy is gone
+        assert [s["step"] for s in summary["spent"]][-1] == "build" and len(summary["spent"]) >= 2
+        again = deployed.build_cache.local(overrides, project=str(root))  # a second build starts clean
     assert again["version"] == summary["version"] and again["uploaded"] == 0
 
 
-@pytest.mark.parametrize("target", ["", "::train", "::build_cache", "::verify"])
-def test_every_documented_modal_run_command_parses(target):
-    """``modal run`` parses only plain parameter types; ``--help`` shows the parse without reaching Modal."""
-    proc = sh(str(BIN / "modal"), "run", f"deploy/modal/app.py{target}", "--help", cwd=REPO, check=False)
+def test_a_shard_named_on_the_command_line_plans_for_itself_and_refuses_unknown_recordings(deployed, project, tmp_path):
+    overrides = f"data.raw_dir={project / 'data' / 'tusz_demo'} cache.volume_root={tmp_path}"
+    with pytest.raises(CorpusError, match="train/nobody_s001_t000.npz"):
+        deployed.build_shard.local("train/nobody_s001_t000.npz", overrides, project=str(project))
+
+
+def documented_commands() -> list[str]:
+    """Every ``modal run`` command line of the README and of the app's docstring (comments stripped)."""
+    texts = [(REPO / "README.md").read_text(), ast.get_docstring(ast.parse(APP_FILE.read_text())) or ""]
+    found = [m.group(1).strip() for text in texts for m in re.finditer(r"^\s*(modal run [^#\n]*)", text, re.M)]
+    assert len(found) >= 5, found  # the README's and the docstring's
+    return found
+
+
+def app_functions() -> list[str]:
+    spec = importlib.util.spec_from_file_location("eegcache_modal_app_names", APP_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    runnable = (modal.Function, modal.app.LocalEntrypoint)  # what `modal run app.py::<name>` can name
+    return sorted(name for name, value in vars(module).items() if isinstance(value, runnable))
+
+
+def test_the_app_registers_every_function_the_readme_lists():
+    assert app_functions() == ["build_cache", "build_shard", "main", "prepare", "train", "verify"]
+
+
+@pytest.mark.parametrize("command", [f"modal run deploy/modal/app.py::{name}" for name in app_functions()]
+                         + documented_commands())  # fmt: skip
+def test_every_function_and_documented_modal_run_command_parses(command):
+    """``modal run`` parses only plain parameter types; ``--help`` after the command's own options parses them all
+    (an unknown option or an unparseable annotation fails) and stops before anything reaches Modal."""
+    args = shlex.split(command)
+    assert args[:2] == ["modal", "run"]
+    proc = sh(str(BIN / "modal"), *args[1:], "--help", cwd=REPO, check=False)
     assert proc.returncode == 0 and "unparseable" not in proc.stderr, proc.stderr
-    assert "--overrides" in proc.stdout or target == "::verify"
+    target = next(arg for arg in args if "app.py" in arg)
+    assert proc.stdout.startswith(f"Usage: modal run {target}")
+    own = [arg for arg in args[args.index(target):] if arg.startswith("--")]  # after the target: the function's
+    assert all(f"  {arg} " in proc.stdout for arg in own), proc.stdout

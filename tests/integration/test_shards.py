@@ -3,8 +3,10 @@ concurrent shards, skipped recordings, and the merge's refusals."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
+import pickle
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -14,7 +16,8 @@ import pytest
 from eegcache.build import run_build
 from eegcache.core import corpus, store
 from eegcache.errors import AnnotationError, CacheError, ConfigError, CorpusError
-from eegcache.shards import build_shard, merge_shards, plan_shards
+from eegcache.build import make_plan
+from eegcache.shards import build_shard, build_work, merge_shards, plan_shards, split_plan
 from eegcache.validate import verify
 from tests.conftest import make_config
 from tests.integration.test_build import _plant_junk, tree_bytes
@@ -71,6 +74,34 @@ def test_concurrent_shards_in_separate_processes(reference, base_config, demo_co
     plan, _ = sharded_build(cfg, 2, concurrent=True)
     assert len(plan) == 2
     assert outputs(tmp_path) == reference
+
+
+def test_work_planned_once_builds_in_other_processes_without_listing_the_corpus(reference, base_config, demo_corpus,
+                                                                              tmp_path, monkeypatch):  # fmt: skip
+    """split_plan once, build_work per share in fresh interpreters (the work pickled, as to containers), then merge
+    with that plan: byte-identical, and the corpus was listed only by the one make_plan here."""
+    cfg = make_config(base_config, demo_corpus, tmp_path, build={"workers": 1})
+    plan = make_plan(cfg, Path())
+    work = split_plan(plan, 3)
+    assert [[t.rel for t in w.tasks] for w in work] == plan_shards(cfg, 3)
+    assert pickle.loads(pickle.dumps(work)) == work
+    with ProcessPoolExecutor(len(work), mp_context=multiprocessing.get_context("spawn")) as pool:
+        results = list(pool.map(build_work, [cfg] * len(work), work))
+    monkeypatch.setattr(corpus, "discover", lambda raw: pytest.fail(f"{raw} listed again"))
+    merge_shards(cfg, results, Path(), plan)
+    assert outputs(tmp_path) == reference
+
+
+def test_build_work_refuses_work_planned_with_other_params_or_outside_the_raw_data(base_config, demo_corpus, tmp_path):
+    cfg = make_config(base_config, demo_corpus, tmp_path)
+    (work,) = split_plan(make_plan(cfg, Path()), 1)
+    other = make_config(base_config, demo_corpus, tmp_path, preprocess={"dtype": "float32"})
+    with pytest.raises(CacheError, match="other stage params or code"):
+        build_work(other, work)
+    task = dataclasses.replace(work.tasks[0], edf=Path("/etc/passwd"))
+    with pytest.raises(CacheError, match="outside data.raw_dir"):
+        build_work(cfg, dataclasses.replace(work, tasks=(task,)))
+    assert not (tmp_path / "cache").exists()
 
 
 def _break_annotation(corpus_root: Path) -> Path:

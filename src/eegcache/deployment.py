@@ -1,0 +1,87 @@
+"""The Modal deployment's settings (the ``modal`` config group, read by ``deploy/modal/app.py``) and what its
+containers cost at the configured prices. Plain data: this module never imports Modal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eegcache.errors import ConfigError
+
+MAX_TIMEOUT_S = 24 * 3600  # Modal's limit for one function call
+
+
+@dataclass(frozen=True)
+class ModalConfig:
+    """Resources per function, retries, the image's extras, the Volume, the secret, the bucket mounts, prices."""
+
+    app_name: str = "eegcache"
+    python_version: str = "3.11"
+    gpu: str = "A100-80GB"  # train only
+    train_timeout_s: int = 6 * 3600
+    train_cpu: float = 8.0
+    train_memory_mib: int = 65536
+    train_retries: int = 2  # preemption: the trainer resumes from its checkpoint directory
+    prepare_cpu: float = 2.0  # resolves the version onto the Volume before the GPU starts
+    prepare_memory_mib: int = 4096
+    prepare_timeout_s: int = 3600
+    build_cpu: float = 2.0  # each build_shard container
+    build_memory_mib: int = 8192
+    build_timeout_s: int = 3600  # one shard
+    build_cache_timeout_s: int = 4 * 3600  # plans, waits for every shard, merges, pushes: longer than one shard
+    build_containers: int = 32  # shards of the recordings for `.starmap`
+    verify_cpu: float = 1.0
+    verify_memory_mib: int = 2048
+    verify_timeout_s: int = 1800
+    retries: int = 2  # idempotent CPU functions: build_shard, prepare, verify
+    local_packages: tuple[str, ...] = ()  # importable names of the user's local packages added to the image
+    pip_extra: tuple[str, ...] = ()  # extra pinned requirements for the image (e.g. a trainer's torch==...)
+    volume_name: str = "eegcache-results"  # mounted at paths.volume_root (paths=modal)
+    secret_name: str = "aws-s3-secret"
+    bucket: str = "eegcache"
+    raw_prefix: str = "tusz/v2.0.3/"  # the TUSZ root (holding edf/) in the bucket, mounted at data.raw_dir
+    cache_prefix: str = "tusz-cache/"  # the DVC remote's prefix (.dvc/config: url = s3://<bucket>/<prefix>)
+    gpu_usd_per_hour: float = 2.50  # estimates for the run's cost report (conf/modal/default.yaml: source, date)
+    cpu_usd_per_core_hour: float = 0.0473
+    memory_usd_per_gib_hour: float = 0.0080
+
+    def __post_init__(self) -> None:
+        for name in ("raw_prefix", "cache_prefix"):
+            if not getattr(self, name).endswith("/"):
+                raise ConfigError(f"modal.{name} = {getattr(self, name)!r}; a bucket mount's key prefix must end with '/'")
+        timeouts = {n: getattr(self, n) for n in ("train_timeout_s", "prepare_timeout_s", "build_timeout_s",
+                                                   "build_cache_timeout_s", "verify_timeout_s")}  # fmt: skip
+        if not all(1 <= t <= MAX_TIMEOUT_S for t in timeouts.values()):
+            raise ConfigError(f"modal timeouts must be 1 to {MAX_TIMEOUT_S} s (Modal's limit): {timeouts}")
+        if self.build_cache_timeout_s <= self.build_timeout_s:
+            raise ConfigError(f"modal.build_cache_timeout_s = {self.build_cache_timeout_s} must exceed "
+                              f"build_timeout_s = {self.build_timeout_s}: build_cache waits for the shards")  # fmt: skip
+        if min(self.build_containers, self.train_memory_mib, self.prepare_memory_mib, self.verify_memory_mib) < 1:
+            raise ConfigError("modal memory and build_containers must be positive")
+        if not 0 <= min(self.retries, self.train_retries) <= max(self.retries, self.train_retries) <= 10:
+            raise ConfigError("modal.retries and modal.train_retries must be 0 to 10 (Modal's limit)")
+
+
+@dataclass(frozen=True)
+class Spent:
+    """What one container (one function call) cost: its seconds at the configured hourly prices (estimates)."""
+
+    step: str
+    seconds: float
+    cpu: float
+    memory_mib: int
+    gpu: str | None
+
+    def usd(self, settings: ModalConfig) -> float:
+        per_hour = self.cpu * settings.cpu_usd_per_core_hour + self.memory_mib / 1024 * settings.memory_usd_per_gib_hour
+        per_hour += settings.gpu_usd_per_hour if self.gpu else 0.0
+        return self.seconds / 3600 * per_hour
+
+
+def cost_lines(spent: list[Spent], settings: ModalConfig) -> list[str]:
+    """One line per container and a total: seconds, resources and estimated dollars."""
+    lines = [f"{s.step:<10} {s.seconds:9.1f} s  {s.gpu or 'no GPU':<10} {s.cpu:g} CPU {s.memory_mib / 1024:g} GiB  "
+             f"~${s.usd(settings):.4f}" for s in spent]  # fmt: skip
+    total = sum(s.usd(settings) for s in spent)
+    lines.append(f"{'total':<10} {sum(s.seconds for s in spent):9.1f} s  estimated ~${total:.4f} "
+                 f"(prices: conf/modal/default.yaml)")  # fmt: skip
+    return lines

@@ -1,0 +1,94 @@
+"""Training runs on the volume: each run in a directory of its own, the trainer named by ``train.entrypoint``.
+
+A run writes below ``<volume>/runs/<version>/<config hash>/<run id>/`` (``version`` without ``.dir``; the config hash
+covers the ``train`` section but its output file names; the run id is new per run, and a retry of one run keeps
+it): ``run.json`` (version, config, overrides) when it starts, the trainer's own files, ``checkpoint/`` for its
+checkpoints, and ``result.json`` (metrics, seconds) when it ends. A finished run is never written again.
+
+The trainer (``train.entrypoint = "package.module:function"``, default :func:`eegcache.train.baseline`) is called
+with keywords only::
+
+    def trainer(*, cache_dir: Path, config: Config, run_dir: Path, checkpoint_dir: Path,
+                commit: Callable[[], None]) -> Mapping[str, float | int]
+
+``cache_dir``: the resolved, validated cache version (read it with :class:`eegcache.dataset.WindowDataset`);
+``config``: the composed configuration (frozen dataclasses); ``run_dir``: where to write outputs; ``checkpoint_dir``:
+the same directory on every attempt of the run, so a trainer that saves there resumes after a preemption; ``commit``:
+call it after saving a checkpoint so the Volume persists it. Returns the metrics (JSON numbers).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from eegcache.config import Config, stable_hash
+from eegcache.core import store
+from eegcache.errors import ConfigError, TrainError
+
+OUTPUT_FIELDS = ("metrics_file", "roc_file", "model_file")  # where a run writes, not what it trains
+Trainer = Callable[..., Mapping[str, Any]]
+
+
+def config_hash(config: Config) -> str:
+    """16 hex digits of the ``train`` section without its output file names: runs that train alike share it."""
+    train = {k: v for k, v in dataclasses.asdict(config.train).items() if k not in OUTPUT_FIELDS}
+    return stable_hash(train)[:16]
+
+
+def new_run_id() -> str:
+    """A fresh run id, sortable by start time: ``20261130T001500Z-1a2b3c4d``."""
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def run_dir(volume: Path, version: str, config: Config, run_id: str) -> Path:
+    """``<volume>/runs/<version>/<config hash>/<run id>``; ConfigError for a run id that is not one path part."""
+    if not run_id or run_id in (".", "..") or not run_id.replace("-", "").replace("_", "").isalnum():
+        raise ConfigError(f"run id {run_id!r}: expected letters, digits, '-' or '_'")
+    return volume / "runs" / version.removesuffix(".dir") / config_hash(config) / run_id
+
+
+def load_trainer(entrypoint: str) -> Trainer:
+    """The function ``train.entrypoint`` names; ConfigError when its module does not import or it is not callable."""
+    module_name, _, name = entrypoint.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"train.entrypoint = {entrypoint!r}: cannot import {module_name} ({exc}); on Modal, add "
+                          "your package with modal.local_packages or modal.pip_extra") from exc  # fmt: skip
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise ConfigError(f"train.entrypoint = {entrypoint!r}: {module_name} has no function {name}")
+    return function
+
+
+def train(config: Config, cache_dir: Path, where: Path, commit: Callable[[], None] = lambda: None,
+          overrides: tuple[str, ...] = ()) -> dict[str, Any]:  # fmt: skip
+    """Run the configured trainer on ``cache_dir`` in the run directory ``where`` -> the result (metrics, seconds).
+
+    TrainError when ``where`` holds a finished run (runs are never overwritten; a retry of an unfinished one goes
+    on in it, with its checkpoints)."""
+    result_file = where / "result.json"
+    if result_file.exists():
+        raise TrainError(f"run {where.name} has finished already and is never written again: start a new run "
+                         "(a new run id)", where)  # fmt: skip
+    trainer = load_trainer(config.train.entrypoint)
+    checkpoint = where / "checkpoint"
+    checkpoint.mkdir(parents=True, exist_ok=True)
+    record = {"run_id": where.name, "version": config.cache.version, "config_hash": where.parent.name,
+              "overrides": list(overrides), "config": dataclasses.asdict(config)}  # fmt: skip
+    if not (where / "run.json").exists():
+        store.atomic_write(where / "run.json", store.dump_json(record))
+    commit()
+    started = time.perf_counter()
+    metrics = dict(trainer(cache_dir=cache_dir, config=config, run_dir=where, checkpoint_dir=checkpoint, commit=commit))
+    result = {"metrics": metrics, "seconds": round(time.perf_counter() - started, 3), "run_dir": str(where)}
+    store.atomic_write(result_file, store.dump_json(result))
+    commit()
+    return result

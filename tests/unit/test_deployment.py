@@ -1,0 +1,51 @@
+"""The Modal deployment's settings and its cost report (estimates from the configured prices)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from eegcache import config
+from eegcache.deployment import ModalConfig, Spent, cost_lines
+from eegcache.errors import ConfigError
+from tests.conftest import REPO
+
+PRICES = ModalConfig(gpu_usd_per_hour=2.5, cpu_usd_per_core_hour=0.05, memory_usd_per_gib_hour=0.01)
+
+
+def test_a_container_costs_its_seconds_at_the_hourly_prices_of_what_it_reserved():
+    cpu_only = Spent("prepare", 1800.0, 2.0, 4096, None)  # half an hour, 2 cores, 4 GiB
+    assert cpu_only.usd(PRICES) == pytest.approx(0.5 * (2 * 0.05 + 4 * 0.01))
+    gpu = Spent("train", 3600.0, 8.0, 65536, "A100-80GB")
+    assert gpu.usd(PRICES) == pytest.approx(2.5 + 8 * 0.05 + 64 * 0.01)
+
+
+def test_the_report_has_a_line_per_container_and_the_estimated_total():
+    spent = [Spent("prepare", 60.0, 2.0, 4096, None), Spent("train", 120.0, 8.0, 65536, "A100-80GB")]
+    lines = cost_lines(spent, PRICES)
+    assert len(lines) == 3 and lines[0].startswith("prepare") and "A100-80GB" in lines[1]
+    total = sum(s.usd(PRICES) for s in spent)
+    assert lines[2].startswith("total") and f"~${total:.4f}" in lines[2] and "estimated" in lines[2]
+
+
+def test_the_configured_prices_are_the_modal_groups_and_labelled_estimates():
+    settings = config.load(REPO, ["paths=modal"], local=False).modal
+    assert (settings.gpu_usd_per_hour, settings.cpu_usd_per_core_hour) == (2.50, 0.0473)
+    text = (REPO / "conf" / "modal" / "default.yaml").read_text()
+    assert "ESTIMATES" in text and "modal.com/pricing" in text
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"build_cache_timeout_s": 3600, "build_timeout_s": 3600}, "waits for the shards"),
+        ({"train_timeout_s": 25 * 3600}, "Modal's limit"),
+        ({"verify_timeout_s": 0}, "Modal's limit"),
+        ({"retries": 11}, "retries"),
+        ({"raw_prefix": "tusz"}, "must end with '/'"),
+    ],
+)
+def test_settings_modal_would_refuse_are_config_errors(fields, message):
+    with pytest.raises(ConfigError, match=message):
+        dataclasses.replace(ModalConfig(), **fields)
