@@ -6,7 +6,7 @@ per-folder montage counts, are those of TUSZ v2.0.3 (:data:`TUSZ_V203`; ``scale`
 beside its ``.csv`` and ``.csv_bi`` in the real format (the demo generator's writers, ``eegcache.demo``).
 :func:`write_cache` writes the cache a build would make of them: every ``.npz`` is a valid cache file of the real
 size (``store.open_recording`` and ``numpy.load`` read it) whose EEG is zeros left as holes in a sparse file, so
-~41 GB of cache takes a few MB of disk; the labels, facts and metadata are what a build would record.
+~41 GB of cache takes a few hundred MB of disk; the labels, facts and metadata are what a build would record.
 
 What is drawn and not published: the split of each split's files among its patients and sessions (lognormal
 weights), durations (lognormal, scaled to the split's hours, whole seconds), which recordings hold seizures (about a
