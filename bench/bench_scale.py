@@ -32,7 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_remote import BIN, REPO, Check, client_cpu, in_work_dir, machine_facts, say, sh, write_readme  # noqa: E402
+from bench_remote import BIN, REPO, Check, client_cpu, in_work_dir, say, sh, write_readme  # noqa: E402
+from bench_resolve import render  # noqa: E402
 from fabricate_tusz import TUSZ_V203, CorpusFacts, plan_layout, write_cache, write_layout, write_zero_recording  # noqa: E402
 
 from eegcache import config, fetch, resolve, validate, volume  # noqa: E402
@@ -102,6 +103,7 @@ def bench_cache(recordings: list, work: Path, name: str) -> dict:
 def bench_readers(cache: dict, work: Path) -> dict:
     cache_dir, metadata = cache["dir"], cache["metadata"]
     files = len(metadata["files"])
+    load = os.getloadavg()[0]
     verify_s, verdict = timed(lambda: validate.verify(cache_dir, deep=False))
     assert verdict.ok and verdict.files == files, verdict.problems[:3]
     say(f"  fast verify: {first_median(verify_s)}")
@@ -134,7 +136,7 @@ def bench_readers(cache: dict, work: Path) -> dict:
         startup[split] = (seconds, len(dataset))
         say(f"  WindowDataset {split}: {len(dataset):,} windows, start-up {first_median(seconds)}")
     return {"verify": verify_s, "check": check_s, "resolve": resolve_s, "process": process_s, "imports": imports_s,
-            "startup": startup, "version": version}  # fmt: skip
+            "startup": startup, "version": version, "load": load}  # fmt: skip
 
 
 def bench_throughput(work: Path) -> dict:
@@ -145,11 +147,12 @@ def bench_throughput(work: Path) -> dict:
     results = {}
     for name in MONTAGES:
         cfg = build_config(corpus_dir, work, f"demo_{name}", f"preprocess={name}", "build.workers=1")
+        load = os.getloadavg()[0]
         cpu, wall = client_cpu(), time.perf_counter()
         summary = run_build(cfg)
         cpu, wall = client_cpu() - cpu, time.perf_counter() - wall
         hours = sum(s["seconds"] for s in summary.metadata["splits"].values()) / 3600
-        results[name] = {"hours": hours, "cpu": cpu, "wall": wall, "rate": hours / cpu,
+        results[name] = {"hours": hours, "cpu": cpu, "wall": wall, "rate": hours / cpu, "load": load,
                          "model": size_model_check(summary.cache_dir, summary.metadata, work / "model.npz")}
         say(f"  {name}: {summary.processed} recordings, {hours:.2f} h in {wall:.1f} s wall, {cpu:.1f} CPU-s = "
             f"{hours / cpu:.2f} h per CPU-s")  # fmt: skip
@@ -190,21 +193,22 @@ def run(work: Path, facts: CorpusFacts = TUSZ_V203) -> tuple[list[Check], str, l
         checks += [
             Check(f"`{name}` cache: bytes per hour of EEG (model: {c['channels']} ch x 200 Hz x 3,600 s x 2 B + labels)",
                   f"{per_hour:.2f} MB (model {model:.2f} MB)", "", None),
-            Check(f"`{name}` cache for {c['hours']:.1f} h: recordings + metadata",
+            Check(f"`{name}` cache for {c['hours']:,.1f} h: recordings + metadata",
                   f"**{(c['bytes'] + c['meta_bytes']) / 1e9:.1f} GB** ({len(c['metadata']['files']):,} files)", "", None),
             Check(f"`{name}` metadata (`.cache_metadata.json`, {len(c['metadata']['files']):,} entries)",
                   f"{c['meta_bytes'] / 1e6:.2f} MB", "", None),
         ]  # fmt: skip
     n = len(caches["ref19"]["metadata"]["files"])
     checks += [
-        Check(f"fast verify of the {n:,}-file `ref19` cache, first (median of {RUNS})", first_median(readers["verify"]),
+        Check(f"fast verify of the {n:,}-file `ref19` cache, first (median of {RUNS}; load average "
+              f"{readers['load']:.1f} before)", first_median(readers["verify"]),
               "≤ 1 s", readers["verify"][0] <= 1),
         Check("warm resolve: `volume.verify_version` (version hash of the metadata + fast verify)",
               first_median(readers["check"]), "", None),
         Check("warm resolve: `resolve.resolve()` in-process, `cache=volume_first`", first_median(readers["resolve"]),
               "", None),
-        Check(f"warm resolve: a whole `eegcache resolve` process, first (median of {RUNS})", first_median(readers["process"]), "≤ 1 s",
-              statistics.median(readers["process"]) <= 1),
+        Check(f"warm resolve: a whole `eegcache resolve` process, first (median of {RUNS})",
+              first_median(readers["process"]), "≤ 1 s", statistics.median(readers["process"]) <= 1),
         Check("of which Python start and imports (`python -c 'import eegcache.cli, eegcache.resolve'`)",
               first_median(readers["imports"]), "", None),
     ]  # fmt: skip
@@ -217,10 +221,12 @@ def run(work: Path, facts: CorpusFacts = TUSZ_V203) -> tuple[list[Check], str, l
         same, total, per_hour = r["model"]
         checks += [
             Check(f"build throughput per core, `{name}`, `build.workers=1` ({r['hours']:.2f} h demo EEG)",
-                  f"{r['rate']:.2f} h EEG per CPU-s ({r['cpu']:.1f} CPU-s)", "", None),
+                  f"{r['rate']:.2f} h EEG per CPU-s ({r['cpu']:.1f} CPU-s; load average {r['load']:.1f} before)",
+                  "", None),
             Check(f"projected full build of {hours:,.1f} h, `{name}`: CPU time / wall on 2 cores / on "
                   f"{CONTAINERS} containers x {CPUS_PER_CONTAINER} CPUs",
-                  f"**{cpu_h:.2f} CPU-h** / {cpu_h / 2 * 60:.0f} min / {cpu_h / (CONTAINERS * CPUS_PER_CONTAINER) * 60:.1f} min",
+                  f"**{cpu_h:.2f} CPU-h** / {cpu_h / 2 * 60:.0f} min / "
+                  f"{cpu_h / (CONTAINERS * CPUS_PER_CONTAINER) * 60:.1f} min",
                   "", None),
             Check(f"size model against the demo build's `{name}` files: sizes equal / files (their MB per hour)",
                   f"{same} / {total} ({per_hour:.2f} MB)", f"= {total}", same == total),
@@ -246,15 +252,6 @@ def run(work: Path, facts: CorpusFacts = TUSZ_V203) -> tuple[list[Check], str, l
     return checks, data_line, notes
 
 
-def render(command: str, checks: list[Check], data_line: str, notes: list[str]) -> str:
-    lines = [MARKS[0], "", f"Command: `{command}` (what `make bench` runs after `bench_resolve.py`)", "", "Machine:", ""]
-    lines += [f"- {name}: {value}" for name, value in machine_facts()]
-    lines += ["", f"Data: {data_line}", "", "| measure | result | target | verdict |", "|---|---|---|---|"]
-    lines += [f"| {c.name} | {c.value} | {c.target} | {c.verdict or '—'} |" for c in checks]
-    lines += [""] + [f"- {note}" for note in notes] + ["", MARKS[1]]
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, help="work directory (default: a new temporary directory)")
@@ -266,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     facts = TUSZ_V203 if args.scale == 1 else TUSZ_V203.scaled(args.scale)
     checks, data_line, notes = in_work_dir(args, "eegcache-bench-scale-", lambda work: run(work, facts))
     if not args.no_readme and args.scale == 1:
-        write_readme(render(command, checks, data_line, notes), MARKS, "Full scale: a TUSZ-sized layout and cache")
+        block = render(command, checks, data_line, notes, MARKS, after="bench_resolve.py")
+        write_readme(block, MARKS, "Full scale: a TUSZ-sized layout and cache")
         say("results written to bench/README.md")
     return 0
 
