@@ -132,12 +132,14 @@ def sh_time(*args: str, cwd: Path) -> float:
     return time.perf_counter() - started
 
 
-def render(command: str, checks: list[Check], data_line: str, notes: list[str]) -> str:
-    lines = [MARKS[0], "", f"Command: `{command}` (what `make bench` runs after `bench_remote.py`)", "", "Machine:", ""]
+def render(command: str, checks: list[Check], data_line: str, notes: list[str], marks: tuple[str, str] = MARKS,
+           after: str = "bench_remote.py") -> str:  # fmt: skip
+    """The results block between ``marks``: command, machine, data, the checks' table, notes."""
+    lines = [marks[0], "", f"Command: `{command}` (what `make bench` runs after `{after}`)", "", "Machine:", ""]
     lines += [f"- {name}: {value}" for name, value in machine_facts()]
     lines += ["", f"Data: {data_line}", "", "| measure | result | target | verdict |", "|---|---|---|---|"]
     lines += [f"| {c.name} | {c.value} | {c.target} | {c.verdict or '—'} |" for c in checks]
-    lines += [""] + [f"- {note}" for note in notes] + ["", MARKS[1]]
+    lines += [""] + [f"- {note}" for note in notes] + ["", marks[1]]
     return "\n".join(lines)
 
 
