@@ -5,9 +5,10 @@ what is wrong with one file is that recording's problem, never the corpus's (the
 ``skipped`` under ``build.on_error=skip``, or stops naming the file under ``fail``):
 
 - **names**: an EDF must be named ``<patient>_sNNN_tNNN.edf`` (patient = 8 lowercase letters) and sit below a
-  ``train``, ``dev`` or ``eval`` folder inside the root; a copy named ``recording copy (1).edf`` or an EDF in a
-  folder of its own is a problem of that file. Files and folders starting with ``.`` are not recordings
-  (macOS ``._x.edf`` shadows).
+  ``train``, ``dev`` or ``eval`` folder inside the root; a copy named ``recording copy (1).edf``, a name ending in
+  ``.EDF`` (any case of the extension is an EDF found, so none is passed over silently) or an EDF in a folder of its
+  own is a problem of that file. Files and folders starting with ``.`` are not recordings (macOS ``._x.edf``
+  shadows).
 - **regular files only**: an EDF or its annotation that is a FIFO, socket or device is refused (reading one would
   block or never end); a symbolic link is followed only to a regular file inside the root (``realpath`` below the
   root's ``realpath``), so a link to ``/dev/zero`` or to a file elsewhere is refused. A link whose target is
@@ -48,7 +49,7 @@ ANNOTATION_SUFFIXES = (".csv_bi", ".csv")  # order of preference beside an EDF
 MONTAGE_PREFERENCE = ("01_tcp_ar", "02_tcp_le", "03_tcp_ar_a")  # default of data.prefer_montage_folders
 PREFERENCE_KEY = "data.prefer_montage_folders"
 
-_BNAME = re.compile(r"^([a-z]{8})_(s\d{3})_(t\d{3})$")
+_NAME = re.compile(r"^([a-z]{8})_(s\d{3})_(t\d{3})\.edf$")
 _KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))  # fmt: skip
 
@@ -110,13 +111,15 @@ def survey(root: Path, prefer: Sequence[str] = MONTAGE_PREFERENCE) -> Survey:
                     todo.append((folder / name, (*parts, name)))
             elif entry.is_symlink() and entry.is_dir():
                 unsearched.append((rel, "symbolic link to a folder: not followed"))
-            elif name.endswith(".edf") and not name.startswith("."):
+            elif name.lower().endswith(".edf") and not name.startswith("."):
                 try:
                     found.append(_recording(folder, entry, entries, parts, real_root))
                 except CorpusError as exc:
                     problems.append(Problem(rel, exc))
     if not found and not problems:
-        raise CorpusError("no .edf files found under the corpus root", root)
+        passed = "; ".join(f"{folder}: {reason}" for folder, reason in sorted(unsearched))
+        raise CorpusError("no .edf files found under the corpus root" + (f" (not searched: {passed})" if passed else ""),
+                          root)  # fmt: skip
     refs, superseded = _settle_duplicates(found, prefer, problems)
     return Survey(sorted(refs, key=lambda r: r.relpath), sorted(problems, key=lambda p: p.relpath),
                   sorted(superseded, key=lambda p: p.relpath), sorted(unsearched))  # fmt: skip
@@ -136,7 +139,7 @@ def _recording(folder: Path, entry: os.DirEntry, entries: dict[str, os.DirEntry]
     naming the file for a bad name, a place outside the splits, or an EDF or annotation that is no regular file."""
     edf = folder / entry.name
     bname = entry.name[: -len(".edf")]
-    match = _BNAME.match(bname)
+    match = _NAME.match(entry.name)
     if match is None:
         raise CorpusError(
             f"EDF name does not follow <patient>_sNNN_tNNN.edf (patient = 8 lowercase letters): {entry.name!r}", edf

@@ -53,6 +53,19 @@ def test_misnamed_and_stray_edfs_are_problems_of_their_own_files(root):
         discover.discover(root)
 
 
+def test_an_upper_case_extension_is_an_edf_found_and_refused_by_name(root):
+    """``.EDF`` (a copy through a tool that changes case) is reported, not passed over as if it were no EDF."""
+    folder = root / "edf/dev/aaaaaaac/s001_2010/01_tcp_ar"
+    write_recording(folder, "aaaaaaac_s001_t000")
+    (folder / "aaaaaaac_s001_t000.edf").rename(folder / "aaaaaaac_s001_t000.EDF")
+    write(folder / "aaaaaaac_s001_t001.Edf")
+    found = discover.survey(root)
+    assert [r.relpath for r in found.refs] == [GOOD]
+    rule = "EDF name does not follow <patient>_sNNN_tNNN.edf (patient = 8 lowercase letters)"
+    assert reasons(found) == {f"edf/dev/aaaaaaac/s001_2010/01_tcp_ar/aaaaaaac_s001_t00{n}": f"{rule}: 'aaaaaaac_s001_t00{n}'"
+                              for n in ("0.EDF", "1.Edf")}  # fmt: skip
+
+
 def test_montage_folder_duplicates_keep_the_preferred_folder(root):
     for folder in ("03_tcp_ar_a", "01_tcp_ar"):
         write_recording(root / SESSION / folder, BNAME)
@@ -147,11 +160,17 @@ def test_hidden_and_linked_folders_are_reported_not_entered(root, tmp_path_facto
     ]
 
 
-def test_only_corpus_wide_problems_raise(tmp_path):
+def test_only_corpus_wide_problems_raise(tmp_path, tmp_path_factory):
     with pytest.raises(CorpusError, match="corpus root is not a folder"):
         discover.survey(tmp_path / "missing")
     write(tmp_path / "edf/train/notes.txt", "x")
     with pytest.raises(CorpusError, match="no .edf files found"):
+        discover.survey(tmp_path)
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    write_recording(elsewhere / "train/aaaaaaab/s001_2003/01_tcp_ar", "aaaaaaab_s001_t000")
+    (tmp_path / "edf/eval").symlink_to(elsewhere / "train")  # all the EDFs behind a link: say so
+    with pytest.raises(CorpusError, match=r"no \.edf files found under the corpus root \(not searched: edf/eval: "
+                                          r"symbolic link to a folder: not followed\)$"):  # fmt: skip
         discover.survey(tmp_path)
     write(tmp_path / "edf/train/bad name.edf")  # a problem is still an EDF found: the build decides
     assert [p.relpath for p in discover.survey(tmp_path).problems] == ["edf/train/bad name.edf"]
