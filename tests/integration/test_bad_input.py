@@ -130,13 +130,32 @@ def duplicated_electrode(root: Path) -> Path:
     return eeg_edf(ref.edf, [("EEG FP1-REF", 256), ("EEG FP1-LE", 256)], duration_of(ref))
 
 
-def nan_physical_range(root: Path) -> Path:
-    """edfio reads "nan" as the first signal's physical minimum and returns NaN samples."""
+def first_signal_field(root: Path, before: int, value: bytes) -> Path:
+    """The target's EDF with the 8-byte field of signal 0 that follows ``before`` bytes per signal set to ``value``."""
     edf = target(root).edf
     data = bytearray(edf.read_bytes())
-    signals = int(data[252:256])
-    offset = 256 + signals * (16 + 80 + 8)  # physical minimum of signal 0
-    data[offset : offset + 8] = b"nan     "
+    offset = 256 + int(data[252:256]) * before
+    data[offset : offset + 8] = value.ljust(8)
+    edf.write_bytes(bytes(data))
+    return edf
+
+
+def nan_physical_range(root: Path) -> Path:
+    """edfio reads "nan" as the first signal's physical minimum and returns NaN samples."""
+    return first_signal_field(root, 16 + 80 + 8, b"nan")  # physical minimum
+
+
+def huge_physical_range(root: Path) -> Path:
+    """A physical maximum of 1e308 µV: finite samples of ~1e303 µV whose mean and variance overflow (NaN, silently
+    before)."""
+    return first_signal_field(root, 16 + 80 + 8 + 8, b"1e308")  # physical maximum
+
+
+def record_duration_zero(root: Path) -> Path:
+    """0 s per data record: edfio failed with "UnboundLocalError: ... 'sampling_frequency'" before."""
+    edf = target(root).edf
+    data = bytearray(edf.read_bytes())
+    data[244:252] = b"0       "
     edf.write_bytes(bytes(data))
     return edf
 
@@ -226,6 +245,14 @@ def overlapping_rows(root: Path) -> Path:
     return edited_rows(target(root), lambda rows, _: [*rows, "TERM,0.0000,1.0000,seiz,1.0000"])
 
 
+def huge_annotation(root: Path) -> Path:
+    """An annotation file of 2 GiB (sparse: its header, then zero bytes): read whole, it took over 6 GB of memory."""
+    ann = target(root).annotation
+    with open(ann, "r+b") as handle:
+        handle.truncate(2 * 2**30)
+    return ann
+
+
 def missing_annotation(root: Path) -> Path:
     ref = target(root)
     for suffix in corpus.ANNOTATION_SUFFIXES:
@@ -281,6 +308,10 @@ CASES = {
                             ("mixed sampling rates among EEG channels", "FP1 256 Hz", "FP2 512 Hz")),
     "duplicated electrode": Case(duplicated_electrode, RecordingError, ("duplicated EEG channels: FP1",)),
     "nan physical range": Case(nan_physical_range, RecordingError, ("non-finite samples in EEG channels",)),
+    "huge physical range": Case(huge_physical_range, RecordingError,
+                                ("non-finite values after preprocessing channel(s) FP1", "too large")),
+    "record duration 0": Case(record_duration_zero, RecordingError,
+                              ("data record duration 0 s in the header is not positive",)),
     "shorter than the filters": Case(shorter_than_the_filters, RecordingError,
                                      ("recording too short", "0.1 s", "need at least 34 samples")),
     "EDF shorter than its annotation": Case(length_disagrees, RecordingError, ("annotation says", "the EDF holds")),
@@ -293,6 +324,7 @@ CASES = {
     "annotation: overlapping rows": Case(overlapping_rows, AnnotationError, ("row overlaps the row on line 6",)),
     "annotation: a broken link": Case(annotation_broken_link, AnnotationError,
                                       ("cannot read annotation file", "No such file or directory")),
+    "annotation: 2 GiB": Case(huge_annotation, AnnotationError, ("annotation file larger than 64 MiB",)),
     "annotation: missing": Case(missing_annotation, CorpusError, ("no annotation file (.csv_bi or .csv)",)),
     # corpus
     "patient in two splits": Case(patient_in_two_splits, CorpusError,

@@ -34,7 +34,9 @@ Annotation files (``.csv_bi`` and ``.csv`` share the format)::
     TERM,36.8100,70.2300,seiz,1.0000
 
 Times are seconds from the start of the recording; a row covers [start_time, stop_time). An annotation must be a
-regular file: it is opened without blocking and refused otherwise.
+regular file: it is opened without blocking and refused otherwise. It must also be smaller than
+:data:`MAX_ANNOTATION_BYTES` (the largest TUSZ annotation is well under a megabyte): it is read whole, so a huge file
+named ``.csv_bi`` would otherwise cost the build several times its size in memory.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ POLICIES = ("official_tusz", "patient_disjoint")
 CSV_VERSION = "csv_v1.0.0"
 COLUMNS = ("channel", "start_time", "stop_time", "label", "confidence")
 BACKGROUND = "bckg"
+MAX_ANNOTATION_BYTES = 64 * 2**20  # read at most this much (+1 byte) of an annotation file
 END_TOLERANCE_S = 1e-3  # TUSZ rounds stop times; a last row may overshoot the header duration slightly
 DEV_EXCLUDED = "official dev split is not used under patient_disjoint (dev is drawn from official train)"
 
@@ -90,9 +93,12 @@ def _number(text: str, what: str, path: Path, line: int) -> float:
 def _read_lines(path: Path) -> list[str]:
     try:
         with open_regular(path) as handle:  # a FIFO or device would block or never end
-            data = handle.read()
+            data = handle.read(MAX_ANNOTATION_BYTES + 1)
     except OSError as exc:
         raise AnnotationError(f"cannot read annotation file: {exc.strerror or exc}", path) from exc
+    if len(data) > MAX_ANNOTATION_BYTES:
+        raise AnnotationError(f"annotation file larger than {MAX_ANNOTATION_BYTES // 2**20} MiB: not a TUSZ annotation",
+                              path)  # fmt: skip
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -45,8 +45,9 @@ class Header:
 
 
 def check(path: Path) -> Header:
-    """The layout of EDF file ``path``; RecordingError naming what is wrong: a BDF file, an unreadable header, a
-    record count of -1, data longer or shorter than the header says, or an EDF+D file with gaps."""
+    """The layout of EDF file ``path``; RecordingError naming what is wrong: a BDF file, an unreadable header (a data
+    record duration that is not positive included), a record count of -1, data longer or shorter than the header says,
+    or an EDF+D file with gaps."""
     try:
         with open(path, "rb") as handle:
             fixed = handle.read(FIXED_BYTES)
@@ -103,6 +104,9 @@ def _parse(path: Path, fixed: bytes, handle: BinaryIO, size: int) -> Header:
     if any(n < 0 for n in samples) or not any(samples):
         raise RecordingError(f"not a readable EDF file (samples per data record {list(samples)})", path)
     record_s = Decimal(_number(path, fixed[244:252], "data record duration", Decimal))
+    if record_s <= 0:  # edfio would divide by it, or give signals no sampling rate
+        raise RecordingError(f"not a readable EDF file (data record duration {record_s} s in the header is not "
+                             "positive)", path)  # fmt: skip
     reserved = fixed[192:236].decode("latin-1").strip()
     return Header(records, record_s, labels, samples, header_bytes, reserved)
 

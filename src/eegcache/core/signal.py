@@ -214,5 +214,12 @@ def preprocess(
         for i, row in enumerate(block):
             x[i] = form_channel(electrodes, rows[row])
         x = resample_to(x, rate, sample_rate)
-        eeg[block] = zscore_clip(zero_phase(x, *sections), clip)
+        with np.errstate(over="ignore", invalid="ignore"):  # reported below, naming the channels
+            x = zscore_clip(zero_phase(x, *sections), clip)
+        broken = [rows[row] for row, finite in zip(block, np.isfinite(x).all(axis=1)) if not finite]
+        if broken:  # finite µV values too large for float64 statistics (a calibration of 1e300 µV): not a signal
+            names = ", ".join("-".join(channel) for channel in broken)
+            raise RecordingError(f"non-finite values after preprocessing channel(s) {names}: their samples (from the "
+                                 "header's calibration) are too large to filter and z-score")  # fmt: skip
+        eeg[block] = x
     return Processed(eeg=eeg, labels=label_mask(seizures, n_out, sample_rate), zero_filled=zero_filled)

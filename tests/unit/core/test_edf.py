@@ -98,10 +98,11 @@ PHYSICAL_MIN_1 = (256 + 2 * (16 + 80 + 8), 8)  # physical minimum of the first o
 
 @pytest.mark.parametrize(
     ("field", "text", "reason"),
-    [(RECORD_DURATION, "-1", "recording duration -10 s in the header is not a positive number"),
+    [(RECORD_DURATION, "-1", "data record duration -1 s in the header is not positive"),
+     (RECORD_DURATION, "0", "data record duration 0 s in the header is not positive"),
      (RECORD_DURATION, "1e308", "recording duration inf s in the header is not a positive number"),
      (PHYSICAL_MIN_1, "nan", "non-finite samples in EEG channels FP1")],
-    ids=["negative record duration", "huge record duration", "nan physical minimum"],
+    ids=["negative record duration", "zero record duration", "huge record duration", "nan physical minimum"],
 )  # fmt: skip
 def test_header_numbers_that_edfio_accepts_but_make_no_recording(tmp_path, field, text, reason):
     """edfio reads these without complaint: a negative or huge record duration gives a negative rate or an infinite
