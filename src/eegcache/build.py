@@ -104,7 +104,10 @@ def make_plan(config: Config, base_dir: Path) -> Plan:
     params = stage_params(config)
     params_hash = stable_hash(params)
     code = code_digest()
-    tasks = [make_task(ref, split, annotation, params_hash, code) for ref, split, annotation in parsed]
+    # a recording's bytes depend on the preprocess params alone (the split and the inputs are keyed beside them);
+    # on_error and prefer_montage_folders choose which recordings a cache holds, so switching them reuses the rest
+    shaping = stable_hash(params["preprocess"])
+    tasks = [make_task(ref, split, annotation, shaping, code) for ref, split, annotation in parsed]
     if not tasks:  # fail before out_dir is touched (an earlier cache there stays as it was); no metadata lists why
         for entry in skipped:
             log.warning("skipped %s: %s", entry["file"], entry["reason"])

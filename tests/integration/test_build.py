@@ -163,6 +163,31 @@ def test_a_recording_that_turns_bad_leaves_no_stale_output(base_config, corpus_c
     assert verify(second.cache_dir, deep=True).ok
 
 
+def test_rerun_with_skip_after_a_failed_build_reuses_what_it_built(base_config, corpus_copy, tmp_path):
+    """The usual way through a bad file on a long build: on_error=fail stops at it, the rerun with skip builds only
+    what was not done. on_error and prefer_montage_folders decide which recordings a cache holds, not the bytes of
+    one, so they are no part of a recording's key (switching rebuilt every recording before)."""
+    _plant_junk(corpus_copy)
+    work = tmp_path / "work"
+    with pytest.raises(RecordingError, match="zzzzzzzz_s001_t000.edf"):
+        run_build(make_config(base_config, corpus_copy, work, build={"workers": 1}))
+    built = len(list((work / "cache" / "tusz").rglob(f"*{store.SUFFIX}")))
+    recordings = len(list(corpus_copy.rglob("*.edf")))
+    assert built > 0
+    skip = make_config(base_config, corpus_copy, work, build={"workers": 1, "on_error": "skip"})
+    second = run_build(skip)
+    assert (second.reused, second.processed) == (built, recordings - built)
+    assert len(second.metadata["files"]) == recordings - 1 and len(second.metadata["skipped"]) == 1
+    preferred = make_config(base_config, corpus_copy, work, build={"workers": 1, "on_error": "skip"},
+                            data={"prefer_montage_folders": ("03_tcp_ar_a",)})  # fmt: skip
+    third = run_build(preferred)
+    assert (third.reused, third.processed) == (recordings - 1, 1)  # the junk is tried again, nothing else
+    assert third.metadata["params"]["data"]["prefer_montage_folders"] == ["03_tcp_ar_a"]
+    clean = run_build(make_config(base_config, corpus_copy, tmp_path / "clean", data={"prefer_montage_folders":
+                                  ("03_tcp_ar_a",)}, build={"workers": 1, "on_error": "skip"}))  # fmt: skip
+    assert tree_bytes(third.cache_dir) == tree_bytes(clean.cache_dir)
+
+
 def test_bad_recording_is_skipped_and_recorded(base_config, corpus_copy, tmp_path):
     missing = sorted(corpus_copy.rglob("*.csv_bi"))[-1]
     missing.unlink()

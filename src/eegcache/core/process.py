@@ -41,7 +41,7 @@ class Task:
     split: str
     patient: str
     annotation: Path
-    key_parts: tuple[str, str, str]  # params hash, code digest, annotation suffix: the key minus input digests
+    key_parts: tuple[str, str, str]  # preprocess params hash, code digest, annotation suffix: key minus inputs
     annotation_duration_s: float
     seizures: tuple[tuple[float, float], ...]
 
@@ -70,13 +70,14 @@ def code_digest() -> str:
 
 def make_task(ref: RecordingRef, split: str, annotation: Annotation, params_hash: str, code: str) -> Task:
     """The task for recording ``ref`` in ``split`` with its parsed ``annotation``; the output goes to
-    ``<split>/<bname>.npz`` in the cache."""
+    ``<split>/<bname>.npz`` in the cache. ``params_hash``: of the params that shape the output's bytes (the build
+    passes the ``preprocess`` section's)."""
     return Task(ref.edf, ref.relpath, f"{split}/{ref.bname}{store.SUFFIX}", split, ref.patient, annotation.path,
                 (params_hash, code, annotation.path.suffix), annotation.duration_s, annotation.seizures)  # fmt: skip
 
 
 def recording_key(key_parts: tuple[str, str, str], split: str, edf_md5: str, annotation_md5: str) -> str:
-    """What one output depends on: params, code, split and the content of its two input files."""
+    """What one output depends on: preprocess params, code, split and the content of its two input files."""
     params_hash, code, suffix = key_parts
     return stable_hash([params_hash, code, split, edf_md5, annotation_md5, suffix])
 
