@@ -26,6 +26,7 @@ from eegcache.shards import build_shard, merge_shards, plan_shards
 from eegcache.validate import verify
 from tests.conftest import REPO, make_config
 from tests.integration.test_bad_input import eeg_edf
+from tests.unit.core.test_discover import unreadable_folder
 
 pytestmark = pytest.mark.integration
 NAME_RULE = "EDF name does not follow <patient>_sNNN_tNNN.edf (patient = 8 lowercase letters)"
@@ -270,6 +271,23 @@ def test_hidden_and_linked_folders_are_reported_and_recorded(small, base_config,
     assert f"{small / 'edf/train/.backup'}: hidden folder: not searched" in caplog.text
     first = (summary.cache_dir / store.METADATA_NAME).read_bytes()
     assert (run_build(cfg).cache_dir / store.METADATA_NAME).read_bytes() == first
+
+
+def test_a_folder_that_cannot_be_read_is_skipped_or_stops_the_build_naming_it(small, base_config, tmp_path, caplog):
+    """A folder of the corpus that cannot be listed (here: past PATH_MAX, as tests run as root) is that folder's
+    problem, like an unreadable file: skip builds the rest and records it in ``unsearched``; fail stops naming it.
+    It stopped the build under skip too before."""
+    deep = unreadable_folder(small / "edf/train" / train_ref(small).patient)
+    folder = f"edf/train/{train_ref(small).patient}/{deep}"
+    with pytest.raises(CorpusError, match="cannot read folder: File name too long") as err:
+        build(small, tmp_path / "fail", base_config, on_error="fail")
+    assert err.value.path == str(small / folder)
+    with caplog.at_level(logging.WARNING, logger="eegcache"):
+        _, summary = build(small, tmp_path / "skip", base_config)
+    meta = summary.metadata
+    assert set(meta["files"]) == outputs(small) and meta["skipped"] == []
+    assert meta["unsearched"] == [{"folder": folder, "reason": "cannot read folder: File name too long"}]
+    assert "cannot read folder: File name too long (no recording in it is built)" in caplog.text
 
 
 # --- no recording built ----------------------------------------------------------------------------------------------

@@ -20,8 +20,8 @@ link leading outside the root or to such a file, and a name shared by two EDFs. 
 folders of one session (TUSZ v2.0.0/v2.0.1) keep the copy in the first folder of ``data.prefer_montage_folders``
 (default ``01_tcp_ar``, ``02_tcp_le``, ``03_tcp_ar_a``) and record the others as skipped; any other duplicate
 builds no copy. Hidden (``.``-prefixed) folders and symbolic links to folders are not entered and are reported
-(the metadata's ``unsearched``); hidden files (macOS ``._x.edf`` shadows) are not recordings. Only a root that is
-not a folder, a folder that cannot be read, or no EDF at all stops discovery.
+(the metadata's ``unsearched``), as are folders that cannot be read; hidden files (macOS ``._x.edf`` shadows) are
+not recordings. Only a root that is not a folder or cannot be read, or no EDF at all stops discovery.
 
 Annotation files (``.csv_bi`` and ``.csv`` share the format)::
 

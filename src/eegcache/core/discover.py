@@ -28,8 +28,12 @@ what is wrong with one file is that recording's problem, never the corpus's (the
   without zero-filling, and ``03_tcp_ar_a`` (no A1/A2) comes last; the copies share patient, session and split,
   so keeping one cannot leak a patient across splits. An empty preference skips every copy.
 
-Only what is about the whole corpus raises :class:`CorpusError`: a root that is not a folder, a folder that cannot
-be read, no EDF at all.
+- **folders that cannot be read** (no permission, an I/O error) below the root are :attr:`Survey.unreadable`, each
+  with a CorpusError naming the folder: the build stops on the first under ``build.on_error=fail`` and under
+  ``skip`` warns and records it in the metadata's ``unsearched``, as it does for an unreadable file.
+
+Only what is about the whole corpus raises :class:`CorpusError`: a root that is not a folder or cannot be read, no EDF
+at all.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import re
 import stat
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from eegcache.errors import CorpusError
@@ -82,6 +86,7 @@ class Survey:
     problems: list[Problem]  # EDFs refused (names, file types, links, unresolved duplicates)
     superseded: list[Problem]  # duplicate copies set aside for a preferred montage folder
     unsearched: list[tuple[str, str]]  # (folder relpath, reason) of folders not entered
+    unreadable: list[Problem] = field(default_factory=list)  # folders below the root that cannot be read
 
 
 def survey(root: Path, prefer: Sequence[str] = MONTAGE_PREFERENCE) -> Survey:
@@ -94,6 +99,7 @@ def survey(root: Path, prefer: Sequence[str] = MONTAGE_PREFERENCE) -> Survey:
     found: list[RecordingRef] = []
     problems: list[Problem] = []
     unsearched: list[tuple[str, str]] = []
+    unreadable: list[Problem] = []
     todo: list[tuple[Path, tuple[str, ...]]] = [(root, ())]
     while todo:
         folder, parts = todo.pop()
@@ -101,7 +107,11 @@ def survey(root: Path, prefer: Sequence[str] = MONTAGE_PREFERENCE) -> Survey:
             with os.scandir(folder) as listing:
                 entries = {entry.name: entry for entry in listing}
         except OSError as exc:
-            raise CorpusError(f"cannot read folder: {exc.strerror or exc}", folder) from exc
+            error = CorpusError(f"cannot read folder: {exc.strerror or exc}", folder)
+            if not parts:
+                raise error from exc
+            unreadable.append(Problem("/".join(parts), error))
+            continue
         for name, entry in sorted(entries.items()):
             rel = "/".join((*parts, name))
             if entry.is_dir(follow_symlinks=False):
@@ -117,12 +127,14 @@ def survey(root: Path, prefer: Sequence[str] = MONTAGE_PREFERENCE) -> Survey:
                 except CorpusError as exc:
                     problems.append(Problem(rel, exc))
     if not found and not problems:
-        passed = "; ".join(f"{folder}: {reason}" for folder, reason in sorted(unsearched))
+        not_read = [(p.relpath, p.error.reason) for p in unreadable]
+        passed = "; ".join(f"{folder}: {reason}" for folder, reason in sorted([*unsearched, *not_read]))
         raise CorpusError("no .edf files found under the corpus root" + (f" (not searched: {passed})" if passed else ""),
                           root)  # fmt: skip
     refs, superseded = _settle_duplicates(found, prefer, problems)
     return Survey(sorted(refs, key=lambda r: r.relpath), sorted(problems, key=lambda p: p.relpath),
-                  sorted(superseded, key=lambda p: p.relpath), sorted(unsearched))  # fmt: skip
+                  sorted(superseded, key=lambda p: p.relpath), sorted(unsearched),
+                  sorted(unreadable, key=lambda p: p.relpath))  # fmt: skip
 
 
 def discover(root: Path, prefer: Sequence[str] = MONTAGE_PREFERENCE) -> list[RecordingRef]:

@@ -157,7 +157,7 @@ def cache_metadata(
     ``code``: :func:`code_digest`; ``inputs``: one (EDF relpath, EDF md5, annotation md5 or None) per recording
     of the corpus; ``files``: output rel path -> entry as :func:`process` returns; ``skipped``/``excluded``:
     {"file", "reason"} of recordings not built (:func:`skipped_entry`; the split policy's exclusions);
-    ``unsearched``: {"folder", "reason"} of folders discovery did not enter (hidden, symbolic links).
+    ``unsearched``: {"folder", "reason"} of folders discovery did not enter (hidden, symbolic links, unreadable).
     """
     preprocess = params["preprocess"]
     return {

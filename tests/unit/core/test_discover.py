@@ -176,18 +176,29 @@ def test_only_corpus_wide_problems_raise(tmp_path, tmp_path_factory):
     assert [p.relpath for p in discover.survey(tmp_path).problems] == ["edf/train/bad name.edf"]
 
 
-def test_a_folder_that_cannot_be_read_stops_discovery(root):
-    """Tests run as root, where modes do not stop reads; a path past PATH_MAX (4,096 bytes) does."""
+def unreadable_folder(parent: Path) -> str:
+    """A chain of folders under ``parent`` whose deepest cannot be listed -> its path relative to ``parent``. Tests
+    run as root, where modes do not stop reads; a path past PATH_MAX (4,096 bytes) does."""
     here = os.getcwd()
-    os.chdir(root / "edf/train")
+    os.chdir(parent)
     try:
         for _ in range(20):
             os.mkdir("d" * 250)
             os.chdir("d" * 250)
     finally:
         os.chdir(here)
-    with pytest.raises(CorpusError, match="cannot read folder: File name too long"):
-        discover.survey(root)
+    depth = next(n for n in range(1, 21) if len(str(parent / "/".join(["d" * 250] * n))) >= 4096)
+    return "/".join(["d" * 250] * depth)
+
+
+def test_a_folder_that_cannot_be_read_is_reported_with_its_reason(root):
+    """A folder below the root is one folder's problem (the build decides: fail stops, skip records it)."""
+    deep = unreadable_folder(root / "edf/train")
+    found = discover.survey(root)
+    assert [r.relpath for r in found.refs] == [GOOD] and found.problems == []
+    assert [(p.relpath, p.error.reason) for p in found.unreadable] == [(f"edf/train/{deep}",
+                                                                         "cannot read folder: File name too long")]
+    assert found.unreadable[0].error.path == str(root / "edf/train" / deep)
 
 
 def test_config_default_is_the_discovery_default():
