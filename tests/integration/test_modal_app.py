@@ -253,8 +253,8 @@ def test_build_cache_plans_once_and_matches_dvc_repro_in_a_read_only_container(d
     from eegcache.core import corpus
 
     listed = []
-    discover = corpus.discover
-    monkeypatch.setattr(corpus, "discover", lambda raw: listed.append(raw) or discover(raw))
+    survey = corpus.survey  # what make_plan lists the corpus with (discover is its strict form)
+    monkeypatch.setattr(corpus, "survey", lambda *args: listed.append(args) or survey(*args))
     vol = tmp_path / "results"
     overrides = f"data.raw_dir={project / 'data' / 'tusz_demo'} cache.volume_root={vol}"
     with container(deployed, project, tmp_path / "project") as root:
