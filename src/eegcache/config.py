@@ -9,6 +9,8 @@ caller's overrides ask for and where a version differs.
 
 from __future__ import annotations
 
+import copy
+
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -280,12 +282,21 @@ def compose(project: Path, overrides: Sequence[str] = (), local: bool = False) -
     if not (config_dir / f"{CONFIG_NAME}.yaml").is_file():
         raise ConfigError(f"no {CONFIG_NAME}.yaml here: not an eegcache project (or run from its root)", config_dir)
     extra = [f"+{LOCAL}=default"] if local and (config_dir / LOCAL / "default.yaml").is_file() else []
-    try:
-        with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base=None):
-            cfg = hydra_compose(config_name=CONFIG_NAME, overrides=[*overrides, *extra])
-        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-    except (HydraException, OmegaConfBaseException) as exc:
-        raise ConfigError(f"cannot compose the configuration with {list(overrides)}: {exc}", config_dir) from exc
+    # A command composes the same overrides more than once (resolve: the config, then what the overrides ask for);
+    # Hydra takes ~0.2 s a time. The key holds every file of conf/ with its size and mtime, so an edit recomposes.
+    key = (str(config_dir.resolve()), tuple(overrides), tuple(extra),
+           tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(config_dir.rglob("*.yaml"))))
+    if key not in _COMPOSED:
+        try:
+            with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base=None):
+                cfg = hydra_compose(config_name=CONFIG_NAME, overrides=[*overrides, *extra])
+            _COMPOSED[key] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+        except (HydraException, OmegaConfBaseException) as exc:
+            raise ConfigError(f"cannot compose the configuration with {list(overrides)}: {exc}", config_dir) from exc
+    return copy.deepcopy(_COMPOSED[key])
+
+
+_COMPOSED: dict[tuple[Any, ...], dict[str, Any]] = {}
 
 
 def load(project: Path = Path(), overrides: Sequence[str] = (), *, params_file: Path | None = None,

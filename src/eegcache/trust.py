@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from eegcache.errors import EegcacheError
 
@@ -40,7 +40,7 @@ def relpath(text: object, where: object = None) -> str:
     parts = text.split("/")
     if text.startswith("/") or any(part in ("", ".", "..") for part in parts):
         raise UnsafeName(f"{text!r} is not a safe relative path (absolute, '..', '.' or an empty part)", where)
-    return str(PurePosixPath(text))
+    return text  # already normal: what PurePosixPath(text) would print
 
 
 def inside(root: Path, *parts: str, where: object = None) -> Path:

@@ -60,9 +60,13 @@ class Check:
 def verify_version(path: Path, version: str, deep: bool = False) -> Check:
     """Is ``path`` a complete, intact copy of ``version`` (``<md5>.dir``)? ``deep`` also hashes every file."""
     meta_path = path / store.METADATA_NAME
-    try:
-        metadata = store.read_metadata(path)
+    try:  # read once: the bytes hashed into the version are the ones verified
         metadata_bytes = meta_path.read_bytes()
+        metadata = store.parse_metadata(metadata_bytes, meta_path)
+    except FileNotFoundError:
+        return Check(path, (f"{meta_path}: metadata missing",))
+    except OSError as exc:
+        return Check(path, (f"{meta_path}: metadata unreadable ({exc.strerror or exc})",))
     except CacheError as exc:
         return Check(path, (str(exc),))
     files = metadata.get("files")
@@ -72,7 +76,7 @@ def verify_version(path: Path, version: str, deep: bool = False) -> Check:
         why = f"{meta_path}: its file list makes version {found}, not the expected {version}"
         return Check(path, (why,), damaged=(store.METADATA_NAME,))
     # deep: content hashes only; they equal the md5s that make up the version hash checked above
-    verdict = validate.verify(path, deep=deep, threads=2 * (os.cpu_count() or 1), arrays=False)
+    verdict = validate.verify(path, deep=deep, threads=2 * (os.cpu_count() or 1), arrays=False, metadata=metadata)
     params = metadata.get("params") if isinstance(metadata.get("params"), dict) else None
     return Check(path, verdict.problems, verdict.damaged, verdict.files, verdict.bytes, params)
 

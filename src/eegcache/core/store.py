@@ -256,10 +256,20 @@ def read_metadata(cache_dir: Path) -> dict[str, Any]:
     """The cache's metadata; CacheError when it is missing (an incomplete build) or not valid JSON."""
     path = cache_dir / METADATA_NAME
     try:
-        metadata = json.loads(path.read_text())
+        data = path.read_bytes()
     except FileNotFoundError as exc:
         raise CacheError("metadata missing: the cache was never completed (build it or pull it)", path) from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except OSError as exc:
+        raise CacheError(f"metadata unreadable ({exc})", path) from exc
+    return parse_metadata(data, path)
+
+
+def parse_metadata(data: bytes, path: Path) -> dict[str, Any]:
+    """Metadata from the bytes of ``path`` (read once by a caller that also hashes them); CacheError when they are
+    not JSON of our schema version."""
+    try:
+        metadata = json.loads(data.decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CacheError(f"metadata unreadable ({exc})", path) from exc
     if not isinstance(metadata, dict) or metadata.get("schema_version") != SCHEMA_VERSION:
         found = metadata.get("schema_version") if isinstance(metadata, dict) else None
