@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import numbers
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -87,8 +88,23 @@ def train(config: Config, cache_dir: Path, where: Path, commit: Callable[[], Non
         store.atomic_write(where / "run.json", store.dump_json(record))
     commit()
     started = time.perf_counter()
-    metrics = dict(trainer(cache_dir=cache_dir, config=config, run_dir=where, checkpoint_dir=checkpoint, commit=commit))
+    returned = trainer(cache_dir=cache_dir, config=config, run_dir=where, checkpoint_dir=checkpoint, commit=commit)
+    metrics = _metrics(returned, config.train.entrypoint, where)
     result = {"metrics": metrics, "seconds": round(time.perf_counter() - started, 3), "run_dir": str(where)}
     store.atomic_write(result_file, store.dump_json(result))
     commit()
     return result
+
+
+def _metrics(returned: object, entrypoint: str, where: Path) -> dict[str, int | float]:
+    """The trainer's metrics as JSON numbers (numpy scalars converted); TrainError naming the entrypoint for
+    anything else, before result.json is written (the run stays unfinished, its checkpoints kept)."""
+    if not isinstance(returned, Mapping):
+        raise TrainError(f"train.entrypoint = {entrypoint!r} returned a {type(returned).__name__}; expected a "
+                         "mapping of metric names to numbers", where)  # fmt: skip
+    bad = [repr(k) for k, v in returned.items() if not isinstance(k, str) or not isinstance(v, numbers.Real)]
+    if bad:
+        raise TrainError(f"train.entrypoint = {entrypoint!r} returned metrics that are not a name and a number: "
+                         f"{', '.join(bad)}", where)  # fmt: skip
+    return {k: v if isinstance(v, bool) else int(v) if isinstance(v, numbers.Integral) else float(v)
+            for k, v in returned.items()}  # fmt: skip

@@ -1,0 +1,30 @@
+"""Training runs on the volume: the trainer ``train.entrypoint`` names, its run directory and what it returns."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from eegcache import config, runs
+from eegcache.errors import TrainError
+from tests.conftest import REPO
+
+
+def _config(entrypoint: str) -> config.Config:
+    return config.load(REPO, [f"train.entrypoint=tests.fixtures.my_trainer:{entrypoint}"], local=False)
+
+
+def test_numpy_metrics_are_written_as_json_numbers(tmp_path):
+    result = runs.train(_config("numpy_metrics"), tmp_path / "cache", tmp_path / "run")
+    assert result["metrics"] == {"auroc": 0.75, "windows": 3}
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["metrics"] == {"auroc": 0.75, "windows": 3}
+
+
+@pytest.mark.parametrize(("entrypoint", "message"), [("no_metrics", "returned a NoneType"),
+                                                     ("text_metrics", "not a name and a number: 'auroc'")])  # fmt: skip
+def test_a_trainer_returning_no_metrics_is_a_train_error_and_leaves_the_run_unfinished(tmp_path, entrypoint, message):
+    with pytest.raises(TrainError, match=message) as caught:
+        runs.train(_config(entrypoint), tmp_path / "cache", tmp_path / "run")
+    assert f"my_trainer:{entrypoint}" in str(caught.value)
+    assert (tmp_path / "run" / "run.json").exists() and not (tmp_path / "run" / "result.json").exists()
