@@ -208,6 +208,33 @@ def test_a_users_trainer_gets_the_cache_and_config_and_resumes_from_its_checkpoi
     assert json.loads((run / "run.json").read_text())["config"]["train"]["entrypoint"] == "tests.fixtures.my_trainer:fit"
 
 
+def test_a_retried_train_call_without_a_run_id_resumes_in_its_own_run(deployed, project, tmp_path, monkeypatch):
+    """``modal run ...::train`` passes no run id; Modal retries a preempted input under the same input id (another
+    attempt token), set here as the SDK's container entrypoint sets it: the retry goes on in the same run."""
+    from modal._runtime.execution_context import _set_current_context_ids
+
+    version = remote.version_at(project).hash
+    stand_ins = f"cache.volume_root={tmp_path / 'results'} cache.mount_point="
+    plugin = f"{stand_ins} train.entrypoint=tests.fixtures.my_trainer:fit train.epochs=4"
+    with container(deployed, project, tmp_path / "project") as root:
+        deployed.prepare.local(version, stand_ins, project=str(root))
+        monkeypatch.setenv("MY_TRAINER_STOP_AFTER", "2")
+        for attempt in ("attempt-1", "attempt-2"):
+            reset = _set_current_context_ids(["in-01retried"], ["fc-01retried"], [attempt])
+            try:
+                if attempt == "attempt-1":
+                    with pytest.raises(my_trainer.Preempted):
+                        deployed.train.local(version, plugin, project=str(root))
+                    monkeypatch.delenv("MY_TRAINER_STOP_AFTER")
+                else:
+                    out = deployed.train.local(version, plugin, project=str(root))
+            finally:
+                reset()
+        fresh = deployed.train.local(version, plugin, project=str(root))  # outside a Modal input: a new run
+    assert Path(out["run_dir"]).name == "in-01retried" and out["metrics"]["resumed_from"] == 2
+    assert Path(fresh["run_dir"]).name != "in-01retried" and fresh["metrics"]["resumed_from"] == 0
+
+
 def test_an_entrypoint_that_does_not_import_is_a_config_error():
     with pytest.raises(ConfigError, match="modal.local_packages"):
         runs.load_trainer("no_such_package.fit:main")
