@@ -31,7 +31,7 @@ from typing import Any
 import modal
 from rich.console import Console
 
-from eegcache import build, config, deployment, remote, resolve, runs, shards, volume
+from eegcache import build, config, deployment, remote, resolve, runs, shards, trust, volume
 from eegcache.errors import ConfigError
 
 CONTAINER_PROJECT = "/root/project"
@@ -98,7 +98,10 @@ def _reload_volume() -> None:
 
 def _split(overrides: str) -> list[str]:
     """Hydra overrides given as one string (``modal run`` parses only plain types), split as a shell would."""
-    return shlex.split(overrides)
+    try:
+        return shlex.split(overrides)
+    except ValueError as exc:  # an unclosed quote
+        raise ConfigError(f"--overrides {overrides!r}: {exc}; quote values as in a shell") from exc
 
 
 def _project(project: str) -> Path:
@@ -255,6 +258,10 @@ def build_cache(overrides: str = "", project: str = "", push: bool = True) -> di
               timeout=SETTINGS.verify_timeout_s, retries=_retries(SETTINGS.retries), secrets=[aws])  # fmt: skip
 def verify(version: str, deep: bool = False, project: str = "") -> dict[str, Any]:
     """``remote-verify`` of ``version`` on the DVC remote: every object present (``deep``: re-hashed). Read-only."""
+    try:
+        trust.version_id(version)  # it names S3 keys: never a path out of the remote's prefix
+    except trust.UnsafeName as exc:
+        raise ConfigError(f"--version: {exc.reason}") from exc
     root = _project(project)
     verdict = remote.verify_remote(root, deep=deep, version=remote.Version("modal", version, 0, 0))
     for problem in verdict.problems:

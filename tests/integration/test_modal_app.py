@@ -274,6 +274,19 @@ def test_allow_build_is_refused_with_the_way_to_build_on_cpus(deployed, project,
     assert not any(tmp_path.iterdir())  # refused before anything was written
 
 
+@pytest.mark.parametrize("version", ["../../etc", "x; rm -rf /", "0123456789abcdef0123456789abcdef"])
+def test_verify_refuses_a_version_that_is_not_a_cache_version_before_reaching_s3(deployed, project, version):
+    with pytest.raises(ConfigError, match="--version: .* is not a (DVC object id|cache version)"):
+        deployed.verify.local(version, project=str(project))
+
+
+@pytest.mark.parametrize("function", ["prepare", "train"])
+def test_an_unclosed_quote_in_the_overrides_is_a_config_error(deployed, project, tmp_path, function):
+    with pytest.raises(ConfigError, match="--overrides .*quote"):
+        getattr(deployed, function).local(remote.version_at(project).hash, "train.entrypoint='my_pkg:fit",
+                                          project=str(project))  # fmt: skip
+
+
 def test_build_cache_plans_once_and_matches_dvc_repro_in_a_read_only_container(deployed, project, tmp_path, monkeypatch):
     """The sharded build (each shard's body run here) gives the version `dvc repro` recorded in dvc.lock; the
     corpus is listed once (by build_cache), never by a shard."""
