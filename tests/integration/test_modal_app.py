@@ -289,17 +289,18 @@ def test_an_unclosed_quote_in_the_overrides_is_a_config_error(deployed, project,
 
 def test_build_cache_plans_once_and_matches_dvc_repro_in_a_read_only_container(deployed, project, tmp_path, monkeypatch):
     """The sharded build (each shard's body run here) gives the version `dvc repro` recorded in dvc.lock; the
-    corpus is listed once (by build_cache), never by a shard."""
+    corpus is listed and each annotation parsed once (by build_cache), never by a shard."""
     from eegcache.core import corpus
 
-    listed = []
-    discover = corpus.discover
-    monkeypatch.setattr(corpus, "discover", lambda raw: listed.append(raw) or discover(raw))
+    listed, parsed = [], []
+    survey, parse = corpus.survey, corpus.parse_annotation  # what build.make_plan calls
+    monkeypatch.setattr(corpus, "survey", lambda *args: listed.append(args) or survey(*args))
+    monkeypatch.setattr(corpus, "parse_annotation", lambda path: parsed.append(path) or parse(path))
     vol = tmp_path / "results"
     overrides = f"data.raw_dir={project / 'data' / 'tusz_demo'} cache.volume_root={vol}"
     with container(deployed, project, tmp_path / "project") as root:
         summary = deployed.build_cache.local(overrides, project=str(root))
-        assert len(listed) == 1
+        assert len(listed) == 1 and len(parsed) == len(set(parsed)) == summary["files"]
         assert summary["version"] == remote.version_at(project).hash
         assert files(Path(summary["path"])) == files(project / "cache" / "tusz")
         assert remote.verify_remote(project).ok
