@@ -274,7 +274,9 @@ def prepare_and_train(version: str, overrides: str = "", local: bool = False, **
     ``conf/modal/default.yaml``'s prices). ``local``: both bodies here (``.local()``), as ``make demo`` does."""
     call = (lambda function: function.local) if local else (lambda function: function.remote)
     prepared = call(prepare)(version, overrides, **where)
-    trained = call(train)(version, overrides, run_id=runs.new_run_id(), **where)
+    run_id = runs.new_run_id()
+    print(f"train started (run {run_id}): from here, `modal run --detach` keeps it going if this terminal closes")
+    trained = call(train)(version, overrides, run_id=run_id, **where)
     spent = [deployment.Spent(**prepared["spent"]), deployment.Spent(**trained["spent"])]
     print("\n".join(deployment.cost_lines(spent, SETTINGS)))
     return {"prepare": prepared, **trained, "spent": [prepared["spent"], trained["spent"]]}
