@@ -12,7 +12,9 @@ import importlib.util
 import json
 import re
 import shlex
+import sys
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 
 import modal
@@ -133,6 +135,14 @@ def test_the_image_adds_the_users_packages_and_extra_pins_from_the_modal_config(
     modules = [e.module_name for layer in modal_image.layers(image) for e in layer.entries if hasattr(e, "module_name")]
     assert modules == ["eegcache", "tests"]
     assert "local_packages: []" in (REPO / "conf" / "modal" / "default.yaml").read_text()  # none by default
+
+
+def test_the_images_eegcache_source_knows_its_version_without_installed_metadata():
+    """The image adds eegcache as source only (no dist-info, like ``python -S`` here) and every cache's metadata
+    records ``package_version``: a Modal build writes a local build's bytes only if both know the same version."""
+    proc = sh(sys.executable, "-S", "-c", "import eegcache; print(eegcache.__version__)", cwd=REPO,
+              env={"PYTHONPATH": str(REPO / "src")})  # fmt: skip
+    assert proc.stdout.strip() == metadata.version("eegcache") != ""
 
 
 def test_the_image_adds_conf_and_the_dvc_metadata_and_nothing_else_of_the_project(app):
