@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 import numbers
 import time
 import uuid
@@ -35,6 +36,7 @@ from eegcache.errors import ConfigError, TrainError
 
 OUTPUT_FIELDS = ("metrics_file", "roc_file", "model_file")  # where a run writes, not what it trains
 Trainer = Callable[..., Mapping[str, Any]]
+KEYWORDS = ("cache_dir", "config", "run_dir", "checkpoint_dir", "commit")  # what a trainer is called with
 
 
 def config_hash(config: Config) -> str:
@@ -66,6 +68,13 @@ def load_trainer(entrypoint: str) -> Trainer:
     function = getattr(module, name, None)
     if not callable(function):
         raise ConfigError(f"train.entrypoint = {entrypoint!r}: {module_name} has no function {name}")
+    try:
+        inspect.signature(function).bind(**dict.fromkeys(KEYWORDS))
+    except TypeError as exc:
+        raise ConfigError(f"train.entrypoint = {entrypoint!r} does not take the trainer's keywords "
+                          f"{', '.join(KEYWORDS)} ({exc}); see eegcache/runs.py") from exc  # fmt: skip
+    except ValueError:  # no signature to read (some builtins): the call will tell
+        pass
     return function
 
 

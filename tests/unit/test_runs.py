@@ -7,7 +7,7 @@ import json
 import pytest
 
 from eegcache import config, runs
-from eegcache.errors import TrainError
+from eegcache.errors import ConfigError, TrainError
 from tests.conftest import REPO
 
 
@@ -28,3 +28,13 @@ def test_a_trainer_returning_no_metrics_is_a_train_error_and_leaves_the_run_unfi
         runs.train(_config(entrypoint), tmp_path / "cache", tmp_path / "run")
     assert f"my_trainer:{entrypoint}" in str(caught.value)
     assert (tmp_path / "run" / "run.json").exists() and not (tmp_path / "run" / "result.json").exists()
+
+
+@pytest.mark.parametrize("entrypoint", ["os:system", "json:dumps", "shutil:copy"])
+def test_an_entrypoint_that_does_not_take_the_trainers_keywords_is_a_config_error_before_it_runs(entrypoint):
+    with pytest.raises(ConfigError, match="does not take the trainer's keywords cache_dir, config"):
+        runs.load_trainer(entrypoint)
+
+
+def test_the_baseline_and_the_test_trainer_take_the_trainers_keywords():
+    assert runs.load_trainer("eegcache.train:baseline") and runs.load_trainer("tests.fixtures.my_trainer:fit")
