@@ -43,6 +43,7 @@ SETTINGS = CONTAINER.modal
 VOLUME_PATH, RAW_MOUNT, CACHE_MOUNT = CONTAINER.cache.volume_root, CONTAINER.data.raw_dir, CONTAINER.cache.mount_point
 DVC_FILES = (".dvc/config", "dvc.yaml", "dvc.lock", "params.yaml")
 LOCK = "requirements.lock"  # the runtime dependencies pinned from pyproject.toml (`make lock`)
+IMAGE_LOCK = "/.requirements.txt"  # where pip_install_from_requirements copies it in the image (modal/_image.py)
 AWS_KEYS = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
 
 
@@ -54,8 +55,8 @@ def _image(settings: deployment.ModalConfig = SETTINGS) -> modal.Image:
         .apt_install("git")
         .pip_install_from_requirements(str(PROJECT / LOCK))
     )
-    if settings.pip_extra:
-        image = image.pip_install(*settings.pip_extra)
+    if settings.pip_extra:  # constrained by the lock: an extra that needs another numpy fails the image build
+        image = image.pip_install(*settings.pip_extra, extra_options=f"-c {IMAGE_LOCK}")
     image = (
         image.env({"EEGCACHE_PROJECT": CONTAINER_PROJECT, "DVC_NO_ANALYTICS": "1"})
         .add_local_python_source("eegcache", *settings.local_packages)

@@ -128,10 +128,13 @@ def test_the_image_installs_exactly_the_runtime_lock(app):
 
 
 def test_the_image_adds_the_users_packages_and_extra_pins_from_the_modal_config(app):
-    settings = dataclasses.replace(app.SETTINGS, local_packages=("tests",), pip_extra=("six==1.16.0",))
+    settings = dataclasses.replace(app.SETTINGS, local_packages=("tests",), pip_extra=("einops==0.8.0",))
     image = app._image(settings)
     installs = [c for c in modal_image.commands(image) if "pip install" in c and "upgrade" not in c]
-    assert installs == ["RUN python -m pip install -r /.requirements.txt", "RUN python -m pip install six==1.16.0"]
+    # the extras are constrained by the lock the first step copied into the image: they never move a locked pin
+    assert installs == ["RUN python -m pip install -r /.requirements.txt",
+                        "RUN python -m pip install einops==0.8.0 -c /.requirements.txt"]  # fmt: skip
+    assert app.IMAGE_LOCK in modal_image.context_files(image)
     modules = [e.module_name for layer in modal_image.layers(image) for e in layer.entries if hasattr(e, "module_name")]
     assert modules == ["eegcache", "tests"]
     assert "local_packages: []" in (REPO / "conf" / "modal" / "default.yaml").read_text()  # none by default
