@@ -137,8 +137,10 @@ def _no_build(cfg: config.Config) -> config.Config:
 
 
 def _offline(overrides: list[str]) -> list[str]:
-    """The caller's overrides with the cache preset replaced by ``offline``: the GPU reads the Volume only."""
-    return [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != "cache"] + ["cache=offline"]
+    """The caller's overrides with the cache preset replaced by ``offline`` and the fast validation: the GPU reads
+    the Volume only and re-hashes nothing (``prepare`` validated the version on CPUs, deeply if asked)."""
+    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ("cache", "cache.validation")]
+    return [*kept, "cache=offline", "cache.validation=fast"]
 
 
 @app.function(image=image, cpu=SETTINGS.prepare_cpu, memory=SETTINGS.prepare_memory_mib,

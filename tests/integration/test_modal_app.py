@@ -183,6 +183,15 @@ def test_prepare_pulls_on_cpus_then_train_reads_the_volume_in_a_read_only_contai
     assert re.search(r"^train .* A100-80GB .* ~\$\d+\.\d{4}$", report, re.M) and "estimated ~$" in report
 
 
+def test_a_deep_validation_is_done_by_prepare_on_cpus_never_again_on_the_gpu(deployed, project, tmp_path):
+    version = remote.version_at(project).hash
+    overrides = f"cache.volume_root={tmp_path / 'results'} cache.mount_point= cache.validation=deep"
+    with container(deployed, project, tmp_path / "project") as root:
+        out = deployed.prepare_and_train(version, overrides, local=True, project=str(root))
+    assert out["prepare"]["resolve"]["attempts"][-1]["reason"].endswith("valid (deep)")
+    assert [a["reason"].rsplit("; ", 1)[-1] for a in out["resolve"]["attempts"]] == ["valid (fast)"]
+
+
 def test_two_runs_never_share_a_directory(deployed, project, tmp_path):
     version = remote.version_at(project).hash
     vol = tmp_path / "results"
