@@ -179,7 +179,8 @@ def train(version: str, overrides: str = "", project: str = "", run_id: str = ""
         raise resolve.ResolveError(f"{exc.reason}\nThe GPU reads the version from the Volume only: put it there "
                                    "with `prepare` (the local entrypoint runs it first)", exc.report) from exc  # fmt: skip
     where = runs.run_dir(resolve.volume_root(cfg, root), version, cfg, _run_id(run_id))
-    result = runs.train(cfg, Path(report.path or ""), where, _commit_volume, tuple(extra))
+    call = modal.current_input_id() or ""  # a retry of this call that finished already gets its result
+    result = runs.train(cfg, Path(report.path or ""), where, _commit_volume, tuple(extra), call)
     print({key: value for key, value in result["metrics"].items() if key.startswith(cfg.train.eval_split)})
     spent = _spent("train", started, SETTINGS.train_cpu, SETTINGS.train_memory_mib, SETTINGS.gpu)
     return {"resolve": report.as_dict(), "metrics": result["metrics"], "run_dir": str(where), "spent": spent}

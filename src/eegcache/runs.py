@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import json
 import numbers
 import time
 import uuid
@@ -79,12 +80,15 @@ def load_trainer(entrypoint: str) -> Trainer:
 
 
 def train(config: Config, cache_dir: Path, where: Path, commit: Callable[[], None] = lambda: None,
-          overrides: tuple[str, ...] = ()) -> dict[str, Any]:  # fmt: skip
+          overrides: tuple[str, ...] = (), call: str = "") -> dict[str, Any]:  # fmt: skip
     """Run the configured trainer on ``cache_dir`` in the run directory ``where`` -> the result (metrics, seconds).
 
     TrainError when ``where`` holds a finished run (runs are never overwritten; a retry of an unfinished one goes
-    on in it, with its checkpoints)."""
+    on in it, with its checkpoints), unless ``call`` (the caller's id, e.g. Modal's input id) is the one that
+    started it: a retry of a call that finished before it could return gets the recorded result."""
     result_file = where / "result.json"
+    if call and result_file.exists() and json.loads((where / "run.json").read_bytes()).get("call") == call:
+        return json.loads(result_file.read_bytes())
     if result_file.exists():
         raise TrainError(f"run {where.name} has finished already and is never written again: start a new run "
                          "(a new run id)", where)  # fmt: skip
@@ -92,7 +96,7 @@ def train(config: Config, cache_dir: Path, where: Path, commit: Callable[[], Non
     checkpoint = where / "checkpoint"
     checkpoint.mkdir(parents=True, exist_ok=True)
     record = {"run_id": where.name, "version": config.cache.version, "config_hash": where.parent.name,
-              "overrides": list(overrides), "config": dataclasses.asdict(config)}  # fmt: skip
+              "overrides": list(overrides), "config": dataclasses.asdict(config), "call": call}  # fmt: skip
     if not (where / "run.json").exists():
         store.atomic_write(where / "run.json", store.dump_json(record))
     commit()

@@ -38,3 +38,16 @@ def test_an_entrypoint_that_does_not_take_the_trainers_keywords_is_a_config_erro
 
 def test_the_baseline_and_the_test_trainer_take_the_trainers_keywords():
     assert runs.load_trainer("eegcache.train:baseline") and runs.load_trainer("tests.fixtures.my_trainer:fit")
+
+
+def test_a_finished_run_is_never_written_again_but_a_retry_of_its_own_call_gets_its_result(tmp_path):
+    """A call that finished (result.json written) and was preempted before it returned is retried by Modal under the
+    same input id: it gets the recorded result. Any other call (another id, or none) is refused."""
+    cfg, where = _config("numpy_metrics"), tmp_path / "run"
+    first = runs.train(cfg, tmp_path / "cache", where, call="in-01first")
+    written = {p.name: p.read_bytes() for p in where.iterdir() if p.is_file()}
+    assert runs.train(cfg, tmp_path / "cache", where, call="in-01first") == first
+    for other in ("in-02other", ""):
+        with pytest.raises(TrainError, match="finished already"):
+            runs.train(cfg, tmp_path / "cache", where, call=other)
+    assert {p.name: p.read_bytes() for p in where.iterdir() if p.is_file()} == written
