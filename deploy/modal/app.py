@@ -31,7 +31,7 @@ from typing import Any
 import modal
 from rich.console import Console
 
-from eegcache import build, config, deployment, remote, resolve, runs, shards, volume
+from eegcache import build, config, deployment, remote, resolve, runs, shards, trust, volume
 from eegcache.errors import ConfigError
 
 CONTAINER_PROJECT = "/root/project"
@@ -43,6 +43,7 @@ SETTINGS = CONTAINER.modal
 VOLUME_PATH, RAW_MOUNT, CACHE_MOUNT = CONTAINER.cache.volume_root, CONTAINER.data.raw_dir, CONTAINER.cache.mount_point
 DVC_FILES = (".dvc/config", "dvc.yaml", "dvc.lock", "params.yaml")
 LOCK = "requirements.lock"  # the runtime dependencies pinned from pyproject.toml (`make lock`)
+IMAGE_LOCK = "/.requirements.txt"  # where pip_install_from_requirements copies it in the image (modal/_image.py)
 AWS_KEYS = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
 
 
@@ -54,8 +55,8 @@ def _image(settings: deployment.ModalConfig = SETTINGS) -> modal.Image:
         .apt_install("git")
         .pip_install_from_requirements(str(PROJECT / LOCK))
     )
-    if settings.pip_extra:
-        image = image.pip_install(*settings.pip_extra)
+    if settings.pip_extra:  # constrained by the lock: an extra that needs another numpy fails the image build
+        image = image.pip_install(*settings.pip_extra, extra_options=f"-c {IMAGE_LOCK}")
     image = (
         image.env({"EEGCACHE_PROJECT": CONTAINER_PROJECT, "DVC_NO_ANALYTICS": "1"})
         .add_local_python_source("eegcache", *settings.local_packages)
@@ -98,7 +99,10 @@ def _reload_volume() -> None:
 
 def _split(overrides: str) -> list[str]:
     """Hydra overrides given as one string (``modal run`` parses only plain types), split as a shell would."""
-    return shlex.split(overrides)
+    try:
+        return shlex.split(overrides)
+    except ValueError as exc:  # an unclosed quote
+        raise ConfigError(f"--overrides {overrides!r}: {exc}; quote values as in a shell") from exc
 
 
 def _project(project: str) -> Path:
@@ -133,8 +137,10 @@ def _no_build(cfg: config.Config) -> config.Config:
 
 
 def _offline(overrides: list[str]) -> list[str]:
-    """The caller's overrides with the cache preset replaced by ``offline``: the GPU reads the Volume only."""
-    return [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != "cache"] + ["cache=offline"]
+    """The caller's overrides with the cache preset replaced by ``offline`` and the fast validation: the GPU reads
+    the Volume only and re-hashes nothing (``prepare`` validated the version on CPUs, deeply if asked)."""
+    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ("cache", "cache.validation")]
+    return [*kept, "cache=offline", "cache.validation=fast"]
 
 
 @app.function(image=image, cpu=SETTINGS.prepare_cpu, memory=SETTINGS.prepare_memory_mib,
@@ -162,7 +168,7 @@ def train(version: str, overrides: str = "", project: str = "", run_id: str = ""
     """Train on ``version`` read from the Volume only (preset ``offline``: ``prepare`` put it there; nothing is
     pulled or built while the GPU waits). The trainer ``train.entrypoint`` runs in
     ``runs/<version>/<config hash>/<run id>``: ``run_id`` continues that run (a retry after preemption resumes from
-    its checkpoint directory); empty, a new run."""
+    its checkpoint directory); empty, a new run (see :func:`_run_id`)."""
     started = time.perf_counter()
     root, extra = _project(project), _split(overrides)
     _reload_volume()
@@ -172,11 +178,19 @@ def train(version: str, overrides: str = "", project: str = "", run_id: str = ""
     except resolve.ResolveError as exc:
         raise resolve.ResolveError(f"{exc.reason}\nThe GPU reads the version from the Volume only: put it there "
                                    "with `prepare` (the local entrypoint runs it first)", exc.report) from exc  # fmt: skip
-    where = runs.run_dir(resolve.volume_root(cfg, root), version, cfg, run_id or runs.new_run_id())
-    result = runs.train(cfg, Path(report.path or ""), where, _commit_volume, tuple(extra))
+    where = runs.run_dir(resolve.volume_root(cfg, root), version, cfg, _run_id(run_id))
+    call = modal.current_input_id() or ""  # a retry of this call that finished already gets its result
+    result = runs.train(cfg, Path(report.path or ""), where, _commit_volume, tuple(extra), call)
     print({key: value for key, value in result["metrics"].items() if key.startswith(cfg.train.eval_split)})
     spent = _spent("train", started, SETTINGS.train_cpu, SETTINGS.train_memory_mib, SETTINGS.gpu)
     return {"resolve": report.as_dict(), "metrics": result["metrics"], "run_dir": str(where), "spent": spent}
+
+
+def _run_id(run_id: str) -> str:
+    """``run_id``, else this call's Modal input id: Modal retries a failed or preempted input under the same input
+    id, so a retry of ``modal run ...::train`` (no ``--run-id``) resumes in its run directory, from its checkpoints,
+    instead of starting again in a new one; a new run id outside a Modal container."""
+    return run_id or modal.current_input_id() or runs.new_run_id()
 
 
 @app.function(image=image, cpu=SETTINGS.build_cpu, memory=SETTINGS.build_memory_mib, timeout=SETTINGS.build_timeout_s,
@@ -248,6 +262,10 @@ def build_cache(overrides: str = "", project: str = "", push: bool = True) -> di
               timeout=SETTINGS.verify_timeout_s, retries=_retries(SETTINGS.retries), secrets=[aws])  # fmt: skip
 def verify(version: str, deep: bool = False, project: str = "") -> dict[str, Any]:
     """``remote-verify`` of ``version`` on the DVC remote: every object present (``deep``: re-hashed). Read-only."""
+    try:
+        trust.version_id(version)  # it names S3 keys: never a path out of the remote's prefix
+    except trust.UnsafeName as exc:
+        raise ConfigError(f"--version: {exc.reason}") from exc
     root = _project(project)
     verdict = remote.verify_remote(root, deep=deep, version=remote.Version("modal", version, 0, 0))
     for problem in verdict.problems:
@@ -260,7 +278,9 @@ def prepare_and_train(version: str, overrides: str = "", local: bool = False, **
     ``conf/modal/default.yaml``'s prices). ``local``: both bodies here (``.local()``), as ``make demo`` does."""
     call = (lambda function: function.local) if local else (lambda function: function.remote)
     prepared = call(prepare)(version, overrides, **where)
-    trained = call(train)(version, overrides, run_id=runs.new_run_id(), **where)
+    run_id = runs.new_run_id()
+    print(f"train started (run {run_id}): from here, `modal run --detach` keeps it going if this terminal closes")
+    trained = call(train)(version, overrides, run_id=run_id, **where)
     spent = [deployment.Spent(**prepared["spent"]), deployment.Spent(**trained["spent"])]
     print("\n".join(deployment.cost_lines(spent, SETTINGS)))
     return {"prepare": prepared, **trained, "spent": [prepared["spent"], trained["spent"]]}

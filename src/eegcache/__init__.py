@@ -1,8 +1,5 @@
 """eegcache: versioned, memory-mappable TUSZ EEG caches built as a DVC stage."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("eegcache")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0+unknown"
+# Here, not read from the installed metadata: the Modal image adds this package as source only (no metadata), and a
+# cache's metadata records the version, so a Modal build must write the same bytes as a local `dvc repro`.
+__version__ = "0.1.0"

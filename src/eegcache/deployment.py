@@ -55,8 +55,9 @@ class ModalConfig:
         if self.build_cache_timeout_s <= self.build_timeout_s:
             raise ConfigError(f"modal.build_cache_timeout_s = {self.build_cache_timeout_s} must exceed "
                               f"build_timeout_s = {self.build_timeout_s}: build_cache waits for the shards")  # fmt: skip
-        if min(self.build_containers, self.train_memory_mib, self.prepare_memory_mib, self.verify_memory_mib) < 1:
-            raise ConfigError("modal memory and build_containers must be positive")
+        sizes = {n: v for n, v in vars(self).items() if n.endswith(("_cpu", "_memory_mib", "_containers"))}
+        if any(isinstance(v, bool) or not v > 0 for v in sizes.values()):  # 0: Modal's defaults, reported as free
+            raise ConfigError(f"modal cpus, memory and build_containers must be positive: {sizes}")
         if not 0 <= min(self.retries, self.train_retries) <= max(self.retries, self.train_retries) <= 10:
             raise ConfigError("modal.retries and modal.train_retries must be 0 to 10 (Modal's limit)")
 

@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
+import json
+import numbers
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -34,6 +37,7 @@ from eegcache.errors import ConfigError, TrainError
 
 OUTPUT_FIELDS = ("metrics_file", "roc_file", "model_file")  # where a run writes, not what it trains
 Trainer = Callable[..., Mapping[str, Any]]
+KEYWORDS = ("cache_dir", "config", "run_dir", "checkpoint_dir", "commit")  # what a trainer is called with
 
 
 def config_hash(config: Config) -> str:
@@ -65,16 +69,26 @@ def load_trainer(entrypoint: str) -> Trainer:
     function = getattr(module, name, None)
     if not callable(function):
         raise ConfigError(f"train.entrypoint = {entrypoint!r}: {module_name} has no function {name}")
+    try:
+        inspect.signature(function).bind(**dict.fromkeys(KEYWORDS))
+    except TypeError as exc:
+        raise ConfigError(f"train.entrypoint = {entrypoint!r} does not take the trainer's keywords "
+                          f"{', '.join(KEYWORDS)} ({exc}); see eegcache/runs.py") from exc  # fmt: skip
+    except ValueError:  # no signature to read (some builtins): the call will tell
+        pass
     return function
 
 
 def train(config: Config, cache_dir: Path, where: Path, commit: Callable[[], None] = lambda: None,
-          overrides: tuple[str, ...] = ()) -> dict[str, Any]:  # fmt: skip
+          overrides: tuple[str, ...] = (), call: str = "") -> dict[str, Any]:  # fmt: skip
     """Run the configured trainer on ``cache_dir`` in the run directory ``where`` -> the result (metrics, seconds).
 
     TrainError when ``where`` holds a finished run (runs are never overwritten; a retry of an unfinished one goes
-    on in it, with its checkpoints)."""
+    on in it, with its checkpoints), unless ``call`` (the caller's id, e.g. Modal's input id) is the one that
+    started it: a retry of a call that finished before it could return gets the recorded result."""
     result_file = where / "result.json"
+    if call and result_file.exists() and json.loads((where / "run.json").read_bytes()).get("call") == call:
+        return json.loads(result_file.read_bytes())
     if result_file.exists():
         raise TrainError(f"run {where.name} has finished already and is never written again: start a new run "
                          "(a new run id)", where)  # fmt: skip
@@ -82,13 +96,28 @@ def train(config: Config, cache_dir: Path, where: Path, commit: Callable[[], Non
     checkpoint = where / "checkpoint"
     checkpoint.mkdir(parents=True, exist_ok=True)
     record = {"run_id": where.name, "version": config.cache.version, "config_hash": where.parent.name,
-              "overrides": list(overrides), "config": dataclasses.asdict(config)}  # fmt: skip
+              "overrides": list(overrides), "config": dataclasses.asdict(config), "call": call}  # fmt: skip
     if not (where / "run.json").exists():
         store.atomic_write(where / "run.json", store.dump_json(record))
     commit()
     started = time.perf_counter()
-    metrics = dict(trainer(cache_dir=cache_dir, config=config, run_dir=where, checkpoint_dir=checkpoint, commit=commit))
+    returned = trainer(cache_dir=cache_dir, config=config, run_dir=where, checkpoint_dir=checkpoint, commit=commit)
+    metrics = _metrics(returned, config.train.entrypoint, where)
     result = {"metrics": metrics, "seconds": round(time.perf_counter() - started, 3), "run_dir": str(where)}
     store.atomic_write(result_file, store.dump_json(result))
     commit()
     return result
+
+
+def _metrics(returned: object, entrypoint: str, where: Path) -> dict[str, int | float]:
+    """The trainer's metrics as JSON numbers (numpy scalars converted); TrainError naming the entrypoint for
+    anything else, before result.json is written (the run stays unfinished, its checkpoints kept)."""
+    if not isinstance(returned, Mapping):
+        raise TrainError(f"train.entrypoint = {entrypoint!r} returned a {type(returned).__name__}; expected a "
+                         "mapping of metric names to numbers", where)  # fmt: skip
+    bad = [repr(k) for k, v in returned.items() if not isinstance(k, str) or not isinstance(v, numbers.Real)]
+    if bad:
+        raise TrainError(f"train.entrypoint = {entrypoint!r} returned metrics that are not a name and a number: "
+                         f"{', '.join(bad)}", where)  # fmt: skip
+    return {k: v if isinstance(v, bool) else int(v) if isinstance(v, numbers.Integral) else float(v)
+            for k, v in returned.items()}  # fmt: skip

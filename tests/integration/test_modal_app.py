@@ -12,7 +12,9 @@ import importlib.util
 import json
 import re
 import shlex
+import sys
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 
 import modal
@@ -126,13 +128,24 @@ def test_the_image_installs_exactly_the_runtime_lock(app):
 
 
 def test_the_image_adds_the_users_packages_and_extra_pins_from_the_modal_config(app):
-    settings = dataclasses.replace(app.SETTINGS, local_packages=("tests",), pip_extra=("six==1.16.0",))
+    settings = dataclasses.replace(app.SETTINGS, local_packages=("tests",), pip_extra=("einops==0.8.0",))
     image = app._image(settings)
     installs = [c for c in modal_image.commands(image) if "pip install" in c and "upgrade" not in c]
-    assert installs == ["RUN python -m pip install -r /.requirements.txt", "RUN python -m pip install six==1.16.0"]
+    # the extras are constrained by the lock the first step copied into the image: they never move a locked pin
+    assert installs == ["RUN python -m pip install -r /.requirements.txt",
+                        "RUN python -m pip install einops==0.8.0 -c /.requirements.txt"]  # fmt: skip
+    assert app.IMAGE_LOCK in modal_image.context_files(image)
     modules = [e.module_name for layer in modal_image.layers(image) for e in layer.entries if hasattr(e, "module_name")]
     assert modules == ["eegcache", "tests"]
     assert "local_packages: []" in (REPO / "conf" / "modal" / "default.yaml").read_text()  # none by default
+
+
+def test_the_images_eegcache_source_knows_its_version_without_installed_metadata():
+    """The image adds eegcache as source only (no dist-info, like ``python -S`` here) and every cache's metadata
+    records ``package_version``: a Modal build writes a local build's bytes only if both know the same version."""
+    proc = sh(sys.executable, "-S", "-c", "import eegcache; print(eegcache.__version__)", cwd=REPO,
+              env={"PYTHONPATH": str(REPO / "src")})  # fmt: skip
+    assert proc.stdout.strip() == metadata.version("eegcache") != ""
 
 
 def test_the_image_adds_conf_and_the_dvc_metadata_and_nothing_else_of_the_project(app):
@@ -168,6 +181,15 @@ def test_prepare_pulls_on_cpus_then_train_reads_the_volume_in_a_read_only_contai
     assert [s["step"] for s in out["spent"]] == ["prepare", "train"] and out["spent"][1]["gpu"] == "A100-80GB"
     report = capsys.readouterr().out
     assert re.search(r"^train .* A100-80GB .* ~\$\d+\.\d{4}$", report, re.M) and "estimated ~$" in report
+
+
+def test_a_deep_validation_is_done_by_prepare_on_cpus_never_again_on_the_gpu(deployed, project, tmp_path):
+    version = remote.version_at(project).hash
+    overrides = f"cache.volume_root={tmp_path / 'results'} cache.mount_point= cache.validation=deep"
+    with container(deployed, project, tmp_path / "project") as root:
+        out = deployed.prepare_and_train(version, overrides, local=True, project=str(root))
+    assert out["prepare"]["resolve"]["attempts"][-1]["reason"].endswith("valid (deep)")
+    assert [a["reason"].rsplit("; ", 1)[-1] for a in out["resolve"]["attempts"]] == ["valid (fast)"]
 
 
 def test_two_runs_never_share_a_directory(deployed, project, tmp_path):
@@ -206,6 +228,33 @@ def test_a_users_trainer_gets_the_cache_and_config_and_resumes_from_its_checkpoi
     assert run.name == "run-1" and (run / "model.txt").read_text() == "0.25\n"
     assert json.loads((run / "checkpoint" / "state.json").read_text())["epoch"] == 5
     assert json.loads((run / "run.json").read_text())["config"]["train"]["entrypoint"] == "tests.fixtures.my_trainer:fit"
+
+
+def test_a_retried_train_call_without_a_run_id_resumes_in_its_own_run(deployed, project, tmp_path, monkeypatch):
+    """``modal run ...::train`` passes no run id; Modal retries a preempted input under the same input id (another
+    attempt token), set here as the SDK's container entrypoint sets it: the retry goes on in the same run."""
+    from modal._runtime.execution_context import _set_current_context_ids
+
+    version = remote.version_at(project).hash
+    stand_ins = f"cache.volume_root={tmp_path / 'results'} cache.mount_point="
+    plugin = f"{stand_ins} train.entrypoint=tests.fixtures.my_trainer:fit train.epochs=4"
+    with container(deployed, project, tmp_path / "project") as root:
+        deployed.prepare.local(version, stand_ins, project=str(root))
+        monkeypatch.setenv("MY_TRAINER_STOP_AFTER", "2")
+        for attempt in ("attempt-1", "attempt-2"):
+            reset = _set_current_context_ids(["in-01retried"], ["fc-01retried"], [attempt])
+            try:
+                if attempt == "attempt-1":
+                    with pytest.raises(my_trainer.Preempted):
+                        deployed.train.local(version, plugin, project=str(root))
+                    monkeypatch.delenv("MY_TRAINER_STOP_AFTER")
+                else:
+                    out = deployed.train.local(version, plugin, project=str(root))
+            finally:
+                reset()
+        fresh = deployed.train.local(version, plugin, project=str(root))  # outside a Modal input: a new run
+    assert Path(out["run_dir"]).name == "in-01retried" and out["metrics"]["resumed_from"] == 2
+    assert Path(fresh["run_dir"]).name != "in-01retried" and fresh["metrics"]["resumed_from"] == 0
 
 
 def test_an_entrypoint_that_does_not_import_is_a_config_error():
@@ -247,19 +296,33 @@ def test_allow_build_is_refused_with_the_way_to_build_on_cpus(deployed, project,
     assert not any(tmp_path.iterdir())  # refused before anything was written
 
 
+@pytest.mark.parametrize("version", ["../../etc", "x; rm -rf /", "0123456789abcdef0123456789abcdef"])
+def test_verify_refuses_a_version_that_is_not_a_cache_version_before_reaching_s3(deployed, project, version):
+    with pytest.raises(ConfigError, match="--version: .* is not a (DVC object id|cache version)"):
+        deployed.verify.local(version, project=str(project))
+
+
+@pytest.mark.parametrize("function", ["prepare", "train"])
+def test_an_unclosed_quote_in_the_overrides_is_a_config_error(deployed, project, tmp_path, function):
+    with pytest.raises(ConfigError, match="--overrides .*quote"):
+        getattr(deployed, function).local(remote.version_at(project).hash, "train.entrypoint='my_pkg:fit",
+                                          project=str(project))  # fmt: skip
+
+
 def test_build_cache_plans_once_and_matches_dvc_repro_in_a_read_only_container(deployed, project, tmp_path, monkeypatch):
     """The sharded build (each shard's body run here) gives the version `dvc repro` recorded in dvc.lock; the
-    corpus is listed once (by build_cache), never by a shard."""
+    corpus is listed and each annotation parsed once (by build_cache), never by a shard."""
     from eegcache.core import corpus
 
-    listed = []
-    survey = corpus.survey  # what make_plan lists the corpus with (discover is its strict form)
+    listed, parsed = [], []
+    survey, parse = corpus.survey, corpus.parse_annotation  # what build.make_plan calls
     monkeypatch.setattr(corpus, "survey", lambda *args: listed.append(args) or survey(*args))
+    monkeypatch.setattr(corpus, "parse_annotation", lambda path: parsed.append(path) or parse(path))
     vol = tmp_path / "results"
     overrides = f"data.raw_dir={project / 'data' / 'tusz_demo'} cache.volume_root={vol}"
     with container(deployed, project, tmp_path / "project") as root:
         summary = deployed.build_cache.local(overrides, project=str(root))
-        assert len(listed) == 1
+        assert len(listed) == 1 and len(parsed) == len(set(parsed)) == summary["files"]
         assert summary["version"] == remote.version_at(project).hash
         assert files(Path(summary["path"])) == files(project / "cache" / "tusz")
         assert remote.verify_remote(project).ok

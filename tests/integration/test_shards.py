@@ -104,6 +104,19 @@ def test_build_work_refuses_work_planned_with_other_params_or_outside_the_raw_da
     assert not (tmp_path / "cache").exists()
 
 
+def test_an_annotation_changed_after_planning_is_refused_not_built_with_the_planned_labels(base_config, corpus_copy,
+                                                                                          tmp_path):  # fmt: skip
+    """Planned once, built later (minutes apart on Modal): the labels a shard writes are the plan's parse, so an
+    annotation edited in between would give a cache whose labels and recorded input digest disagree."""
+    cfg = make_config(base_config, corpus_copy, tmp_path)
+    (work,) = split_plan(make_plan(cfg, Path()), 1)
+    edited = next(p for p in sorted(corpus_copy.rglob("*.csv_bi")) if ",seiz," in p.read_text())
+    edited.write_text(edited.read_text().replace(",seiz,", ",bckg,"))
+    with pytest.raises(AnnotationError, match="changed since the build was planned") as caught:
+        build_work(cfg, work)
+    assert caught.value.path == str(edited)
+
+
 def _break_annotation(corpus_root: Path) -> Path:
     csv_bi = sorted(corpus_root.rglob("*.csv_bi"))[0]
     csv_bi.write_text(csv_bi.read_text().replace("csv_v1.0.0", "csv_v9.9.9"))

@@ -36,6 +36,11 @@ def test_the_configured_prices_are_the_modal_groups_and_labelled_estimates():
     assert "ESTIMATES" in text and "modal.com/pricing" in text
 
 
+def test_the_gpu_has_one_price_the_cache_groups_that_the_cost_report_and_resolves_savings_share():
+    settings = config.load(REPO, ["paths=modal", "cache.gpu_price_per_hour=4.0"], local=False)
+    assert settings.modal.gpu_usd_per_hour == settings.cache.gpu_price_per_hour == 4.0
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
@@ -44,6 +49,10 @@ def test_the_configured_prices_are_the_modal_groups_and_labelled_estimates():
         ({"verify_timeout_s": 0}, "Modal's limit"),
         ({"retries": 11}, "retries"),
         ({"raw_prefix": "tusz"}, "must end with '/'"),
+        ({"build_memory_mib": 0}, "must be positive"),
+        ({"train_cpu": 0.0}, "must be positive"),
+        ({"prepare_cpu": -1.0}, "must be positive"),
+        ({"build_containers": True}, "must be positive"),
     ],
 )
 def test_settings_modal_would_refuse_are_config_errors(fields, message):

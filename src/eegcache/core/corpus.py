@@ -46,7 +46,7 @@ import math
 import re
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from eegcache.core.discover import (  # noqa: F401 (discovery is part of the corpus's interface)
@@ -77,6 +77,7 @@ class Annotation:
     path: Path
     duration_s: float  # from the "# duration = ... secs" header
     seizures: tuple[tuple[float, float], ...]  # sorted, merged seizure intervals [start, stop) in seconds
+    md5: str = field(default="", compare=False)  # of the bytes parsed: a build refuses a file changed since
 
 
 # --- annotations -------------------------------------------------------------------------------
@@ -90,7 +91,8 @@ def _number(text: str, what: str, path: Path, line: int) -> float:
     return value
 
 
-def _read_lines(path: Path) -> list[str]:
+def _read_lines(path: Path) -> tuple[list[str], str]:
+    """The file's lines and the md5 of its bytes."""
     try:
         with open_regular(path) as handle:  # a FIFO or device would block or never end
             data = handle.read(MAX_ANNOTATION_BYTES + 1)
@@ -108,7 +110,7 @@ def _read_lines(path: Path) -> list[str]:
     lines = [ln[:-1] if ln.endswith("\r") else ln for ln in text.split("\n")]
     while lines and not lines[-1].strip():
         lines.pop()
-    return lines
+    return lines, hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
 def _header(lines: list[str], path: Path) -> tuple[float, int]:
@@ -195,7 +197,7 @@ def parse_annotation(path: Path) -> Annotation:
     if path.suffix not in ANNOTATION_SUFFIXES:
         raise AnnotationError(f"unknown annotation suffix {path.suffix!r}; expected .csv_bi or .csv", path)
     term = path.suffix == ".csv_bi"
-    lines = _read_lines(path)
+    lines, md5 = _read_lines(path)
     if not lines:
         raise AnnotationError("empty annotation file", path, 1)
     duration_s, first = _header(lines, path)
@@ -214,7 +216,7 @@ def parse_annotation(path: Path) -> Annotation:
             if start < prev_stop:
                 first_line, second_line = sorted((prev_line, line))
                 raise AnnotationError(f"row overlaps the row on line {first_line}", path, second_line)
-    return Annotation(path, duration_s, _merge(seizures))
+    return Annotation(path, duration_s, _merge(seizures), md5)
 
 
 # --- splits ------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ class Task:
     key_parts: tuple[str, str, str]  # preprocess params hash, code digest, annotation suffix: key minus inputs
     annotation_duration_s: float
     seizures: tuple[tuple[float, float], ...]
+    annotation_md5: str = ""  # of the annotation the plan parsed (the labels above); "" = not checked
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,8 @@ def make_task(ref: RecordingRef, split: str, annotation: Annotation, params_hash
     ``<split>/<bname>.npz`` in the cache. ``params_hash``: of the params that shape the output's bytes (the build
     passes the ``preprocess`` section's)."""
     return Task(ref.edf, ref.relpath, f"{split}/{ref.bname}{store.SUFFIX}", split, ref.patient, annotation.path,
-                (params_hash, code, annotation.path.suffix), annotation.duration_s, annotation.seizures)  # fmt: skip
+                (params_hash, code, annotation.path.suffix), annotation.duration_s, annotation.seizures,
+                annotation.md5)  # fmt: skip
 
 
 def recording_key(key_parts: tuple[str, str, str], split: str, edf_md5: str, annotation_md5: str) -> str:
@@ -87,6 +89,9 @@ def process(task: Task, params: dict[str, Any], out_dir: Path) -> Output:
     ``out_dir`` (in a worker process, so input hashing runs in parallel too)."""
     edf_stamp = _stamp(task.edf, RecordingError, "cannot read the EDF file")
     annotation_stamp = _stamp(task.annotation, AnnotationError, "cannot read annotation file")
+    if task.annotation_md5 and annotation_stamp.md5 != task.annotation_md5:  # the labels are the planned file's
+        raise AnnotationError("changed since the build was planned (its labels were read before): build again",
+                              task.annotation)  # fmt: skip
     eeg = edf.read_eeg(task.edf)
     if abs(eeg.duration_s - task.annotation_duration_s) > _DURATION_TOLERANCE_S:
         raise RecordingError(
