@@ -11,6 +11,7 @@ DEV_LOCK := requirements-dev.lock
 UV_VERSION := 0.13.9
 UV_VENV ?= .eegcache/uv
 UPGRADE ?=
+UPGRADE_PACKAGE ?=
 
 .DEFAULT_GOAL := help
 
@@ -30,13 +31,15 @@ $(UV_VENV)/bin/uv:
 	$(PYTHON) -m venv $(UV_VENV)
 	$(UV_VENV)/bin/pip install -q uv==$(UV_VERSION)
 
-# uv keeps the pins already in a lock while they satisfy pyproject.toml; `make lock UPGRADE=1` moves to the newest.
+# uv keeps the pins already in a lock while they satisfy pyproject.toml; `make lock UPGRADE=1` moves to the newest,
+# `make lock UPGRADE_PACKAGE=name` moves that one package only.
 # The dev lock is constrained by the runtime lock, so the venv and the Modal image share every version.
 lock: $(UV_VENV)/bin/uv ## regenerate requirements.lock (runtime: the Modal image) and requirements-dev.lock (+test, bench)
 	$(UV_VENV)/bin/uv pip compile pyproject.toml --python-version 3.11 --custom-compile-command "make lock" -q \
-		$(if $(UPGRADE),--upgrade) -o $(LOCK)
+		$(if $(UPGRADE),--upgrade) $(if $(UPGRADE_PACKAGE),--upgrade-package $(UPGRADE_PACKAGE)) -o $(LOCK)
 	$(UV_VENV)/bin/uv pip compile pyproject.toml --extra test --extra bench -c $(LOCK) --python-version 3.11 \
-		--custom-compile-command "make lock" -q $(if $(UPGRADE),--upgrade) -o $(DEV_LOCK)
+		--custom-compile-command "make lock" -q $(if $(UPGRADE),--upgrade) \
+		$(if $(UPGRADE_PACKAGE),--upgrade-package $(UPGRADE_PACKAGE)) -o $(DEV_LOCK)
 
 demo: venv ## demo corpus -> `dvc repro` (cache, verify, baseline) -> push to local S3 -> remote-verify -> Modal train body
 	$(BIN)/eegcache demo-corpus $(DEMO_DIR)
