@@ -244,8 +244,7 @@ def run(work: Path, facts: CorpusFacts = TUSZ_V203) -> tuple[list[Check], str, l
         "links into `<volume>/cache/tusz/<hash>/`); fetching it is what `bench_remote.py` measures.",
         "Projection: CPU time = 1,473.6 h / throughput; wall = CPU time / cores (perfect scaling; bench_build.py "
         "measures 1.81x from 1 to 2 workers), without start-up, data transfer or the longest recording's tail.",
-        "Throughput was measured with the per-recording pipeline of this commit; the memory work of issue 13 "
-        "(channel blocks, float32) changes it, so rerun after it lands.",
+        "Throughput is that of the per-recording pipeline of this commit (channel blocks of issue 13).",
         "The EDFs' md5s in the metadata's `raw_digest` are stand-ins (the sparse EDFs are never read); every cache "
         "file's md5 and size is its own.",
     ]  # fmt: skip
