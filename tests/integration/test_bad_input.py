@@ -151,13 +151,18 @@ def huge_physical_range(root: Path) -> Path:
     return first_signal_field(root, 16 + 80 + 8 + 8, b"1e308")  # physical maximum
 
 
-def record_duration_zero(root: Path) -> Path:
-    """0 s per data record: edfio failed with "UnboundLocalError: ... 'sampling_frequency'" before."""
+def header_field(root: Path, start: int, text: bytes) -> Path:
+    """The target EDF with the main-header field at ``start`` overwritten by ``text`` (space-padded to 8 bytes)."""
     edf = target(root).edf
     data = bytearray(edf.read_bytes())
-    data[244:252] = b"0       "
+    data[start : start + 8] = text.ljust(8)
     edf.write_bytes(bytes(data))
     return edf
+
+
+def record_duration_zero(root: Path) -> Path:
+    """0 s per data record: edfio failed with "UnboundLocalError: ... 'sampling_frequency'" before."""
+    return header_field(root, 244, b"0")
 
 
 def bdf_named_edf(root: Path) -> Path:
@@ -171,11 +176,7 @@ def bdf_named_edf(root: Path) -> Path:
 
 def record_count_unknown(root: Path) -> Path:
     """-1 in the header's number of data records: what a recorder writes until it closes the file."""
-    edf = target(root).edf
-    data = bytearray(edf.read_bytes())
-    data[236:244] = b"-1      "
-    edf.write_bytes(bytes(data))
-    return edf
+    return header_field(root, 236, b"-1")
 
 
 def longer_than_its_header(root: Path) -> Path:
