@@ -10,7 +10,6 @@ caller's overrides ask for and where a version differs.
 from __future__ import annotations
 
 import copy
-
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -284,11 +283,12 @@ def compose(project: Path, overrides: Sequence[str] = (), local: bool = False) -
     extra = [f"+{LOCAL}=default"] if local and (config_dir / LOCAL / "default.yaml").is_file() else []
     # A command composes the same overrides more than once (resolve: the config, then what the overrides ask for);
     # Hydra takes ~0.2 s a time. The key holds every file of conf/ with its size and mtime, so an edit recomposes.
-    key = (str(config_dir.resolve()), tuple(overrides), tuple(extra),
-           tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(config_dir.rglob("*.yaml"))))
+    resolved = str(config_dir.resolve())
+    files = [(str(p), p.stat()) for p in sorted(config_dir.rglob("*.yaml"))]
+    key = (resolved, tuple(overrides), tuple(extra), tuple((p, s.st_size, s.st_mtime_ns) for p, s in files))
     if key not in _COMPOSED:
         try:
-            with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base=None):
+            with initialize_config_dir(config_dir=resolved, version_base=None):
                 cfg = hydra_compose(config_name=CONFIG_NAME, overrides=[*overrides, *extra])
             _COMPOSED[key] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
         except (HydraException, OmegaConfBaseException) as exc:
