@@ -55,11 +55,11 @@ def split_plan(plan: Plan, shards: int) -> list[ShardWork]:
         seconds, i = heapq.heappop(loads)
         lists[i].append(task)
         heapq.heappush(loads, (seconds + task.annotation_duration_s, i))
-    return [_work(plan, tasks) for tasks in lists]
+    planned = frozenset(t.rel for t in plan.tasks)  # once: every share carries the same set
+    return [_work(plan, tasks, planned) for tasks in lists]
 
 
-def _work(plan: Plan, tasks: Sequence[Task]) -> ShardWork:
-    planned = frozenset(t.rel for t in plan.tasks)
+def _work(plan: Plan, tasks: Sequence[Task], planned: frozenset[str]) -> ShardWork:
     return ShardWork(tuple(sorted(tasks, key=lambda t: t.rel)), planned, plan.params_hash, plan.code)
 
 
@@ -83,15 +83,15 @@ def build_shard(config: Config, rels: Sequence[str], base_dir: Path = Path()) ->
     CorpusError naming any rel the build would not process, CacheError for an out_dir holding files of others.
     """
     plan = make_plan(config, base_dir)
-    wanted = set(rels)
-    unknown = sorted(wanted - {t.rel for t in plan.tasks})
+    wanted, planned = set(rels), frozenset(t.rel for t in plan.tasks)
+    unknown = sorted(wanted - planned)
     if unknown:
         raise CorpusError(
             f"not recordings of this build (not in the corpus, excluded by the split policy, or skipped by discovery "
             f"or for a bad annotation): {', '.join(unknown)}",
             plan.raw_dir,
         )
-    return build_work(config, _work(plan, [t for t in plan.tasks if t.rel in wanted]), base_dir)
+    return build_work(config, _work(plan, [t for t in plan.tasks if t.rel in wanted], planned), base_dir)
 
 
 def build_work(config: Config, work: ShardWork, base_dir: Path = Path()) -> ShardResult:
