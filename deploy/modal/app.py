@@ -168,7 +168,7 @@ def train(version: str, overrides: str = "", project: str = "", run_id: str = ""
     """Train on ``version`` read from the Volume only (preset ``offline``: ``prepare`` put it there; nothing is
     pulled or built while the GPU waits). The trainer ``train.entrypoint`` runs in
     ``runs/<version>/<config hash>/<run id>``: ``run_id`` continues that run (a retry after preemption resumes from
-    its checkpoint directory); empty, a new run (see :func:`_run_id`)."""
+    its checkpoint directory); empty, this call's Modal input id, so a retry resumes its run."""
     started = time.perf_counter()
     root, extra = _project(project), _split(overrides)
     _reload_volume()
@@ -178,19 +178,14 @@ def train(version: str, overrides: str = "", project: str = "", run_id: str = ""
     except resolve.ResolveError as exc:
         raise resolve.ResolveError(f"{exc.reason}\nThe GPU reads the version from the Volume only: put it there "
                                    "with `prepare` (the local entrypoint runs it first)", exc.report) from exc  # fmt: skip
-    where = runs.run_dir(resolve.volume_root(cfg, root), version, cfg, _run_id(run_id))
-    call = modal.current_input_id() or ""  # a retry of this call that finished already gets its result
+    # Modal retries a failed or preempted input under the same input id: without ``run_id``, a retry resumes in its
+    # run directory, from its checkpoints (a new run id outside a container); a retry that finished gets its result
+    call = modal.current_input_id() or ""
+    where = runs.run_dir(resolve.volume_root(cfg, root), version, cfg, run_id or call or runs.new_run_id())
     result = runs.train(cfg, Path(report.path or ""), where, _commit_volume, tuple(extra), call)
     print({key: value for key, value in result["metrics"].items() if key.startswith(cfg.train.eval_split)})
     spent = _spent("train", started, SETTINGS.train_cpu, SETTINGS.train_memory_mib, SETTINGS.gpu)
     return {"resolve": report.as_dict(), "metrics": result["metrics"], "run_dir": str(where), "spent": spent}
-
-
-def _run_id(run_id: str) -> str:
-    """``run_id``, else this call's Modal input id: Modal retries a failed or preempted input under the same input
-    id, so a retry of ``modal run ...::train`` (no ``--run-id``) resumes in its run directory, from its checkpoints,
-    instead of starting again in a new one; a new run id outside a Modal container."""
-    return run_id or modal.current_input_id() or runs.new_run_id()
 
 
 @app.function(image=image, cpu=SETTINGS.build_cpu, memory=SETTINGS.build_memory_mib, timeout=SETTINGS.build_timeout_s,
