@@ -87,16 +87,15 @@ def make_plan(config: Config, base_dir: Path) -> Plan:
     """Discover, split and parse annotations. Fails on a bad corpus (:mod:`eegcache.core.discover`: a root that is
     no folder or cannot be read, no EDF; a patient in two splits), on the first problem of one recording or folder
     with on_error=fail (a refused EDF, a bad or missing annotation, a folder that cannot be read; with skip they are
-    listed in ``skipped``, the folders in ``unsearched``), when no
-    recording is left to build (nothing written), or on an out_dir that is the raw data's or holds the state or
-    metrics (outdir.check_paths)."""
+    listed in ``skipped``, the folders in ``unsearched``), when no recording is left to build (nothing written), or
+    on an out_dir that is the raw data's or holds the state or metrics (outdir.check_paths)."""
     check_paths(config, base_dir)
     raw_dir = base_dir / config.data.raw_dir
     found = corpus.survey(raw_dir, config.data.prefer_montage_folders)
     if (found.unreadable or found.problems) and config.build.on_error == "fail":
         raise [*found.unreadable, *found.problems][0].error
-    not_read = [(p.relpath, p.error.reason) for p in found.unreadable]
-    for folder, reason in [*found.unsearched, *not_read]:
+    not_searched = sorted([*found.unsearched, *((p.relpath, p.error.reason) for p in found.unreadable)])
+    for folder, reason in not_searched:
         log.warning("%s: %s (no recording in it is built)", raw_dir / folder, reason)
     assigned, excluded = corpus.assign_splits(
         found.refs, config.data.split_policy, config.data.dev_ratio, config.data.split_seed
@@ -114,7 +113,7 @@ def make_plan(config: Config, base_dir: Path) -> Plan:
         for entry in skipped:
             log.warning("skipped %s: %s", entry["file"], entry["reason"])
         raise CorpusError(_nothing_built(skipped, len(excluded), "nothing was written"), raw_dir)
-    unsearched = [{"folder": folder, "reason": reason} for folder, reason in sorted([*found.unsearched, *not_read])]
+    unsearched = [{"folder": folder, "reason": reason} for folder, reason in not_searched]
     return Plan(raw_dir, base_dir / config.build.out_dir, found.refs, excluded, skipped, params, params_hash, code,
                 tasks, unsearched)  # fmt: skip
 
