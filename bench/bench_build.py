@@ -42,11 +42,12 @@ sys.path.insert(0, str(BENCH))
 
 import reference_pipeline as reference  # noqa: E402
 
-from eegcache import __version__, config, validate  # noqa: E402
-from eegcache.build import BuildSummary, run_build  # noqa: E402
+from eegcache import __version__, config
 from eegcache.core import edf, montage, signal, store  # noqa: E402
-from eegcache.dataset import WindowDataset  # noqa: E402
-from eegcache.demo import write_demo_corpus  # noqa: E402
+from eegcache.versions import verify
+from eegcache.build.run import BuildSummary, run_build
+from eegcache.devtools.demo import write_demo_corpus
+from eegcache.train.dataset import WindowDataset
 
 MINUTES = (10.0, 20.0)  # per recording; TUSZ averages ~12 min
 MAIN_PATIENTS_PER_SPLIT = 2  # 26 recordings, ~6.6 h: both pipelines run on all of it
@@ -258,13 +259,13 @@ def bench_verify(cache_dir: Path, work: Path) -> dict:
     fast = []
     for _ in range(5):
         started = time.perf_counter()
-        verdict = validate.verify(big, deep=False)
+        verdict = verify.verify(big, deep=False)
         fast.append(time.perf_counter() - started)
         assert verdict.ok and verdict.files == VERIFY_FILES, verdict.problems[:3]
     for path in cache_dir.rglob(f"*{store.SUFFIX}"):
         evict(path)
     started = time.perf_counter()
-    verdict = validate.verify(cache_dir, deep=True)
+    verdict = verify.verify(cache_dir, deep=True)
     deep = time.perf_counter() - started
     assert verdict.ok, verdict.problems[:3]
     say(f"  fast verify of {VERIFY_FILES} files: first {fast[0]:.3f} s, median of 5 {statistics.median(fast):.3f} s")

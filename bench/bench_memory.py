@@ -37,7 +37,7 @@ sys.path.insert(0, str(BENCH))
 
 from bench_remote import say, write_readme  # noqa: E402
 
-from eegcache import config  # noqa: E402
+from eegcache import config
 from eegcache.core.montage import ELECTRODES, MONTAGES  # noqa: E402
 
 # The last commit before the per-channel pipeline of issue 13: the code measured as "before".

@@ -3,16 +3,16 @@
 What it measures, with the targets of issue 3 ("Performance"), on a local SeaweedFS server and a synthetic cache of
 >= 500 files and >= 1 GB (random float16 recordings written with ``store.write_recording``, metadata to match, the
 version recorded in ``dvc.lock`` by ``dvc commit`` of the project's own ``build_cache`` stage, pushed with
-``remote.push``):
+``dvc.push``):
 
 1. pulling the version into an empty directory: ``s5cmd cp`` of the same objects from the same server vs eegcache's
-   ``volume.pull_version`` (<= 1.5x s5cmd), each in its own process, best of 2 each; plain ``dvc pull`` in a fresh
+   ``install.pull_version`` (<= 1.5x s5cmd), each in its own process, best of 2 each; plain ``dvc pull`` in a fresh
    ``git clone`` for reference;
 2. ``pull_version`` with ``jobs`` = 8, 16, 32, 64, and where its time goes (a profiled run: fetch = download, then
    DVC's per-object hash check; checkout); client and server CPU-seconds of every run, and what hashing every object
    costs by itself, which gives a lower bound for any verifying pull on this machine;
 3. a no-op ``pull_version`` when the version is already there (<= 2 s, a whole process);
-4. ``remote.push`` after adding 1 % new recordings: objects uploaded (exactly the new files + 2: the new metadata
+4. ``dvc.push`` after adding 1 % new recordings: objects uploaded (exactly the new files + 2: the new metadata
    and the new ``.dir``) and its wall time.
 
 Every figure is printed with its target and PASS/FAIL, and the results go into ``bench/README.md`` between the
@@ -47,8 +47,11 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 BIN = Path(sys.executable).parent
 
-from eegcache import __version__, config, remote, s3local, validate, volume  # noqa: E402
+from eegcache import __version__, config
 from eegcache.core import montage, process, store  # noqa: E402
+from eegcache.devtools import s3local
+from eegcache.versions import dvc, identity, lockfile, verify
+from eegcache.volume import install
 
 FILES = 550  # recordings in the version
 SAMPLES = (80_000, 140_000)  # per recording at 200 Hz (6.7-11.7 min): 3.1-5.4 MB of float16 each
@@ -181,7 +184,7 @@ def write_recordings(cache_dir: Path, first: int, count: int, rng: np.random.Gen
 
 def write_metadata(root: Path, cache_dir: Path, files: dict[str, dict]) -> None:
     """Metadata as a build composes it (``core.process.cache_metadata``) for the synthetic ``files``."""
-    params = config.stage_params(config.load(root, params_file=root / config.PARAMS_FILE))
+    params = identity.stage_params(config.load(root, params_file=root / config.PARAMS_FILE))
     store.write_metadata(cache_dir, process.cache_metadata(
         params=params, code="synthetic (bench_remote.py)", package_version=__version__,
         inputs=[(rel, entry["md5"], None) for rel, entry in sorted(files.items())],
@@ -227,7 +230,7 @@ def make_project(root: Path, server: s3local.S3Server | None, rng: np.random.Gen
     commit_version(root)
     if server is None:
         return files
-    remote.configure(root, f"s3://{server.bucket}/{PREFIX}", endpoint_url=server.endpoint_url,
+    dvc.configure(root, f"s3://{server.bucket}/{PREFIX}", endpoint_url=server.endpoint_url,
                      access_key=server.access_key, secret_key=server.secret_key)  # fmt: skip
     return files
 
@@ -249,10 +252,10 @@ def child_main(argv: list[str]) -> int:
     if profiler:
         profiler.enable()
     if args.what == "pull":
-        out = volume.pull_version(args.root, remote.version_at(args.root), args.target, jobs=args.jobs)
+        out = install.pull_version(args.root, dvc.version_at(args.root), args.target, jobs=args.jobs)
         result = {"out": str(out)}
     else:
-        result = {"uploaded": remote.push(args.root, jobs=args.jobs)}
+        result = {"uploaded": dvc.push(args.root, jobs=args.jobs)}
     if profiler:
         profiler.disable()
         profiler.dump_stats(args.profile)
@@ -267,7 +270,7 @@ def run_child(*args: str, cwd: Path) -> dict:
 
 
 def pull_version(root: Path, target: Path, jobs: int | None = None, profile: Path | None = None) -> dict:
-    """``volume.pull_version`` of the working tree's version into ``target``, in a new process."""
+    """``install.pull_version`` of the working tree's version into ``target``, in a new process."""
     extra = ([f"--jobs={jobs}"] if jobs else []) + ([f"--profile={profile}"] if profile else [])
     return run_child("pull", str(root), str(target), *extra, cwd=target.parent)
 
@@ -280,9 +283,9 @@ def s5cmd_copy(server: s3local.S3Server, target: Path) -> None:
 # --- the measurements -------------------------------------------------------------------------------------------
 
 
-def check_pulled(out: Path, version: remote.Version) -> None:
+def check_pulled(out: Path, version: lockfile.Version) -> None:
     """Names and sizes as the metadata lists them, and the version's file count (content was hashed by the pull)."""
-    verdict = validate.verify(out, deep=False)
+    verdict = verify.verify(out, deep=False)
     found = len(files_under(out))
     assert verdict.ok and found == version.nfiles, (verdict.problems[:3], found)
 
@@ -329,7 +332,7 @@ def measure(work: Path, server: s3local.S3Server, rng: np.random.Generator, note
     say("2. project with a synthetic cache")
     started = time.perf_counter()
     files = make_project(root, server, rng)
-    version = remote.version_at(root)
+    version = dvc.version_at(root)
     gb, mb = version.size / 1e9, version.size / 1e6
     say(f"  {version.nfiles} files ({len(files)} recordings + metadata), {gb:.2f} GB, committed as "
         f"{version.hash} in {time.perf_counter() - started:.0f} s")  # fmt: skip
@@ -418,7 +421,7 @@ def measure(work: Path, server: s3local.S3Server, rng: np.random.Generator, note
     say("6. plain dvc pull in a fresh git clone (reference)")
     clone = work / "clone"
     sh("git", "clone", "-q", str(root), str(clone), cwd=work)
-    remote.configure_access(clone, endpoint_url=server.endpoint_url, access_key=server.access_key,
+    dvc.configure_access(clone, endpoint_url=server.endpoint_url, access_key=server.access_key,
                             secret_key=server.secret_key)  # fmt: skip
     dvc_pull, _ = measured(server, lambda: sh(str(BIN / "dvc"), "pull", "-q", cwd=clone))
     cfg = config.load(root, params_file=root / config.PARAMS_FILE)
@@ -432,7 +435,7 @@ def measure(work: Path, server: s3local.S3Server, rng: np.random.Generator, note
     new = write_recordings(cache_dir, len(files), added, rng)
     write_metadata(root, cache_dir, {**files, **new})
     commit_version(root)
-    v2 = remote.version_at(root)
+    v2 = dvc.version_at(root)
     assert v2.nfiles == version.nfiles + added, (v2.nfiles, version.nfiles)
     inc_push, inc = measured(server, lambda: run_child("push", str(root), cwd=work))
     say(f"  added {added} recordings ({v2.nfiles} files now): push uploaded {inc['uploaded']} objects in {inc_push}")
@@ -465,10 +468,10 @@ def measure(work: Path, server: s3local.S3Server, rng: np.random.Generator, note
               f"/ {nproc} cores", f"{floor:.2f} s = {floor / s5_best.wall_s:.2f}× s5cmd", "", None),
         Check("no-op `pull_version`, version present: whole process (in-process)",
               f"**{noop_usage.wall_s:.2f} s** ({noop_result['inprocess_s']:.2f} s)", "≤ 2 s", noop_usage.wall_s <= 2),
-        Check(f"`remote.push` after adding {added} recordings to {len(files)} ({added / len(files):.1%}): "
+        Check(f"`dvc.push` after adding {added} recordings to {len(files)} ({added / len(files):.1%}): "
               "objects uploaded", f"**{inc['uploaded']}** in {inc_push.wall_s:.2f} s", f"= {added} + 2",
               inc["uploaded"] == added + 2),
-        Check("`remote.push` again, nothing new", f"{again['uploaded']} objects in {again_push.wall_s:.2f} s", "= 0",
+        Check("`dvc.push` again, nothing new", f"{again['uploaded']} objects in {again_push.wall_s:.2f} s", "= 0",
               again["uploaded"] == 0),
         Check("first push of the whole version", f"{pushed['uploaded']} objects in {first_push}", "", None),
     ]  # fmt: skip

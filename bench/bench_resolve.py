@@ -22,8 +22,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_remote import BIN, Check, in_work_dir, machine_facts, make_project, say, sh, write_readme  # noqa: E402
+from eegcache.versions import dvc
 
-from eegcache import remote  # noqa: E402
 
 FILES = 6_500
 SAMPLES = (600, 1_400)  # per recording: 19 channels of float16, 23-53 kB each
@@ -64,7 +64,7 @@ def run(work: Path) -> tuple[list[Check], str, list[str]]:
     say(f"1. project with a synthetic cache of {FILES} recordings")
     started = time.perf_counter()
     make_project(root, None, np.random.default_rng(0), count=FILES, samples=SAMPLES)
-    version = remote.version_at(root)
+    version = dvc.version_at(root)
     say(f"  {version.nfiles} files, {version.size / 1e6:.0f} MB, as {version.hash} in {time.perf_counter() - started:.0f} s")
 
     say("2. install it on the volume from a directory with the remote's layout (the mount source)")

@@ -9,7 +9,7 @@ What it measures at the scale of the real corpus (7,361 recordings, 1,473.6 h), 
    all (the files are real cache files of the real size whose EEG is a hole in a sparse file), next to the size
    model (channels x 200 Hz x 3,600 s x 2 bytes + 1 label byte per sample) and to files of a real build;
 3. fast ``verify`` of the ``ref19`` cache; a warm ``resolve`` of it from a volume that holds it (``cache.version``
-   named, ``cache=volume_first``): ``volume.verify_version``, ``resolve()`` in-process and a whole ``eegcache
+   named, ``cache=volume_first``): ``verify.verify_version``, ``resolve()`` in-process and a whole ``eegcache
    resolve`` process; ``WindowDataset`` start-up per split (60 s windows, 10 s stride);
 4. a projected full build: build throughput (hours of EEG per CPU-second, ``build.workers=1``, user + system time
    of this process and its worker from ``getrusage``) on a demo corpus, times 1,473.6 h -> CPU-hours, and wall time
@@ -36,11 +36,14 @@ from bench_remote import BIN, REPO, Check, client_cpu, in_work_dir, say, sh, wri
 from bench_resolve import render  # noqa: E402
 from fabricate_tusz import TUSZ_V203, CorpusFacts, plan_layout, write_cache, write_layout, write_zero_recording  # noqa: E402
 
-from eegcache import config, fetch, resolve, validate, volume  # noqa: E402
-from eegcache.build import make_plan, run_build  # noqa: E402
+from eegcache import config
 from eegcache.core import corpus, store  # noqa: E402
-from eegcache.dataset import WindowDataset  # noqa: E402
-from eegcache.demo import write_demo_corpus  # noqa: E402
+from eegcache.versions import objects, verify
+from eegcache.volume import layout, resolve
+from eegcache.build.plan import make_plan
+from eegcache.build.run import run_build
+from eegcache.devtools.demo import write_demo_corpus
+from eegcache.train.dataset import WindowDataset
 
 MARKS = ("<!-- bench-scale:results -->", "<!-- /bench-scale:results -->")
 MONTAGES = ("ref19", "tcp22")
@@ -104,17 +107,17 @@ def bench_readers(cache: dict, work: Path) -> dict:
     cache_dir, metadata = cache["dir"], cache["metadata"]
     files = len(metadata["files"])
     load = os.getloadavg()[0]
-    verify_s, verdict = timed(lambda: validate.verify(cache_dir, deep=False))
+    verify_s, verdict = timed(lambda: verify.verify(cache_dir, deep=False))
     assert verdict.ok and verdict.files == files, verdict.problems[:3]
     say(f"  fast verify: {first_median(verify_s)}")
 
-    version = fetch.tree_hash((cache_dir / store.METADATA_NAME).read_bytes(), metadata["files"])
+    version = objects.tree_hash((cache_dir / store.METADATA_NAME).read_bytes(), metadata["files"])
     vol = work / "volume"
-    target = volume.versions_root(vol) / volume.dirname(version)
+    target = layout.versions_root(vol) / objects.dirname(version)
     for path in [cache_dir / store.METADATA_NAME, *(cache_dir / rel for rel in metadata["files"])]:
         (target / path.relative_to(cache_dir)).parent.mkdir(parents=True, exist_ok=True)
-        os.link(path, target / path.relative_to(cache_dir))  # what volume.install's checkout leaves: hard links
-    check_s, check = timed(lambda: volume.verify_version(target, version))
+        os.link(path, target / path.relative_to(cache_dir))  # what install.install's checkout leaves: hard links
+    check_s, check = timed(lambda: verify.verify_version(target, version))
     assert check.ok and check.files == files, check.problems[:3]
     overrides = ["cache=volume_first", f"cache.version={version}", f"cache.volume_root={vol}"]
     cfg = config.load(REPO, overrides, local=False)
@@ -126,7 +129,7 @@ def bench_readers(cache: dict, work: Path) -> dict:
         out = sh(str(BIN / "eegcache"), "resolve", "--repo", str(REPO), "--json", "-", *overrides, cwd=work)
         process_s.append(time.perf_counter() - started)
         assert json.loads(out.stdout)["source"] == "volume"
-    imports_s, _ = timed(lambda: sh(sys.executable, "-c", "import eegcache.cli, eegcache.resolve", cwd=work))
+    imports_s, _ = timed(lambda: sh(sys.executable, "-c", "import eegcache.cli, eegcache.volume.resolve", cwd=work))
     say(f"  verify_version: {first_median(check_s)}; resolve(): {first_median(resolve_s)}; "
         f"`eegcache resolve`: {first_median(process_s)}; Python + imports alone: {first_median(imports_s)}")  # fmt: skip
 
@@ -203,13 +206,13 @@ def run(work: Path, facts: CorpusFacts = TUSZ_V203) -> tuple[list[Check], str, l
         Check(f"fast verify of the {n:,}-file `ref19` cache, first (median of {RUNS}; load average "
               f"{readers['load']:.1f} before)", first_median(readers["verify"]),
               "≤ 1 s", readers["verify"][0] <= 1),
-        Check("warm resolve: `volume.verify_version` (version hash of the metadata + fast verify)",
+        Check("warm resolve: `verify.verify_version` (version hash of the metadata + fast verify)",
               first_median(readers["check"]), "", None),
         Check("warm resolve: `resolve.resolve()` in-process, `cache=volume_first`", first_median(readers["resolve"]),
               "", None),
         Check(f"warm resolve: a whole `eegcache resolve` process, first (median of {RUNS})",
               first_median(readers["process"]), "≤ 1 s", statistics.median(readers["process"]) <= 1),
-        Check("of which Python start and imports (`python -c 'import eegcache.cli, eegcache.resolve'`)",
+        Check("of which Python start and imports (`python -c 'import eegcache.cli, eegcache.volume.resolve'`)",
               first_median(readers["imports"]), "", None),
     ]  # fmt: skip
     for split, (seconds, windows) in readers["startup"].items():
@@ -240,7 +243,7 @@ def run(work: Path, facts: CorpusFacts = TUSZ_V203) -> tuple[list[Check], str, l
                  f"(`ref19` {caches['ref19']['disk'] / 1e6:.0f} MB on disk). Throughput corpus: "
                  f"`write_demo_corpus(**{DEMO})`, {rates['recordings']} recordings.")  # fmt: skip
     notes = [
-        f"Version on the volume: `{readers['version']}`, installed as `volume.install`'s checkout leaves it (hard "
+        f"Version on the volume: `{readers['version']}`, installed as `install.install`'s checkout leaves it (hard "
         "links into `<volume>/cache/tusz/<hash>/`); fetching it is what `bench_remote.py` measures.",
         "Projection: CPU time = 1,473.6 h / throughput; wall = CPU time / cores (perfect scaling; bench_build.py "
         "measures 1.81x from 1 to 2 workers), without start-up, data transfer or the longest recording's tail.",

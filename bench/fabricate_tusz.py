@@ -3,7 +3,7 @@
 :func:`plan_layout` draws 7,361 recordings (seeded) whose per-split counts, patients, hours and seizure hours, and
 per-folder montage counts, are those of TUSZ v2.0.3 (:data:`TUSZ_V203`; ``scale`` shrinks them for tests).
 :func:`write_layout` writes them in the real layout: each EDF a sparse file (discovery and planning never open one)
-beside its ``.csv`` and ``.csv_bi`` in the real format (the demo generator's writers, ``eegcache.demo``).
+beside its ``.csv`` and ``.csv_bi`` in the real format (the demo generator's writers, ``eegcache.devtools.demo``).
 :func:`write_cache` writes the cache a build would make of them: every ``.npz`` is a valid cache file of the real
 size (``store.open_recording`` and ``numpy.load`` read it) whose EEG is zeros left as holes in a sparse file, so
 ~41 GB of cache takes a few hundred MB of disk; the labels, facts and metadata are what a build would record.
@@ -32,9 +32,8 @@ import numpy as np
 from eegcache import __version__, config
 from eegcache.core import montage, process, signal, store
 from eegcache.core.identity import stable_hash
-from eegcache.demo import (
-    MONTAGE_FOLDERS, SAMPLE_RATES_HZ, Patient, Recording, Seizure, Session, csv_bi_text, csv_text, patient_ids,
-)  # fmt: skip
+from eegcache.versions import identity
+from eegcache.devtools.demo import MONTAGE_FOLDERS, Patient, Recording, SAMPLE_RATES_HZ, Seizure, Session, csv_bi_text, csv_text, patient_ids
 
 
 @dataclasses.dataclass(frozen=True)
@@ -267,7 +266,7 @@ def write_cache(recordings: Sequence[Recording], cache_dir: Path, overrides: Seq
     """The cache a build of ``recordings`` under the repo's config plus ``overrides`` would make (official splits,
     nothing skipped), its EEG all zeros and sparse; the metadata written last -> the metadata."""
     cfg = config.load(Path(__file__).resolve().parents[1], list(overrides), local=False)
-    params = config.stage_params(cfg)
+    params = identity.stage_params(cfg)
     pre = params["preprocess"]
     key_parts = (stable_hash(params), process.code_digest(), ".csv_bi")
     jobs = [(cache_dir, r.split, r, pre["montage"], pre["dtype"], int(pre["sample_rate"]), key_parts) for r in recordings]

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from eegcache import config
-from eegcache.demo import write_demo_corpus
+from eegcache.devtools import s3local
+from eegcache.devtools.demo import write_demo_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,7 +57,6 @@ def s3_server(tmp_path_factory):
 
     Its state directory is ``s3_server.data_dir.parent``; tests that stop or restart a server start their own.
     """
-    from eegcache import s3local
 
     state_dir = tmp_path_factory.mktemp("s3")
     server = s3local.start(state_dir)

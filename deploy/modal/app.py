@@ -7,8 +7,9 @@ there), then training on an A100 that reads it from the Volume only; a cache bui
     modal run --detach deploy/modal/app.py::build_cache --overrides "data.split_policy=patient_disjoint"
     modal run deploy/modal/app.py::verify --version <md5>.dir --deep
 
-Everything here is thin: the work is done by ``eegcache.resolve``, ``eegcache.shards``, ``eegcache.remote`` and
-``eegcache.runs`` (which calls the trainer ``train.entrypoint`` names). The configuration comes by the project's one
+Everything here is wiring: the work is done by ``eegcache.volume.resolve``, ``eegcache.build.shards``,
+``eegcache.volume.install``, ``eegcache.versions`` and ``eegcache.train.runs`` (which calls the trainer
+``train.entrypoint`` names). The configuration comes by the project's one
 road (``eegcache.config.load``) with ``paths=modal`` selected: resources, retries, prices, names, bucket and prefixes
 from the ``modal`` group, the Volume and mount points from ``conf/paths/modal.yaml``. The functions' bodies also run
 offline with ``.local()`` (the tests do), where ``project`` and the ``cache.volume_root``/``cache.mount_point``/
@@ -31,15 +32,22 @@ from typing import Any
 import modal
 from rich.console import Console
 
-from eegcache import build, config, deployment, remote, resolve, runs, shards, trust, volume
+from eegcache import config, modal_settings, trust
+from eegcache.build import shards
+from eegcache.core.identity import stable_hash
 from eegcache.errors import ConfigError
+from eegcache.train import runs
+from eegcache.versions import dvc, identity
+from eegcache.versions import verify as verifying
+from eegcache.versions.lockfile import Version
+from eegcache.volume import install, layout, resolve
 
 CONTAINER_PROJECT = "/root/project"
 PROJECT = Path(os.environ.get("EEGCACHE_PROJECT") or Path(__file__).resolve().parents[2])
 # conf/paths/modal.yaml: the Volume at /results, the bucket mounts; the bucket's raw prefix is the real corpus
 PATHS = ["paths=modal", "data=tusz"]
 CONTAINER = config.load(PROJECT, PATHS, local=False)  # never this laptop's conf/local
-SETTINGS = CONTAINER.modal
+SETTINGS = modal_settings.modal_settings(CONTAINER)
 VOLUME_PATH, RAW_MOUNT, CACHE_MOUNT = CONTAINER.cache.volume_root, CONTAINER.data.raw_dir, CONTAINER.cache.mount_point
 DVC_FILES = (".dvc/config", "dvc.yaml", "dvc.lock", "params.yaml")
 LOCK = "requirements.lock"  # the runtime dependencies pinned from pyproject.toml (`make lock`)
@@ -47,7 +55,13 @@ IMAGE_LOCK = "/.requirements.txt"  # where pip_install_from_requirements copies 
 AWS_KEYS = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
 
 
-def _image(settings: deployment.ModalConfig = SETTINGS) -> modal.Image:
+def _not_runtime(path: Path) -> bool:
+    """What the image leaves out of the package: all but its Python sources, and the dev tools (demo corpus, local
+    S3 server), which only the CLI imports."""
+    return path.suffix != ".py" or "devtools" in path.parts
+
+
+def _image(settings: modal_settings.ModalConfig = SETTINGS) -> modal.Image:
     """The lock's pins (what `make venv` installs too), then ``modal.pip_extra``; the local files last, so editing
     them rebuilds no layer: eegcache and ``modal.local_packages``, conf/ and the DVC metadata (never data)."""
     image = (
@@ -57,11 +71,11 @@ def _image(settings: deployment.ModalConfig = SETTINGS) -> modal.Image:
     )
     if settings.pip_extra:  # constrained by the lock: an extra that needs another numpy fails the image build
         image = image.pip_install(*settings.pip_extra, extra_options=f"-c {IMAGE_LOCK}")
-    image = (
-        image.env({"EEGCACHE_PROJECT": CONTAINER_PROJECT, "DVC_NO_ANALYTICS": "1"})
-        .add_local_python_source("eegcache", *settings.local_packages)
-        .add_local_dir(PROJECT / "conf", f"{CONTAINER_PROJECT}/conf", ignore=["local/default.yaml"])
-    )
+    image = image.env({"EEGCACHE_PROJECT": CONTAINER_PROJECT, "DVC_NO_ANALYTICS": "1"})
+    image = image.add_local_python_source("eegcache", ignore=_not_runtime)  # the dev tools stay on the laptop
+    if settings.local_packages:
+        image = image.add_local_python_source(*settings.local_packages)
+    image = image.add_local_dir(PROJECT / "conf", f"{CONTAINER_PROJECT}/conf", ignore=["local/default.yaml"])
     for name in DVC_FILES:  # the DVC metadata the container needs; the data comes from the remote
         image = image.add_local_file(PROJECT / name, f"{CONTAINER_PROJECT}/{name}")
     return image
@@ -123,7 +137,7 @@ def _writable(root: Path) -> Path:
 
 
 def _spent(step: str, started: float, cpu: float, memory_mib: int, gpu: str | None = None) -> dict[str, Any]:
-    return asdict(deployment.Spent(step, round(time.perf_counter() - started, 3), cpu, memory_mib, gpu))
+    return asdict(modal_settings.Spent(step, round(time.perf_counter() - started, 3), cpu, memory_mib, gpu))
 
 
 def _no_build(cfg: config.Config) -> config.Config:
@@ -153,7 +167,7 @@ def prepare(version: str, overrides: str = "", project: str = "") -> dict[str, A
     root, extra = _project(project), _split(overrides)
     cfg = _no_build(_config(root, [f"cache.version={version}", *extra]))
     _reload_volume()
-    report = resolve.resolve(cfg, root, say=print, asked=config.requested(root, extra))
+    report = resolve.resolve(cfg, root, say=print, asked=identity.requested(root, extra))
     if report.bytes:
         _commit_volume()
     Console().print(resolve.table(report))
@@ -174,7 +188,7 @@ def train(version: str, overrides: str = "", project: str = "", run_id: str = ""
     _reload_volume()
     cfg = _no_build(_config(root, [f"cache.version={version}", *_offline(extra)]))
     try:
-        report = resolve.resolve(cfg, root, say=print, asked=config.requested(root, extra))
+        report = resolve.resolve(cfg, root, say=print, asked=identity.requested(root, extra))
     except resolve.ResolveError as exc:
         raise resolve.ResolveError(f"{exc.reason}\nThe GPU reads the version from the Volume only: put it there "
                                    "with `prepare` (the local entrypoint runs it first)", exc.report) from exc  # fmt: skip
@@ -213,7 +227,7 @@ def build_shard(share, overrides: str = "", project: str = "") -> dict[str, Any]
 
 def _build_config(root: Path, overrides: list[str]) -> config.Config:
     cfg = _config(root, overrides)
-    staging = resolve.volume_root(cfg, root) / "build" / config.stable_hash(config.stage_params(cfg))[:16]
+    staging = layout.staging_dir(resolve.volume_root(cfg, root), stable_hash(identity.stage_params(cfg)))
     extra = [f"build.out_dir={staging / 'cache' / 'tusz'}", f"build.state_dir={staging / 'state'}",
              f"build.metrics_file={staging / 'cache_stats.json'}", "build.progress=false"]  # fmt: skip
     return _config(root, [*overrides, *extra])
@@ -229,19 +243,18 @@ def build_cache(overrides: str = "", project: str = "", push: bool = True) -> di
     started = time.perf_counter()
     root = _project(project)
     cfg = _build_config(root, _split(overrides))
-    plan = build.make_plan(cfg, root)
-    calls = [(work, overrides, project) for work in shards.split_plan(plan, SETTINGS.build_containers)]
-    if modal.is_local():
-        done = [build_shard.local(*call) for call in calls]
-    else:
-        done = list(build_shard.starmap(calls))
-        results.reload()
-    metadata = shards.merge_shards(cfg, [d["result"] for d in done], root, plan)
+    done: list[dict[str, Any]] = []
+
+    def run_shares(works: list[shards.ShardWork]) -> list[shards.ShardResult]:
+        calls = [(work, overrides, project) for work in works]
+        done.extend([build_shard.local(*call) for call in calls] if modal.is_local() else build_shard.starmap(calls))
+        _reload_volume()
+        return [d["result"] for d in done]
+
+    metadata = shards.build_distributed(cfg, SETTINGS.build_containers, run_shares, root)
     out_dir = Path(cfg.build.out_dir)
-    version, source = volume.tree_source(out_dir)
-    uploaded = remote.push_tree(root, version, source) if push else 0
-    versions = volume.versions_root(resolve.volume_root(cfg, root))
-    installed, _ = volume.install(source, version, versions)
+    versions = layout.versions_root(resolve.volume_root(cfg, root))
+    version, uploaded, installed = install.install_tree(root, out_dir, versions, push)
     staging = out_dir.parents[1]
     print(f"removing the staging directory {staging}: its content is installed as {installed}")
     shutil.rmtree(staging)  # our own intermediate; the next build starts from an empty one (merge refuses strays)
@@ -249,7 +262,7 @@ def build_cache(overrides: str = "", project: str = "", push: bool = True) -> di
     spent = [d["spent"] for d in done] + [_spent("build", started, SETTINGS.build_cpu, SETTINGS.build_memory_mib)]
     summary = {"version": version, "uploaded": uploaded, "files": len(metadata["files"]), "path": str(installed)}
     print(summary)
-    print("\n".join(deployment.cost_lines([deployment.Spent(**s) for s in spent], SETTINGS)))
+    print("\n".join(modal_settings.cost_lines([modal_settings.Spent(**s) for s in spent], SETTINGS)))
     return {**summary, "spent": spent}
 
 
@@ -262,10 +275,10 @@ def verify(version: str, deep: bool = False, project: str = "") -> dict[str, Any
     except trust.UnsafeName as exc:
         raise ConfigError(f"--version: {exc.reason}") from exc
     root = _project(project)
-    verdict = remote.verify_remote(root, deep=deep, version=remote.Version("modal", version, 0, 0))
+    verdict = verifying.verify_remote(root, deep=deep, version=Version("modal", version, 0, 0))
     for problem in verdict.problems:
         print(f"- {problem}")
-    return {"version": version, "ok": verdict.ok, "objects": verdict.objects, "problems": list(verdict.problems)}
+    return {"version": version, "ok": verdict.ok, "objects": verdict.files, "problems": list(verdict.problems)}
 
 
 def prepare_and_train(version: str, overrides: str = "", local: bool = False, **where: str) -> dict[str, Any]:
@@ -276,15 +289,15 @@ def prepare_and_train(version: str, overrides: str = "", local: bool = False, **
     run_id = runs.new_run_id()
     print(f"train started (run {run_id}): from here, `modal run --detach` keeps it going if this terminal closes")
     trained = call(train)(version, overrides, run_id=run_id, **where)
-    spent = [deployment.Spent(**prepared["spent"]), deployment.Spent(**trained["spent"])]
-    print("\n".join(deployment.cost_lines(spent, SETTINGS)))
+    spent = [modal_settings.Spent(**prepared["spent"]), modal_settings.Spent(**trained["spent"])]
+    print("\n".join(modal_settings.cost_lines(spent, SETTINGS)))
     return {"prepare": prepared, **trained, "spent": [prepared["spent"], trained["spent"]]}
 
 
 @app.local_entrypoint()
 def main(rev: str = "", overrides: str = "", action: str = "train") -> None:
     """Read the cache version that ``dvc.lock`` names at ``rev`` (here, with git), then run ``action`` with it."""
-    version = remote.version_at(PROJECT, rev or None).hash
+    version = dvc.version_at(PROJECT, rev or None).hash
     print(f"cache version {version} (dvc.lock at {rev or 'the working tree'})")
     if action == "train":
         print(prepare_and_train(version, overrides)["metrics"])
@@ -299,6 +312,6 @@ if __name__ == "__main__":  # `make demo`: prepare and train run here, into a te
     import sys
 
     stand_in = sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="eegcache-volume-")
-    outcome = prepare_and_train(remote.version_at(PROJECT).hash, f"cache.volume_root={stand_in} cache.mount_point=",
+    outcome = prepare_and_train(dvc.version_at(PROJECT).hash, f"cache.volume_root={stand_in} cache.mount_point=",
                                 local=True)  # fmt: skip
     print(json.dumps({"cache": outcome["resolve"]["path"], "metrics": outcome["metrics"]}, indent=1))

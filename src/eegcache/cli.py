@@ -16,7 +16,7 @@ log = logging.getLogger("eegcache")
 
 
 def _demo_corpus(args: argparse.Namespace) -> int:
-    from eegcache.demo import write_demo_corpus
+    from eegcache.devtools.demo import write_demo_corpus
 
     paths = write_demo_corpus(
         Path(args.out_dir), patients_per_split=args.patients_per_split, seed=args.seed, minutes=tuple(args.minutes)
@@ -39,8 +39,8 @@ def _stage_config(args: argparse.Namespace) -> cfg.Config:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from eegcache.build import run_build
-    from eegcache.report import print_summary, summary_table
+    from eegcache.build.run import run_build
+    from eegcache.summary import print_summary, summary_table
 
     config = _stage_config(args)
     _warn_if_outside_dvc(args, config)
@@ -59,8 +59,11 @@ def _warn_if_outside_dvc(args: argparse.Namespace, config: cfg.Config) -> None:
     params_file = Path(cfg.PARAMS_FILE)
     if args.params or not params_file.is_file():
         return
+    from eegcache.versions.identity import conflicts, stage_params
+    from eegcache.versions.lockfile import flatten
+
     staged = cfg.load(Path(), params_file=params_file)
-    differs = cfg.conflicts(cfg.flatten(cfg.stage_params(staged)), cfg.flatten(cfg.stage_params(config)))
+    differs = conflicts(flatten(stage_params(staged)), flatten(stage_params(config)))
     if differs and Path(config.build.out_dir).resolve() == Path(staged.build.out_dir).resolve():
         print(f"note: building into {config.build.out_dir}, the DVC stage's output, with other params than params.yaml "
               f"({'; '.join(differs)}): `dvc status` will show it modified. `eegcache params <overrides> && dvc repro` "
@@ -68,8 +71,8 @@ def _warn_if_outside_dvc(args: argparse.Namespace, config: cfg.Config) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from eegcache.train import run_train
-    from eegcache.validate import checked_metadata
+    from eegcache.train.baseline import run_train
+    from eegcache.versions.verify import checked_metadata
 
     config = _stage_config(args)
     checked_metadata(Path(config.build.out_dir))  # a clear error for malformed metadata, before any training
@@ -83,14 +86,14 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from eegcache.validate import verify
+    from eegcache.versions.verify import verify
 
     verdict = verify(Path(args.cache_dir), deep=args.deep)
     mode = "deep" if args.deep else "fast"
     if verdict.ok:
-        print(f"OK ({mode}): {verdict.cache_dir} holds {verdict.files} files, {verdict.bytes / 1e6:.1f} MB as its metadata says")
+        print(f"OK ({mode}): {verdict.where} holds {verdict.files} files, {verdict.bytes / 1e6:.1f} MB as its metadata says")
         return 0
-    print(f"INVALID ({mode}): {verdict.cache_dir}: {len(verdict.problems)} problem(s)")
+    print(f"INVALID ({mode}): {verdict.where}: {len(verdict.problems)} problem(s)")
     for problem in verdict.problems[:50]:
         print(f"  - {problem}")
     if len(verdict.problems) > 50:
@@ -99,8 +102,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from eegcache.report import print_summary, summary_table
-    from eegcache.validate import checked_metadata
+    from eegcache.summary import print_summary, summary_table
+    from eegcache.versions.verify import checked_metadata
 
     metadata = checked_metadata(Path(args.cache_dir))
     print_summary(summary_table(metadata), [f"cache: {args.cache_dir}"])
@@ -108,12 +111,12 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def _remote_verify(args: argparse.Namespace) -> int:
-    from eegcache import remote
+    from eegcache.versions.verify import verify_remote
 
-    verdict = remote.verify_remote(Path(args.repo), rev=args.rev, deep=args.deep)
-    where = f"{verdict.version.hash} ({verdict.version.rev}) on {verdict.remote}"
+    verdict = verify_remote(Path(args.repo), rev=args.rev, deep=args.deep)
+    where = verdict.where
     if verdict.ok:
-        print(f"OK ({'deep' if args.deep else 'fast'}): all {verdict.objects} objects of {where} are present")
+        print(f"OK ({'deep' if args.deep else 'fast'}): all {verdict.files} objects of {where} are present")
         return 0
     print(f"INCOMPLETE: {where}: {len(verdict.problems)} problem(s)")
     for problem in verdict.problems:
@@ -122,10 +125,10 @@ def _remote_verify(args: argparse.Namespace) -> int:
 
 
 def _push(args: argparse.Namespace) -> int:
-    from eegcache import remote
+    from eegcache.versions import dvc
 
-    sent = remote.push(Path(args.repo), jobs=args.jobs, deep=args.deep)
-    version = remote.version_at(Path(args.repo))
+    sent = dvc.push(Path(args.repo), jobs=args.jobs, deep=args.deep)
+    version = dvc.version_at(Path(args.repo))
     print(f"uploaded {sent} object(s); version {version.hash} ({version.nfiles} files) is on the remote")
     return 0
 
@@ -134,12 +137,12 @@ def _versions(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from eegcache import remote
+    from eegcache.versions import dvc
 
     table = Table(title="cache versions (dvc.lock in tags and commits)")
     for column in ("hash", "revisions", "files", "MB", "split policy", "params"):
         table.add_column(column)
-    for version, revs in remote.versions(Path(args.repo)):
+    for version, revs in dvc.versions(Path(args.repo)):
         p = version.params
         summary = f"{p.get('preprocess.montage')} {p.get('preprocess.sample_rate')} Hz {p.get('preprocess.dtype')}"
         table.add_row(version.dirname[:12], ", ".join(revs[:4]), str(version.nfiles), f"{version.size / 1e6:.1f}",
@@ -149,14 +152,17 @@ def _versions(args: argparse.Namespace) -> int:
 
 
 def _pull_version(args: argparse.Namespace) -> int:
-    from eegcache import remote, trust, volume
+    from eegcache import trust
+    from eegcache.versions import dvc
+    from eegcache.versions.lockfile import Version
+    from eegcache.volume.install import pull_version
 
     repo = Path(args.repo)
     if args.hash is None:
-        version = remote.version_at(repo, args.rev)
+        version = dvc.version_at(repo, args.rev)
     else:
-        version = remote.Version("--hash", trust.version_id(args.hash, "--hash"), 0, 0)
-    out = volume.pull_version(repo, version, Path(args.target), jobs=args.jobs)
+        version = Version("--hash", trust.version_id(args.hash, "--hash"), 0, 0)
+    out = pull_version(repo, version, Path(args.target), jobs=args.jobs)
     print(f"version {version.hash} is at {out}")
     return 0
 
@@ -164,12 +170,13 @@ def _pull_version(args: argparse.Namespace) -> int:
 def _resolve(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from eegcache import resolve
+    from eegcache.versions.identity import requested
+    from eegcache.volume import resolve
 
     console = Console(stderr=True)
     repo = Path(args.repo)
     config = cfg.load(repo, args.overrides)
-    asked = cfg.requested(repo, args.overrides)
+    asked = requested(repo, args.overrides)
     try:
         report = resolve.resolve(config, repo, say=lambda text: console.print(text, markup=False), asked=asked)
     except resolve.ResolveError as exc:
@@ -196,13 +203,15 @@ def _write_json(where: str, data: dict) -> None:
 
 
 def _prune(args: argparse.Namespace) -> int:
-    from eegcache import resolve, volume
+    from eegcache.versions.expected import expected_version
+    from eegcache.volume.prune import prune
+    from eegcache.volume.resolve import volume_root
 
     config = cfg.load(Path(args.repo), args.overrides)
     in_use = set(args.in_use or [])
-    expected = resolve.expected_version(config, Path(args.repo)).hash
+    expected = expected_version(config, Path(args.repo)).hash
     in_use |= {expected} if expected else set()
-    result = volume.prune(resolve.volume_root(config, Path(args.repo)), args.keep, in_use)
+    result = prune(volume_root(config, Path(args.repo)), args.keep, in_use)
     for name in result.removed:
         print(f"removed {name}")
     print(f"kept {len(result.kept)} version(s) ({', '.join(result.kept) or 'none'}); removed {len(result.removed)}, "
@@ -211,14 +220,14 @@ def _prune(args: argparse.Namespace) -> int:
 
 
 def _s3_start(args: argparse.Namespace) -> int:
-    from eegcache import s3local
+    from eegcache.devtools import s3local
 
     server = s3local.start(Path(args.dir), bucket=args.bucket, timeout_s=args.timeout)
     print(f"S3 server at {server.endpoint_url}: bucket {server.bucket}, data {server.data_dir}, log {server.log_file}")
     if args.configure_dvc:
-        from eegcache import remote
+        from eegcache.versions import dvc
 
-        remote.configure_access(
+        dvc.configure_access(
             Path("."), endpoint_url=server.endpoint_url, access_key=server.access_key, secret_key=server.secret_key
         )
         print("wrote its endpoint and keys to .dvc/config.local (git-ignored) for the remote 'storage'")
@@ -234,7 +243,7 @@ def _s3_start(args: argparse.Namespace) -> int:
 
 
 def _s3_stop(args: argparse.Namespace) -> int:
-    from eegcache import s3local
+    from eegcache.devtools import s3local
 
     stopped = s3local.stop(Path(args.dir))
     print(f"stopped the S3 server in {args.dir}" if stopped else f"no S3 server was running in {args.dir}")
@@ -242,7 +251,7 @@ def _s3_stop(args: argparse.Namespace) -> int:
 
 
 def _s3_status(args: argparse.Namespace) -> int:
-    from eegcache import s3local
+    from eegcache.devtools import s3local
 
     server = s3local.status(Path(args.dir))
     if server is None:

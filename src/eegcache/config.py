@@ -2,9 +2,9 @@
 included), converted once into the frozen dataclasses below (:func:`load`); nothing below sees a ``DictConfig``.
 
 ``params.yaml`` is that composition written for DVC (:func:`write_params`, or ``dvc exp run -S``); a DVC stage reads
-it back through the same conversion. The identity of a cache version is its :func:`stage_params` (what ``dvc.lock``
-records for the stage) and their :func:`stable_hash`; :func:`requested` and :func:`conflicts` tell which of them a
-caller's overrides ask for and where a version differs.
+it back through the same conversion. The ``modal`` group is kept as the mapping it composed to: only the Modal app
+types it (:func:`eegcache.modal_settings.modal_settings`), so nothing that trains or builds depends on its schema.
+What a cache version's identity is made of is in :mod:`eegcache.versions.identity`.
 """
 
 from __future__ import annotations
@@ -20,10 +20,8 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from eegcache.core.identity import stable_hash  # noqa: F401 (config.stable_hash, as before)
-from eegcache.core.montage import MONTAGES
 from eegcache import trust
-from eegcache.deployment import ModalConfig
+from eegcache.core.montage import MONTAGES
 from eegcache.errors import ConfigError
 
 CONF_DIR = "conf"
@@ -192,7 +190,7 @@ class TrainConfig:
     metrics_file: str = "metrics/train.json"
     roc_file: str = "metrics/roc.json"
     model_file: str = "models/baseline.json"
-    entrypoint: str = "eegcache.train:baseline"  # the Modal app's trainer, module:function (eegcache.runs)
+    entrypoint: str = "eegcache.train.baseline:baseline"  # the trainer, module:function (eegcache.train.runs)
 
     def __post_init__(self) -> None:
         _choice("train.balance", self.balance, BALANCE_MODES)
@@ -225,11 +223,11 @@ class Config:
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     build: BuildConfig = field(default_factory=BuildConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
-    modal: ModalConfig = field(default_factory=ModalConfig)
+    modal: dict[str, Any] = field(default_factory=dict)  # typed by eegcache.modal_settings, for the Modal app only
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-def _build_section(cls: type, raw: Any, where: str) -> Any:
+def section(cls: type, raw: Any, where: str) -> Any:
     """One frozen dataclass from a mapping: unknown keys and wrong types are errors (an int may stand for a float)."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{where or 'the configuration'} must be a mapping, got {type(raw).__name__}")
@@ -242,7 +240,12 @@ def _build_section(cls: type, raw: Any, where: str) -> Any:
     for name, value in raw.items():
         kind = fields[name]
         if kind in _SECTIONS:
-            values[name] = _build_section(_SECTIONS[kind], value, path[name])
+            values[name] = section(_SECTIONS[kind], value, path[name])
+            continue
+        if kind == "dict[str, Any]":
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path[name]} = {value!r}: expected a mapping")
+            values[name] = copy.deepcopy(value)
             continue
         if kind == "tuple[str, ...]":
             if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
@@ -260,13 +263,14 @@ def from_mapping(raw: dict[str, Any], source: str) -> Config:
     """The frozen dataclasses from a plain mapping (a composition); unknown keys and wrong types raise ConfigError
     naming ``source``."""
     try:
-        return _build_section(Config, raw, "")
+        return section(Config, raw, "")
     except ConfigError as exc:
         raise ConfigError(exc.reason, source) from exc
 
 
-_SECTIONS: dict[str, type] = {cls.__name__: cls for cls in (PathsConfig, DataConfig, PreprocessConfig, BuildConfig,
-                                                            CacheConfig, ModalConfig, TrainConfig)}  # fmt: skip
+_SECTIONS: dict[str, type] = {
+    cls.__name__: cls for cls in (PathsConfig, DataConfig, PreprocessConfig, BuildConfig, CacheConfig, TrainConfig)
+}
 
 
 def compose(project: Path, overrides: Sequence[str] = (), local: bool = False) -> dict[str, Any]:
@@ -334,54 +338,3 @@ def write_params(project: Path = Path(), overrides: Sequence[str] = (), params_f
     return config
 
 
-def requested(project: Path, overrides: Sequence[str]) -> dict[str, Any]:
-    """The stage params (flat keys such as ``preprocess.dtype``) that ``overrides`` ask for: every key they name (a
-    group selection such as ``preprocess=tcp22`` names its whole group) or change. Empty without overrides."""
-    if not overrides:
-        return {}
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    try:
-        named = [o.key_or_group for o in OverridesParser.create().parse_overrides(overrides=list(overrides))]
-    except HydraException as exc:
-        raise ConfigError(f"bad override: {exc}", Path(project) / CONF_DIR) from exc
-    asked = flatten(stage_params(load(project, overrides)))
-    default = flatten(stage_params(load(project)))
-    return {
-        key: value for key, value in asked.items()
-        if value != default.get(key) or any(key == n or key.startswith(f"{n}.") for n in named)
-    }  # fmt: skip
-
-
-def conflicts(recorded: dict[str, Any], asked: dict[str, Any]) -> list[str]:
-    """``"key: version <recorded>, config <asked>"`` for each asked-for stage param (flat keys) the version differs in."""
-    return [
-        f"{key}: version {_shown(recorded.get(key))}, config {_shown(value)}"
-        for key, value in sorted(asked.items())
-        if recorded.get(key) != value
-    ]
-
-
-def _shown(value: Any) -> str:
-    return "(not recorded)" if value is None else str(value)
-
-
-def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested params as DVC lists them in ``dvc.lock``: ``{"preprocess": {"dtype": ..}}`` -> ``{"preprocess.dtype": ..}``."""
-    flat: dict[str, Any] = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        flat.update(flatten(value, f"{name}.") if isinstance(value, dict) else {name: value})
-    return flat
-
-
-def stage_params(config: Config) -> dict[str, Any]:
-    """The params the cache depends on (what dvc.yaml lists for the stage), recorded in the metadata; their
-    :func:`stable_hash` is the metadata's ``params_hash``."""
-    data = dataclasses.asdict(config.data)  # tuples as lists: equal to what dvc.lock and the metadata record
-    return {
-        "data": {k: list(v) if isinstance(v, tuple) else v for k, v in data.items() if k != "raw_dir"},
-        "preprocess": dataclasses.asdict(config.preprocess),
-        "build": {"on_error": config.build.on_error},
-    }

@@ -44,3 +44,14 @@ class CacheError(EegcacheError):
 
 class TrainError(EegcacheError):
     """A cache split that cannot train or evaluate the baseline (no windows, or no seizure or background windows)."""
+
+
+def cause(exc: BaseException) -> str:
+    """The innermost useful message of a chained exception (DVC wraps botocore/s3fs errors)."""
+    messages = []
+    while exc is not None:
+        text = str(exc).strip()
+        if text and text not in messages:
+            messages.append(text)
+        exc = exc.__cause__ or exc.__context__
+    return " <- ".join(messages[:3]) or "unknown error"

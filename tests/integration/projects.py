@@ -13,8 +13,9 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from eegcache import config, remote
+from eegcache import config
 from tests.conftest import REPO
+from eegcache.versions import dvc
 
 BIN = Path(sys.executable).parent
 GIT_IDENTITY = {
@@ -38,7 +39,7 @@ def files(root: Path) -> dict[str, bytes]:
 
 
 def connect(root: Path, server, prefix: str) -> None:
-    remote.configure(
+    dvc.configure(
         root, f"s3://{server.bucket}/{prefix}", endpoint_url=server.endpoint_url,
         access_key=server.access_key, secret_key=server.secret_key, jobs=8,
     )  # fmt: skip
@@ -78,7 +79,7 @@ def make_project(root: Path, corpus: Path, server, push: bool = False) -> Path:
     sh("git", "commit", "-qm", "cache v1", cwd=root)
     sh("git", "tag", "cache-v1", cwd=root)
     if push:
-        remote.push(root)
+        dvc.push(root)
     return root
 
 

@@ -22,15 +22,15 @@ import numpy as np
 import pytest
 from edfio import Bdf, BdfSignal, Edf, EdfAnnotation, EdfSignal
 
-from eegcache.build import run_build
 from eegcache.core import corpus, store
 from eegcache.core.montage import electrode_of
-from eegcache.dataset import WindowDataset
 from eegcache.errors import AnnotationError, CorpusError, EegcacheError, RecordingError
-from eegcache.validate import verify
 from tests.conftest import make_config
 from tests.integration.projects import record
 from tests.unit.core.test_edf import as_edf_plus_d
+from eegcache.build.run import run_build
+from eegcache.train.dataset import WindowDataset
+from eegcache.versions.verify import verify
 
 pytestmark = pytest.mark.integration
 

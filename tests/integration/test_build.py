@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eegcache.build import run_build
 from eegcache.core import corpus, store
 from eegcache.errors import CorpusError, RecordingError
-from eegcache.validate import verify
 from tests.conftest import make_config
+from eegcache.build.run import run_build
+from eegcache.versions.verify import verify
 
 pytestmark = pytest.mark.integration
 

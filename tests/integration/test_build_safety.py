@@ -15,16 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from eegcache import outdir
-from eegcache.build import run_build
 from eegcache.core import store
 from eegcache.errors import CacheError, ConfigError
-from eegcache.shards import build_shard, merge_shards, plan_shards
-from eegcache.validate import verify
 from tests.conftest import make_config
 from tests.integration.projects import read_only
 from tests.integration.test_build import tree_bytes
 from tests.integration.test_cli import EEGCACHE, build_args, run
+from eegcache.build import ownership
+from eegcache.build.run import run_build
+from eegcache.build.shards import build_shard, merge_shards, plan_shards
+from eegcache.versions.verify import verify
 
 pytestmark = pytest.mark.integration
 
@@ -138,10 +138,10 @@ def test_metrics_inside_out_dir_is_refused(base_config, demo_corpus, tmp_path):
 
 def test_the_lock_is_beside_out_dir_and_names_its_holder(built):
     cfg, first = built
-    lock = outdir.lock_file(first.cache_dir)
+    lock = ownership.lock_file(first.cache_dir)
     assert lock.parent == first.cache_dir.parent and lock.exists()
     assert not [p for p in first.cache_dir.rglob("*") if "lock" in p.name], "DVC would version it"
-    with outdir.lock(first.cache_dir, shared=True):  # as a shard holds it
+    with ownership.lock(first.cache_dir, shared=True):  # as a shard holds it
         with pytest.raises(CacheError) as err:
             run_build(cfg)
         assert f"pid {os.getpid()} on host {socket.gethostname()} (shared" in str(err.value)
@@ -152,13 +152,13 @@ def test_shards_share_the_lock_and_exclude_a_whole_build(base_config, demo_corpu
     cfg = make_config(base_config, demo_corpus, tmp_path)
     out = Path(cfg.build.out_dir)
     plan = plan_shards(cfg, 2)
-    with outdir.lock(out, shared=True):  # another shard of the same build still running
+    with ownership.lock(out, shared=True):  # another shard of the same build still running
         first = build_shard(cfg, plan[0])
-    with outdir.lock(out):  # a run_build or merge running
+    with ownership.lock(out):  # a run_build or merge running
         with pytest.raises(CacheError, match=f"pid {os.getpid()} on host .* \\(exclusive"):
             build_shard(cfg, plan[1])
     results = [first, build_shard(cfg, plan[1])]
-    with outdir.lock(out, shared=True), pytest.raises(CacheError, match="another eegcache build"):
+    with ownership.lock(out, shared=True), pytest.raises(CacheError, match="another eegcache build"):
         merge_shards(cfg, results)  # a shard (of this or another sharded build) still writing
     merge_shards(cfg, results)
     assert verify(out, deep=True).ok
@@ -185,7 +185,7 @@ def test_a_second_build_fails_at_once_naming_the_first(project, demo_corpus, tmp
     work = tmp_path / "w"
     args = [*EEGCACHE, *build_args(demo_corpus, work, "build.workers=1", "build.progress=false")]
     first = subprocess.Popen(args, cwd=project, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    lock = outdir.lock_file(work / "cache")
+    lock = ownership.lock_file(work / "cache")
     deadline = time.monotonic() + 60
     while _lock_pid(lock) != first.pid and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.002)
@@ -249,9 +249,9 @@ def test_a_read_only_out_dir_is_one_clear_error(project, demo_corpus, tmp_path):
 def test_disk_errors_name_the_cause():
     import errno
 
-    err = outdir.disk_error(Path("/c/train/x.npz"), OSError(errno.ENOSPC, "No space left on device"))
+    err = ownership.disk_error(Path("/c/train/x.npz"), OSError(errno.ENOSPC, "No space left on device"))
     assert str(err).startswith("/c/train/x.npz: cannot write this file: no space left on the device")
-    err = outdir.disk_error(Path("/c"), OSError(errno.EROFS, "Read-only file system"), "remove")
+    err = ownership.disk_error(Path("/c"), OSError(errno.EROFS, "Read-only file system"), "remove")
     assert "cannot remove this file: the filesystem is read-only" in str(err)
 
 

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from eegcache.build import run_build
 from eegcache.core import corpus, store
 from eegcache.errors import AnnotationError, CorpusError
-from eegcache.shards import build_shard, merge_shards, plan_shards
-from eegcache.validate import verify
 from tests.conftest import REPO, make_config
 from tests.integration.test_bad_input import eeg_edf
 from tests.unit.core.test_discover import unreadable_folder
+from eegcache.build.run import run_build
+from eegcache.build.shards import build_shard, merge_shards, plan_shards
+from eegcache.versions.verify import verify
 
 pytestmark = pytest.mark.integration
 NAME_RULE = "EDF name does not follow <patient>_sNNN_tNNN.edf (patient = 8 lowercase letters)"

@@ -25,9 +25,11 @@ from pathlib import Path
 
 import pytest
 
-from eegcache import fetch, remote, resolve, validate, volume
 from eegcache.core import store
 from tests.integration.projects import BIN, connect, files, make_project, record, settings, sh
+from eegcache.devtools import s3local
+from eegcache.versions import dvc, expected, objects, verify
+from eegcache.volume import layout, resolve
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 KILLS = int(os.environ.get("EEGCACHE_KILLS", "2"))
@@ -91,14 +93,14 @@ def test_kill_build(project, demo_corpus, tmp_path):
         cache = tmp_path / f"w{i}" / "cache"
         if (cache / store.METADATA_NAME).exists():  # metadata is written last: then the cache must be whole
             return files(cache) == clean
-        return not validate.verify(cache).ok if cache.exists() else True
+        return not verify.verify(cache).ok if cache.exists() else True
 
     seconds = timed(cmd(99), project)
     kill_rounds("build", cmd, project, seconds, nothing_partial, lambda i: files(tmp_path / f"w{i}" / "cache") == clean)
 
 
 def _objects_on_remote(root: Path, server) -> set[str]:
-    url = remote.remote_settings(root)["url"]
+    url = dvc.remote_settings(root)["url"]
     out = sh(str(BIN / "s5cmd"), "--endpoint-url", server.endpoint_url, "ls", f"{url}/files/md5/*", cwd=root,
              env=server.env(), check=False).stdout  # fmt: skip
     return {line.split()[-1].replace("/", "") for line in out.splitlines() if line.strip()}
@@ -109,7 +111,7 @@ def test_kill_push(project, tmp_path, s3_server):
     sh("git", "clone", "-q", str(project), str(clone), cwd=tmp_path)
     shutil.copytree(project / ".dvc" / "cache", clone / ".dvc" / "cache")
     sh("dvc", "checkout", "-q", cwd=clone)
-    version = remote.version_at(clone)
+    version = dvc.version_at(clone)
     listing = json.loads((clone / ".dvc" / "cache" / "files" / "md5" / version.hash[:2] / version.hash[2:]).read_text())
     wanted = {e["md5"] for e in listing} | {version.hash}
     prefixes: dict[int, str] = {}
@@ -122,15 +124,15 @@ def test_kill_push(project, tmp_path, s3_server):
 
     def verify_tells_the_truth(i: int) -> bool:
         complete = wanted <= _objects_on_remote(clone, s3_server)
-        return remote.verify_remote(clone).ok == complete
+        return verify.verify_remote(clone).ok == complete
 
     seconds = timed(cmd(99), clone)
-    kill_rounds("push", cmd, clone, seconds, verify_tells_the_truth, lambda i: remote.verify_remote(clone, deep=True).ok)
+    kill_rounds("push", cmd, clone, seconds, verify_tells_the_truth, lambda i: verify.verify_remote(clone, deep=True).ok)
 
 
 def test_kill_pull_into_volume(project, tmp_path):
-    version = remote.version_at(project)
-    expected = resolve.expected_version(settings(project, tmp_path), project).hash
+    version = dvc.version_at(project)
+    expected = expected.expected_version(settings(project, tmp_path), project).hash
     clean = files(project / "cache" / "tusz")
 
     def cmd(i: int) -> list[str]:
@@ -138,7 +140,7 @@ def test_kill_pull_into_volume(project, tmp_path):
 
     def absent_or_whole(i: int) -> bool:
         final = tmp_path / f"vol{i}" / version.dirname
-        return not final.exists() or volume.verify_version(final, expected, deep=True).ok
+        return not final.exists() or verify.verify_version(final, expected, deep=True).ok
 
     seconds = timed(cmd(99), project)
     kill_rounds("pull into a volume", cmd, project, seconds, absent_or_whole,
@@ -146,21 +148,21 @@ def test_kill_pull_into_volume(project, tmp_path):
 
 
 def test_kill_resolve(project, tmp_path):
-    version = remote.version_at(project)
-    expected = resolve.expected_version(settings(project, tmp_path), project).hash
+    version = dvc.version_at(project)
+    expected = expected.expected_version(settings(project, tmp_path), project).hash
     clean = files(project / "cache" / "tusz")
 
     def final(i: int) -> Path:
-        return volume.versions_root(tmp_path / f"vol{i}") / version.dirname
+        return layout.versions_root(tmp_path / f"vol{i}") / version.dirname
 
     def cmd(i: int) -> list[str]:
         return [EEGCACHE, "resolve", "--repo", str(project), "cache=volume_first", f"cache.volume_root={tmp_path / f'vol{i}'}"]
 
     def absent_or_whole(i: int) -> bool:
-        return not final(i).exists() or volume.verify_version(final(i), expected, deep=True).ok
+        return not final(i).exists() or verify.verify_version(final(i), expected, deep=True).ok
 
     def recovered(i: int) -> bool:
-        quarantine = volume.versions_root(tmp_path / f"vol{i}") / volume.QUARANTINE
+        quarantine = layout.versions_root(tmp_path / f"vol{i}") / layout.QUARANTINE
         return files(final(i)) == clean and not quarantine.exists()
 
     seconds = timed(cmd(99), project)
@@ -177,10 +179,10 @@ def second_version(project, tmp_path_factory, s3_server) -> Path:
     clone = work / "clone"
     sh("git", "clone", "-q", str(project), str(clone), cwd=work)
     shutil.copytree(project / "data", clone / "data")
-    connect(clone, s3_server, remote.remote_settings(project)["url"].split("/", 3)[3])
+    connect(clone, s3_server, dvc.remote_settings(project)["url"].split("/", 3)[3])
     sh("eegcache", "params", "preprocess.clip=5.0", cwd=clone)
     sh("dvc", "repro", "build_cache", cwd=clone)
-    remote.push(clone)
+    dvc.push(clone)
     return clone
 
 
@@ -249,7 +251,7 @@ def test_corruption_matrix(project, second_version, tmp_path, case):
         resolve.resolve(settings(project, vol, "cache=offline", f"cache.validation={level}"), project)
     reason = caught.value.report.attempts[0].reason
     assert words in reason, reason
-    detected = not v1.exists() and len(list((v1.parent / volume.QUARANTINE).glob(f"{v1.name}.*.why.txt"))) == 1
+    detected = not v1.exists() and len(list((v1.parent / layout.QUARANTINE).glob(f"{v1.name}.*.why.txt"))) == 1
     others_intact = files(v2) == v2_files and (vol / BYSTANDER[0]).read_bytes() == BYSTANDER[1]
     fixed = resolve.resolve(settings(project, vol, "cache=volume_first"), project)
     recovered = files(Path(fixed.path)) == files(project / "cache" / "tusz")
@@ -259,20 +261,20 @@ def test_corruption_matrix(project, second_version, tmp_path, case):
 
 @pytest.mark.parametrize("case", ["object removed from the remote", ".dir removed from the remote"])
 def test_remote_missing_objects_fall_to_the_next_source(project, tmp_path, s3_server, case):
-    version = remote.version_at(project)
+    version = dvc.version_at(project)
     listing = json.loads((project / ".dvc" / "cache" / "files" / "md5" / version.hash[:2] / version.hash[2:]).read_text())
     oid = listing[0]["md5"] if case.startswith("object") else version.hash
-    url = remote.remote_settings(project)["url"]
-    sh(str(BIN / "s5cmd"), "--endpoint-url", s3_server.endpoint_url, "rm", f"{url}/{fetch.object_key(oid)}",
+    url = dvc.remote_settings(project)["url"]
+    sh(str(BIN / "s5cmd"), "--endpoint-url", s3_server.endpoint_url, "rm", f"{url}/{objects.object_key(oid)}",
        cwd=tmp_path, env=s3_server.env())  # fmt: skip
-    detected = not remote.verify_remote(project).ok
+    detected = not verify.verify_remote(project).ok
     mount = tmp_path / "mount"
     shutil.copytree(project / ".dvc" / "cache", mount)
     report = resolve.resolve(settings(project, tmp_path / "vol", "cache.sources=[remote,mount]",
                                       f"cache.mount_point={mount}"), project)  # fmt: skip
     fell_through = [(a.source, a.outcome) for a in report.attempts] == [("remote", "rejected"), ("mount", "used")]
     assert "not" in report.attempts[0].reason and oid[2:] in report.attempts[0].reason
-    repaired = remote.push(project) >= 1 and remote.verify_remote(project, deep=True).ok
+    repaired = dvc.push(project) >= 1 and verify.verify_remote(project, deep=True).ok
     record("remote corruption", case, detected and fell_through, repaired)
     assert detected and fell_through and repaired
     assert files(Path(report.path)) == files(project / "cache" / "tusz")
@@ -283,20 +285,19 @@ def test_remote_missing_objects_fall_to_the_next_source(project, tmp_path, s3_se
 
 def _remote_fault(case: str, clone: Path, server, tmp_path: Path) -> str:
     """Break the clone's remote as ``case`` says; returns words the skip reason must hold."""
-    from eegcache import s3local
 
-    prefix = remote.remote_settings(clone)["url"].split("/", 3)[3]
+    prefix = dvc.remote_settings(clone)["url"].split("/", 3)[3]
     if case == "wrong credentials":
-        remote.configure_access(clone, secret_key="not-the-secret")
+        dvc.configure_access(clone, secret_key="not-the-secret")
         return "SignatureDoesNotMatch"
     if case == "bucket missing":
-        remote.configure(clone, f"s3://no-such-bucket/{prefix}", endpoint_url=server.endpoint_url,
+        dvc.configure(clone, f"s3://no-such-bucket/{prefix}", endpoint_url=server.endpoint_url,
                          access_key=server.access_key, secret_key=server.secret_key)  # fmt: skip
         return "NoSuchBucket"
     state = tmp_path / "stopped-s3"  # "server stopped": a server of its own, started then stopped
     own = s3local.start(state)
     s3local.stop(state, timeout_s=5)
-    remote.configure_access(clone, endpoint_url=own.endpoint_url)
+    dvc.configure_access(clone, endpoint_url=own.endpoint_url)
     return "Could not connect"
 
 
@@ -305,7 +306,7 @@ def test_remote_faults_skip_the_remote_and_never_build_unasked(project, tmp_path
     clone = tmp_path / "clone"
     sh("git", "clone", "-q", str(project), str(clone), cwd=tmp_path)
     shutil.copytree(project / ".dvc" / "cache", tmp_path / "mount")
-    connect(clone, s3_server, remote.remote_settings(project)["url"].split("/", 3)[3])
+    connect(clone, s3_server, dvc.remote_settings(project)["url"].split("/", 3)[3])
     words = _remote_fault(case, clone, s3_server, tmp_path)
     vol = tmp_path / "vol"
     report = resolve.resolve(settings(clone, vol, "cache.sources=[remote,mount]", f"cache.mount_point={tmp_path / 'mount'}"), clone)

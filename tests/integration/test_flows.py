@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from eegcache import remote, volume
 from eegcache.core import store
 from tests.integration.projects import files, make_project, make_repo, sh
 from tests.integration.test_modal_app import container, load_app
+from eegcache.versions import dvc
+from eegcache.volume import layout
 
 pytestmark = [
     pytest.mark.integration,
@@ -28,14 +29,14 @@ def resolved(root: Path, *overrides: str) -> dict:
 
 
 def quarantined(vol: Path) -> list[Path]:
-    return sorted((volume.versions_root(vol) / volume.QUARANTINE).glob("*"))
+    return sorted((layout.versions_root(vol) / layout.QUARANTINE).glob("*"))
 
 
 def test_dvc_exp_run_then_push_then_resolve_then_modal_train(tmp_path, demo_corpus, s3_server):
     root = make_project(tmp_path / "project", demo_corpus, s3_server, push=True)
-    v1 = remote.version_at(root)
+    v1 = dvc.version_at(root)
     sh("dvc", "exp", "run", "-S", "preprocess.dtype=float32", "build_cache", cwd=root)
-    v2 = remote.version_at(root)
+    v2 = dvc.version_at(root)
     assert v2.hash != v1.hash and v2.params["preprocess.dtype"] == "float32"
     assert store.read_metadata(root / "cache" / "tusz")["dtype"] == "float32"
     sh("eegcache", "push", cwd=root)
@@ -59,7 +60,7 @@ def test_eegcache_params_then_dvc_repro_then_push_then_resolve(tmp_path, demo_co
     root = make_project(tmp_path / "project", demo_corpus, s3_server)
     sh("eegcache", "params", "preprocess=tcp22", "preprocess.dtype=float32", cwd=root)
     sh("dvc", "repro", cwd=root)
-    version = remote.version_at(root)
+    version = dvc.version_at(root)
     assert (version.params["preprocess.montage"], version.params["preprocess.dtype"]) == ("tcp22", "float32")
     assert sh("dvc", "status", "build_cache", cwd=root).stdout.strip().endswith("Data and pipelines are up to date.")
     sh("eegcache", "push", cwd=root)

@@ -21,12 +21,15 @@ import modal
 import pytest
 import yaml
 
-from eegcache import config, remote, resolve, runs, volume
+from eegcache import config
 from eegcache.errors import ConfigError, CorpusError, TrainError
 from tests.conftest import REPO
 from tests.fixtures import my_trainer
 from tests.integration import modal_image
 from tests.integration.projects import BIN, files, make_project, read_only, sh
+from eegcache.train import runs
+from eegcache.versions import dvc, verify
+from eegcache.volume import layout, resolve
 
 pytestmark = [
     pytest.mark.integration,
@@ -162,14 +165,14 @@ def test_the_cache_mount_is_the_dvc_remote_prefix():
 
 
 def test_prepare_pulls_on_cpus_then_train_reads_the_volume_in_a_read_only_container(deployed, project, tmp_path, capsys):
-    version = remote.version_at(project, "cache-v1").hash  # read with git, as the local entrypoint does
+    version = dvc.version_at(project, "cache-v1").hash  # read with git, as the local entrypoint does
     vol = tmp_path / "results"
     stand_ins = f"cache.volume_root={vol} cache.mount_point={tmp_path / 'not-mounted'}"
     with container(deployed, project, tmp_path / "project") as root:
         out = deployed.prepare_and_train(version, stand_ins, local=True, project=str(root))
     prepared = out["prepare"]["resolve"]
     assert [(a["source"], a["outcome"]) for a in prepared["attempts"]] == [("mount", "skipped"), ("remote", "used")]
-    assert prepared["bytes"] == remote.version_at(project).size
+    assert prepared["bytes"] == dvc.version_at(project).size
     assert [(a["source"], a["outcome"], a["bytes"]) for a in out["resolve"]["attempts"]] == [("volume", "used", 0)]
     assert out["resolve"]["preset"] == "offline"  # the GPU moved no byte
     assert files(Path(out["resolve"]["path"])) == files(project / "cache" / "tusz")
@@ -184,7 +187,7 @@ def test_prepare_pulls_on_cpus_then_train_reads_the_volume_in_a_read_only_contai
 
 
 def test_a_deep_validation_is_done_by_prepare_on_cpus_never_again_on_the_gpu(deployed, project, tmp_path):
-    version = remote.version_at(project).hash
+    version = dvc.version_at(project).hash
     overrides = f"cache.volume_root={tmp_path / 'results'} cache.mount_point= cache.validation=deep"
     with container(deployed, project, tmp_path / "project") as root:
         out = deployed.prepare_and_train(version, overrides, local=True, project=str(root))
@@ -193,7 +196,7 @@ def test_a_deep_validation_is_done_by_prepare_on_cpus_never_again_on_the_gpu(dep
 
 
 def test_two_runs_never_share_a_directory(deployed, project, tmp_path):
-    version = remote.version_at(project).hash
+    version = dvc.version_at(project).hash
     vol = tmp_path / "results"
     stand_ins = f"cache.volume_root={vol} cache.mount_point="
     with container(deployed, project, tmp_path / "project") as root:
@@ -211,7 +214,7 @@ def test_two_runs_never_share_a_directory(deployed, project, tmp_path):
 
 
 def test_a_users_trainer_gets_the_cache_and_config_and_resumes_from_its_checkpoint(deployed, project, tmp_path, monkeypatch):
-    version = remote.version_at(project).hash
+    version = dvc.version_at(project).hash
     vol = tmp_path / "results"
     stand_ins = f"cache.volume_root={vol} cache.mount_point="
     plugin = f"{stand_ins} train.entrypoint=tests.fixtures.my_trainer:fit train.epochs=5 train.learning_rate=0.25"
@@ -235,7 +238,7 @@ def test_a_retried_train_call_without_a_run_id_resumes_in_its_own_run(deployed, 
     attempt token), set here as the SDK's container entrypoint sets it: the retry goes on in the same run."""
     from modal._runtime.execution_context import _set_current_context_ids
 
-    version = remote.version_at(project).hash
+    version = dvc.version_at(project).hash
     stand_ins = f"cache.volume_root={tmp_path / 'results'} cache.mount_point="
     plugin = f"{stand_ins} train.entrypoint=tests.fixtures.my_trainer:fit train.epochs=4"
     with container(deployed, project, tmp_path / "project") as root:
@@ -266,10 +269,10 @@ def test_an_entrypoint_that_does_not_import_is_a_config_error():
 
 def test_prepare_uses_the_bucket_mount_when_there_is_one(deployed, project, tmp_path, s3_server):
     mount = tmp_path / "s3-cache"
-    url = remote.remote_settings(project)["url"]
+    url = dvc.remote_settings(project)["url"]
     sh(str(BIN / "s5cmd"), "--endpoint-url", s3_server.endpoint_url, "cp", f"{url}/*", f"{mount}/", cwd=tmp_path,
        env=s3_server.env())  # fmt: skip
-    version = remote.version_at(project).hash
+    version = dvc.version_at(project).hash
     with container(deployed, project, tmp_path / "project") as root:
         out = deployed.prepare.local(version, f"cache.volume_root={tmp_path / 'results'} cache.mount_point={mount}",
                                      project=str(root))  # fmt: skip
@@ -278,7 +281,7 @@ def test_prepare_uses_the_bucket_mount_when_there_is_one(deployed, project, tmp_
 
 def test_train_reads_only_the_volume_and_says_to_prepare_first(deployed, project, tmp_path):
     vol = tmp_path / "results"
-    version = remote.version_at(project).hash
+    version = dvc.version_at(project).hash
     with container(deployed, project, tmp_path / "project") as root:
         with pytest.raises(resolve.ResolveError) as caught:
             deployed.train.local(version, f"cache.volume_root={vol} cache=s3_first", project=str(root))
@@ -290,7 +293,7 @@ def test_train_reads_only_the_volume_and_says_to_prepare_first(deployed, project
 @pytest.mark.parametrize("function", ["prepare", "train"])
 def test_allow_build_is_refused_with_the_way_to_build_on_cpus(deployed, project, tmp_path, function):
     with pytest.raises(ConfigError, match="build_cache") as caught:
-        getattr(deployed, function).local(remote.version_at(project).hash,
+        getattr(deployed, function).local(dvc.version_at(project).hash,
                                           f"cache.volume_root={tmp_path} cache.allow_build=true", project=str(project))  # fmt: skip
     assert "never build" in str(caught.value)
     assert not any(tmp_path.iterdir())  # refused before anything was written
@@ -305,7 +308,7 @@ def test_verify_refuses_a_version_that_is_not_a_cache_version_before_reaching_s3
 @pytest.mark.parametrize("function", ["prepare", "train"])
 def test_an_unclosed_quote_in_the_overrides_is_a_config_error(deployed, project, tmp_path, function):
     with pytest.raises(ConfigError, match="--overrides .*quote"):
-        getattr(deployed, function).local(remote.version_at(project).hash, "train.entrypoint='my_pkg:fit",
+        getattr(deployed, function).local(dvc.version_at(project).hash, "train.entrypoint='my_pkg:fit",
                                           project=str(project))  # fmt: skip
 
 
@@ -323,10 +326,10 @@ def test_build_cache_plans_once_and_matches_dvc_repro_in_a_read_only_container(d
     with container(deployed, project, tmp_path / "project") as root:
         summary = deployed.build_cache.local(overrides, project=str(root))
         assert len(listed) == 1 and len(parsed) == len(set(parsed)) == summary["files"]
-        assert summary["version"] == remote.version_at(project).hash
+        assert summary["version"] == dvc.version_at(project).hash
         assert files(Path(summary["path"])) == files(project / "cache" / "tusz")
-        assert remote.verify_remote(project).ok
-        assert volume.installed(vol) == [Path(summary["path"])]
+        assert verify.verify_remote(project).ok
+        assert layout.installed(vol) == [Path(summary["path"])]
         assert not (vol / "build").exists() or not any((vol / "build").iterdir())  # the staging copy is gone
         assert [s["step"] for s in summary["spent"]][-1] == "build" and len(summary["spent"]) >= 2
         again = deployed.build_cache.local(overrides, project=str(root))  # a second build starts clean

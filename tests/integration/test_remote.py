@@ -14,10 +14,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from eegcache import config, remote, volume
+from eegcache import config
 from eegcache.core import process, store
 from tests.conftest import REPO
 from tests.integration.projects import BIN, connect, files, make_project, sh
+from eegcache.devtools import s3local
+from eegcache.versions import dvc, identity, lockfile, verify
+from eegcache.volume import install
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -41,22 +44,22 @@ def test_credentials_stay_out_of_tracked_files(project, s3_server):
 
 
 def test_push_uploads_everything_then_nothing(project):
-    version = remote.version_at(project)
-    assert remote.push(project) == version.nfiles + 1  # every file, metadata included, plus the .dir object
-    assert remote.push(project) == 0
+    version = dvc.version_at(project)
+    assert dvc.push(project) == version.nfiles + 1  # every file, metadata included, plus the .dir object
+    assert dvc.push(project) == 0
     assert "are in sync" in sh("dvc", "status", "-c", cwd=project).stdout
-    verdict = remote.verify_remote(project, deep=True)
+    verdict = verify.verify_remote(project, deep=True)
     assert verdict.ok, verdict.problems
     assert verdict.objects == version.nfiles + 1
 
 
 def test_pull_in_a_fresh_clone_is_byte_identical(project, s3_server, tmp_path):
-    remote.push(project)
+    dvc.push(project)
     clone = tmp_path / "clone"
     sh("git", "clone", "-q", str(project), str(clone), cwd=tmp_path)
     assert not (clone / "cache" / "tusz").exists()
     connect(clone, s3_server, _prefix(project))
-    remote.pull(clone)
+    dvc.pull(clone)
     assert files(clone / "cache" / "tusz") == files(project / "cache" / "tusz")
 
 
@@ -67,9 +70,9 @@ def _prefix(root: Path) -> str:
 
 
 def test_pull_version_into_another_directory(project, tmp_path, s3_server):
-    remote.push(project)
-    version = remote.version_at(project, "cache-v1")
-    out = volume.pull_version(project, version, tmp_path / "volume")
+    dvc.push(project)
+    version = dvc.version_at(project, "cache-v1")
+    out = install.pull_version(project, version, tmp_path / "volume")
     assert out == tmp_path / "volume" / version.dirname
     assert files(out) == files(project / "cache" / "tusz")
     sample = next(out.rglob("*.npz"))
@@ -79,41 +82,41 @@ def test_pull_version_into_another_directory(project, tmp_path, s3_server):
     for path in (tmp_path / "volume").rglob("*"):
         if path.is_file():
             assert s3_server.secret_key.encode() not in path.read_bytes(), path
-    again = volume.pull_version(project, version, tmp_path / "volume")  # a rerun is a no-op
+    again = install.pull_version(project, version, tmp_path / "volume")  # a rerun is a no-op
     assert files(again) == files(out)
 
 
 def test_remote_verify_catches_objects_deleted_behind_dvcs_back(project, tmp_path, s3_server):
-    remote.push(project)
-    version = remote.version_at(project)
+    dvc.push(project)
+    version = dvc.version_at(project)
     listing = yaml.safe_load((project / ".dvc" / "cache" / "files" / "md5" / version.hash[:2] / version.hash[2:]).read_text())
     victim = next(e for e in listing if e["relpath"].endswith(".npz"))
     url = f"s3://{s3_server.bucket}/{_prefix(project)}/files/md5/{victim['md5'][:2]}/{victim['md5'][2:]}"
     sh(str(BIN / "s5cmd"), "--endpoint-url", s3_server.endpoint_url, "rm", url, cwd=tmp_path, env=s3_server.env())
-    verdict = remote.verify_remote(project)
+    verdict = verify.verify_remote(project)
     assert not verdict.ok
     assert verdict.problems == (f"{victim['relpath']} ({victim['md5']}): missing on the remote",)
-    assert remote.push(project) == 1  # pushing again re-sends exactly the missing object
-    assert remote.verify_remote(project).ok
+    assert dvc.push(project) == 1  # pushing again re-sends exactly the missing object
+    assert verify.verify_remote(project).ok
     dir_url = f"s3://{s3_server.bucket}/{_prefix(project)}/files/md5/{version.hash[:2]}/{version.hash[2:]}"
     sh(str(BIN / "s5cmd"), "--endpoint-url", s3_server.endpoint_url, "rm", dir_url, cwd=tmp_path, env=s3_server.env())
-    assert remote.verify_remote(project).problems == (f"{version.hash}: the .dir object is missing on the remote",)
-    assert remote.push(project) == 1 and remote.verify_remote(project, deep=True).ok
+    assert verify.verify_remote(project).problems == (f"{version.hash}: the .dir object is missing on the remote",)
+    assert dvc.push(project) == 1 and verify.verify_remote(project, deep=True).ok
 
 
 def test_versions_and_tag_checkout_round_trip(project, s3_server):
-    remote.push(project)
-    v1 = remote.version_at(project, "cache-v1")
+    dvc.push(project)
+    v1 = dvc.version_at(project, "cache-v1")
     v1_files = files(project / "cache" / "tusz")
     sh("eegcache", "params", "preprocess.dtype=float32", cwd=project)
     sh("dvc", "repro", cwd=project)
-    remote.push(project)
+    dvc.push(project)
     sh("git", "add", "-A", cwd=project)
     sh("git", "commit", "-qm", "cache v2 (float32)", cwd=project)
     sh("git", "tag", "cache-v2", cwd=project)
-    found = {v.hash: (v, revs) for v, revs in remote.versions(project)}
+    found = {v.hash: (v, revs) for v, revs in dvc.versions(project)}
     assert v1.hash in found and "cache-v1" in found[v1.hash][1]
-    v2 = remote.version_at(project, "cache-v2")
+    v2 = dvc.version_at(project, "cache-v2")
     assert v2.hash != v1.hash and v2.params["preprocess.dtype"] == "float32"
     sh("git", "checkout", "-q", "cache-v1", cwd=project)
     sh("dvc", "checkout", cwd=project)
@@ -124,10 +127,10 @@ def test_versions_and_tag_checkout_round_trip(project, s3_server):
 def test_wrong_credentials_name_the_remote_and_cause(project, s3_server, tmp_path):
     clone = tmp_path / "clone"
     sh("git", "clone", "-q", str(project), str(clone), cwd=tmp_path)
-    remote.configure(clone, f"s3://{s3_server.bucket}/{_prefix(project)}", endpoint_url=s3_server.endpoint_url,
+    dvc.configure(clone, f"s3://{s3_server.bucket}/{_prefix(project)}", endpoint_url=s3_server.endpoint_url,
                      access_key=s3_server.access_key, secret_key="wrong-secret")  # fmt: skip
-    with pytest.raises(remote.RemoteError) as err:
-        remote.pull(clone)
+    with pytest.raises(dvc.RemoteError) as err:
+        dvc.pull(clone)
     message = str(err.value)
     assert "remote 'storage'" in message and f"s3://{s3_server.bucket}" in message
     assert "wrong-secret" not in message
@@ -136,7 +139,6 @@ def test_wrong_credentials_name_the_remote_and_cause(project, s3_server, tmp_pat
 @pytest.fixture
 def own_server(tmp_path):
     """A server of this test's own, which it may stop and restart."""
-    from eegcache import s3local
 
     state = tmp_path / "own-s3"
     yield state, s3local.start(state)
@@ -152,29 +154,28 @@ def _clone_with_cache(project: Path, tmp_path: Path) -> Path:
 
 
 def test_server_down_is_a_clear_error_and_a_rerun_after_restart_completes(project, tmp_path, own_server):
-    from eegcache import s3local
 
     state, server = own_server
     clone = _clone_with_cache(project, tmp_path)
     connect(clone, server, "down-up")
-    assert remote.push(clone) == remote.version_at(clone).nfiles + 1
-    version = remote.version_at(clone)
+    assert dvc.push(clone) == dvc.version_at(clone).nfiles + 1
+    version = dvc.version_at(clone)
     s3local.stop(state, timeout_s=5)
-    with pytest.raises(remote.RemoteError) as err:
-        volume.pull_version(clone, version, tmp_path / "volume")
+    with pytest.raises(dvc.RemoteError) as err:
+        install.pull_version(clone, version, tmp_path / "volume")
     assert "remote 'storage'" in str(err.value) and "s3://" in str(err.value)
     assert not (tmp_path / "volume" / version.dirname).exists()  # nothing partial presented as complete
     s3local.start(state)  # same keys and endpoint as before
-    out = volume.pull_version(clone, version, tmp_path / "volume")
+    out = install.pull_version(clone, version, tmp_path / "volume")
     assert files(out) == files(project / "cache" / "tusz")
 
 
 def test_missing_bucket_names_it(project, tmp_path, s3_server):
     clone = _clone_with_cache(project, tmp_path)
-    remote.configure(clone, "s3://no-such-bucket/x", endpoint_url=s3_server.endpoint_url,
+    dvc.configure(clone, "s3://no-such-bucket/x", endpoint_url=s3_server.endpoint_url,
                      access_key=s3_server.access_key, secret_key=s3_server.secret_key)  # fmt: skip
-    with pytest.raises(remote.RemoteError) as err:
-        remote.push(clone)
+    with pytest.raises(dvc.RemoteError) as err:
+        dvc.push(clone)
     assert "s3://no-such-bucket/x" in str(err.value)
     assert "bucket" in str(err.value).lower()
 
@@ -183,13 +184,13 @@ def test_object_missing_on_the_remote_fails_the_pull(project, tmp_path, own_serv
     state, server = own_server
     clone = _clone_with_cache(project, tmp_path)
     connect(clone, server, "holes")
-    remote.push(clone)
-    version = remote.version_at(clone)
+    dvc.push(clone)
+    version = dvc.version_at(clone)
     npz = next(e for e in yaml.safe_load(Path(clone / ".dvc" / "cache" / "files" / "md5" / version.hash[:2] / version.hash[2:]).read_text()) if e["relpath"].endswith(".npz"))
     url = f"s3://{server.bucket}/holes/files/md5/{npz['md5'][:2]}/{npz['md5'][2:]}"
     sh(str(BIN / "s5cmd"), "--endpoint-url", server.endpoint_url, "rm", url, cwd=tmp_path, env=server.env())
-    with pytest.raises(remote.RemoteError):
-        volume.pull_version(clone, version, tmp_path / "volume")
+    with pytest.raises(dvc.RemoteError):
+        install.pull_version(clone, version, tmp_path / "volume")
     assert not (tmp_path / "volume" / version.dirname).exists()
 
 
@@ -198,7 +199,7 @@ def test_cli_push_verify_versions(project):
     assert "version" in sh(*cli, "push", cwd=project).stdout
     assert "OK (fast): all" in sh(*cli, "remote-verify", "--rev", "cache-v1", cwd=project).stdout
     listing = sh(*cli, "versions", cwd=project).stdout
-    assert "cache-v1" in listing and remote.version_at(project, "cache-v1").dirname[:12] in listing
+    assert "cache-v1" in listing and dvc.version_at(project, "cache-v1").dirname[:12] in listing
 
 
 def test_server_stopped_mid_pull_then_restarted(tmp_path, own_server):
@@ -206,7 +207,6 @@ def test_server_stopped_mid_pull_then_restarted(tmp_path, own_server):
     (the pull failed) or complete, and a rerun ends with a byte-identical version."""
     import numpy as np
 
-    from eegcache import s3local
 
     state, server = own_server
     source = tmp_path / "source"
@@ -223,14 +223,14 @@ def test_server_stopped_mid_pull_then_restarted(tmp_path, own_server):
                                           "seizures": [], "zero_filled": []}  # fmt: skip
     # a cache as pull-version checks it: files as its metadata lists them (composed as a build composes it)
     store.write_metadata(source / "big", process.cache_metadata(
-        params=config.stage_params(config.load(REPO, local=False)), code="test", package_version="test",
+        params=identity.stage_params(config.load(REPO, local=False)), code="test", package_version="test",
         inputs=[(rel, e["md5"], None) for rel, e in entries.items()], files=entries, skipped=[], excluded=[]))
     sh("dvc", "add", "-q", "big", cwd=source)
-    remote.configure(source, f"s3://{server.bucket}/mid", endpoint_url=server.endpoint_url,
+    dvc.configure(source, f"s3://{server.bucket}/mid", endpoint_url=server.endpoint_url,
                      access_key=server.access_key, secret_key=server.secret_key)  # fmt: skip
     sh("dvc", "push", "-q", cwd=source)
     out = yaml.safe_load((source / "big.dvc").read_text())["outs"][0]
-    version = remote.Version("big", out["md5"], out["nfiles"], out["size"])
+    version = lockfile.Version("big", out["md5"], out["nfiles"], out["size"])
     vol = tmp_path / "volume"
     code = (f"from pathlib import Path; from eegcache import remote, volume; "
             f"volume.pull_version(Path({str(source)!r}), remote.{version!r}, Path({str(vol)!r}), jobs=1)")  # fmt: skip
@@ -249,5 +249,5 @@ def test_server_stopped_mid_pull_then_restarted(tmp_path, own_server):
         assert not final.exists() and "remote 'storage'" in stderr
     else:  # its retries outlasted the outage
         assert files(final) == files(source / "big")
-    again = volume.pull_version(source, version, vol)
+    again = install.pull_version(source, version, vol)
     assert files(again) == files(source / "big")

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from eegcache import remote, resolve, volume
 from eegcache.core import store
 from tests.integration.projects import BIN, connect, files, make_project, settings, sh
+from eegcache.versions import dvc, expected, verify
+from eegcache.volume import layout, prune, resolve
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -58,7 +59,7 @@ def assert_bystanders(vol: Path) -> None:
 
 
 def version_dir(project: Path, vol: Path) -> Path:
-    return volume.versions_root(vol) / remote.version_at(project).dirname
+    return layout.versions_root(vol) / dvc.version_at(project).dirname
 
 
 def test_presets_give_the_documented_order(project, tmp_path):
@@ -75,7 +76,7 @@ def test_remote_then_volume(project, tmp_path, s3_server):
     assert attempts(first) == [("volume", "rejected"), ("remote", "used")]
     assert "not on the volume" in first.attempts[0].reason
     assert files(Path(first.path)) == files(project / "cache" / "tusz")
-    version = remote.version_at(project)
+    version = dvc.version_at(project)
     assert first.bytes == version.size and first.files == version.nfiles - 1  # every file but the metadata
     assert first.saved_gpu_hours == pytest.approx(2.5 - first.seconds / 3600, abs=1e-3)
     again = resolve.resolve(settings(project, vol, "cache=volume_first"), project)
@@ -127,7 +128,7 @@ def test_each_rejection_reason_quarantines_only_that_copy(project, tmp_path, cas
     (attempt,) = caught.value.report.attempts
     assert (attempt.source, attempt.outcome) == ("volume", "rejected") and words in attempt.reason
     assert not path.exists()
-    (moved,) = (volume.versions_root(vol) / volume.QUARANTINE).glob(f"{path.name}.*[0-9]")
+    (moved,) = (layout.versions_root(vol) / layout.QUARANTINE).glob(f"{path.name}.*[0-9]")
     assert words in moved.with_name(f"{moved.name}.why.txt").read_text()
     assert_bystanders(vol)
     fixed = resolve.resolve(settings(project, vol, "cache=volume_first"), project)  # corrupt objects were evicted
@@ -158,16 +159,16 @@ def test_a_copy_of_another_version_is_rejected(project, tmp_path):
 def test_mount_source_with_a_plain_directory(project, tmp_path, s3_server):
     """A directory holding a copy of the remote prefix stands in for the bucket mount."""
     mount = tmp_path / "s3-cache"
-    url = remote.remote_settings(project)["url"]
+    url = dvc.remote_settings(project)["url"]
     sh(str(BIN / "s5cmd"), "--endpoint-url", s3_server.endpoint_url, "cp", f"{url}/*", f"{mount}/", cwd=tmp_path,
        env=s3_server.env())  # fmt: skip
     vol = with_bystanders(tmp_path / "vol")
     report = resolve.resolve(settings(project, vol, "cache=s3_first", f"cache.mount_point={mount}"), project)
-    assert attempts(report) == [("mount", "used")] and report.bytes == remote.version_at(project).size
+    assert attempts(report) == [("mount", "used")] and report.bytes == dvc.version_at(project).size
     assert files(Path(report.path)) == files(project / "cache" / "tusz")
     # a corrupt object in the mount is refused by its hash; the next source delivers
     shutil.rmtree(report.path)
-    shutil.rmtree(volume.versions_root(vol) / ".dvc" / "cache")
+    shutil.rmtree(layout.versions_root(vol) / ".dvc" / "cache")
     victim = sorted((mount / "files" / "md5").rglob("*"))[-1]
     victim.write_bytes(victim.read_bytes()[:-1] + b"#")
     report = resolve.resolve(settings(project, vol, "cache=s3_first", f"cache.mount_point={mount}"), project)
@@ -190,7 +191,7 @@ def test_two_processes_resolving_at_once(project, tmp_path):
     reports = [json.loads((tmp_path / f"r{i}.json").read_text()) for i in range(2)]
     assert reports[0]["path"] == reports[1]["path"]
     assert files(Path(reports[0]["path"])) == files(project / "cache" / "tusz")
-    leftovers = [p.name for p in volume.versions_root(vol).iterdir() if p.name.startswith((".partial", volume.QUARANTINE))]
+    leftovers = [p.name for p in layout.versions_root(vol).iterdir() if p.name.startswith((".partial", layout.QUARANTINE))]
     assert leftovers == []
     assert_bystanders(vol)
 
@@ -198,7 +199,7 @@ def test_two_processes_resolving_at_once(project, tmp_path):
 def test_resolve_killed_midway_then_rerun(project, tmp_path):
     vol = with_bystanders(tmp_path / "vol")
     final = version_dir(project, vol)
-    objects = volume.versions_root(vol) / ".dvc" / "cache" / "files" / "md5"
+    objects = layout.versions_root(vol) / ".dvc" / "cache" / "files" / "md5"
     killed_midway = 0
     for delay in (0.0, 0.02, 0.05):
         run = _resolve_cli(project, vol, "cache=volume_first", "cache.jobs=1")
@@ -209,14 +210,14 @@ def test_resolve_killed_midway_then_rerun(project, tmp_path):
         killed_midway += not final.exists() and run.poll() is None
         run.send_signal(signal.SIGKILL)
         run.wait(timeout=60)
-        assert not final.exists() or volume.verify_version(final, resolve.expected_version(settings(project, vol), project).hash).ok
+        assert not final.exists() or verify.verify_version(final, expected.expected_version(settings(project, vol), project).hash).ok
         if final.exists():
             shutil.rmtree(final)  # start the next round without the version dir (its objects stay cached)
     assert killed_midway, "every resolve finished before it could be killed"
     report = resolve.resolve(settings(project, vol, "cache=volume_first"), project)
     assert attempts(report) == [("volume", "rejected"), ("remote", "used")]
     assert files(Path(report.path)) == files(project / "cache" / "tusz")
-    assert not list(volume.versions_root(vol).glob(".partial-*"))  # the dead runs' partial checkouts are gone
+    assert not list(layout.versions_root(vol).glob(".partial-*"))  # the dead runs' partial checkouts are gone
     assert_bystanders(vol)
 
 
@@ -224,9 +225,9 @@ def _clone(project: Path, tmp_path: Path, server, secret: str | None = None) -> 
     clone = tmp_path / "clone"
     sh("git", "clone", "-q", str(project), str(clone), cwd=tmp_path)
     shutil.copytree(project / "data", clone / "data")
-    connect(clone, server, remote.remote_settings(project)["url"].split("/", 3)[3])
+    connect(clone, server, dvc.remote_settings(project)["url"].split("/", 3)[3])
     if secret:
-        remote.configure_access(clone, secret_key=secret)
+        dvc.configure_access(clone, secret_key=secret)
     return clone
 
 
@@ -237,7 +238,7 @@ def test_no_source_is_one_clear_error_and_deletes_nothing(project, tmp_path, s3_
     out, err = run.communicate(timeout=300)
     assert run.returncode != 0 and out == ""
     message = err[err.index("eegcache resolve: error:"):]
-    version = remote.version_at(project).hash
+    version = dvc.version_at(project).hash
     assert f"no valid source for cache version {version} (preset s3_first" in message
     lines = [line.strip() for line in message.splitlines() if line.strip().startswith("- ")]
     assert [line.split(":")[0] for line in lines] == ["- mount", "- remote", "- volume", "- build"]
@@ -270,25 +271,25 @@ def test_build_source_builds_pushes_and_installs_the_same_version(project, tmp_p
     assert attempts(report) == [("build", "used")]
     assert any("estimated" in line and "EDF files" in line for line in said)
     assert any(line.startswith("pushed ") for line in said)
-    assert report.version == remote.version_at(project).hash  # byte-identical build: the same version hash
+    assert report.version == dvc.version_at(project).hash  # byte-identical build: the same version hash
     assert files(Path(report.path)) == files(project / "cache" / "tusz")
-    assert remote.verify_remote(clone).ok
+    assert verify.verify_remote(clone).ok
 
 
 def test_prune_keeps_the_version_in_use_and_what_others_share(project, tmp_path, s3_server):
     clone = _clone(project, tmp_path, s3_server)
     sh("eegcache", "params", "preprocess.clip=5.0", cwd=clone)
     sh("dvc", "repro", cwd=clone)
-    remote.push(clone)
+    dvc.push(clone)
     vol = with_bystanders(tmp_path / "vol")
     v1 = resolve.resolve(settings(project, vol, "cache=volume_first"), project)
     v2 = resolve.resolve(settings(clone, vol, "cache=volume_first", "preprocess.clip=5.0"), clone)
     assert v1.version != v2.version
     os.utime(v1.path, (time.time() - 3600,) * 2)  # v1 used longest ago
-    result = volume.prune(vol, keep=1, in_use={v1.version})
+    result = prune.prune(vol, keep=1, in_use={v1.version})
     assert result.removed == (Path(v2.path).name,) and set(result.kept) == {Path(v1.path).name}
     assert result.objects_removed > 0 and not Path(v2.path).exists()
-    assert volume.verify_version(Path(v1.path), resolve.expected_version(settings(project, vol), project).hash, deep=True).ok
+    assert verify.verify_version(Path(v1.path), expected.expected_version(settings(project, vol), project).hash, deep=True).ok
     assert_bystanders(vol)
-    again = volume.prune(vol, keep=0, in_use={v1.version})
+    again = prune.prune(vol, keep=0, in_use={v1.version})
     assert again.removed == () and Path(v1.path).is_dir()

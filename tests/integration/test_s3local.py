@@ -23,8 +23,9 @@ import botocore.session
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from eegcache.devtools import s3local
+from eegcache.versions import dvc
 
-from eegcache import remote, s3local
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
@@ -288,12 +289,12 @@ def dvc_project(root: Path) -> None:
 def test_configure_access_writes_config_local_for_its_owner_only(tmp_path, caplog):
     dvc_project(tmp_path)
     local = tmp_path / ".dvc" / "config.local"
-    remote.configure_access(tmp_path, access_key="id-1", secret_key="secret-1")
+    dvc.configure_access(tmp_path, access_key="id-1", secret_key="secret-1")
     assert stat.S_IMODE(local.stat().st_mode) == 0o600 and "secret-1" in local.read_text()
     assert caplog.records == []
     os.chmod(local, 0o644)  # e.g. written by hand or by an older version
-    with caplog.at_level(logging.WARNING, logger="eegcache.remote"):
-        remote.configure_access(tmp_path, secret_key="secret-2")
+    with caplog.at_level(logging.WARNING, logger="eegcache.versions.dvc"):
+        dvc.configure_access(tmp_path, secret_key="secret-2")
     assert stat.S_IMODE(local.stat().st_mode) == 0o600
     assert "secret-2" in local.read_text() and "id-1" in local.read_text()  # edited, not replaced
     assert "made it 0600" in caplog.text and "secret-2" not in caplog.text

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from eegcache.build import run_build
 from eegcache.core import corpus, store
 from eegcache.errors import AnnotationError, CacheError, ConfigError, CorpusError
-from eegcache.build import make_plan
-from eegcache.shards import build_shard, build_work, merge_shards, plan_shards, split_plan
-from eegcache.validate import verify
 from tests.conftest import make_config
 from tests.integration.test_build import _plant_junk, tree_bytes
+from eegcache.build.plan import make_plan
+from eegcache.build.run import run_build
+from eegcache.build.shards import build_shard, build_work, merge_shards, plan_shards, split_plan
+from eegcache.versions.verify import verify
 
 pytestmark = pytest.mark.integration
 

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from eegcache import config
-from eegcache.build import run_build
-from eegcache.dataset import WindowDataset
-from eegcache.train import run_train
 from tests.conftest import REPO, make_config
+from eegcache.build.run import run_build
+from eegcache.train.baseline import run_train
+from eegcache.train.dataset import WindowDataset
 
 pytestmark = pytest.mark.integration
 METRICS = ("windows", "seizure_windows", "hours", "auroc", "sensitivity", "specificity", "false_alarms",

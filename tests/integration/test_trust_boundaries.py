@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from eegcache import fetch, remote, resolve, volume
 from eegcache.core import store
 from tests.integration.projects import BIN, connect, files, make_project, read_only, record, settings, sh
+from eegcache.versions import dvc, objects, verify
+from eegcache.volume import layout, prune, resolve
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -46,7 +47,7 @@ def test_hostile_object_ids_in_metadata_delete_nothing_outside(project, tmp_path
     meta = path / store.METADATA_NAME
     data = json.loads(meta.read_text())
     rel = sorted(data["files"])[0]
-    cache_dir = volume.versions_root(vol) / volume.DVC_CACHE
+    cache_dir = layout.versions_root(vol) / layout.DVC_CACHE
     data["files"][rel]["md5"] = str(Path("..") / ".." / ".." / ".." / ".." / ".." / victim.relative_to(tmp_path))
     meta.chmod(0o644)
     meta.unlink()
@@ -57,7 +58,7 @@ def test_hostile_object_ids_in_metadata_delete_nothing_outside(project, tmp_path
     with pytest.raises(resolve.ResolveError):
         resolve.resolve(settings(project, vol, "cache=offline"), project)
     assert victim.read_text() == "the user's file\n" and cache_dir.is_dir()
-    (moved,) = (volume.versions_root(vol) / volume.QUARANTINE).glob(f"{path.name}.*[0-9]")
+    (moved,) = (layout.versions_root(vol) / layout.QUARANTINE).glob(f"{path.name}.*[0-9]")
     fresh = Path(resolve.resolve(settings(project, vol, "cache=volume_first"), project).path)  # recovered
     assert files(fresh) == files(project / "cache" / "tusz")
     # prune reads every installed version's metadata: plant the hostile id in an installed look-alike too
@@ -67,7 +68,7 @@ def test_hostile_object_ids_in_metadata_delete_nothing_outside(project, tmp_path
     meta.chmod(0o644)
     meta.unlink()
     meta.write_text(json.dumps(data))
-    result = volume.prune(vol, keep=0, in_use=set())
+    result = prune.prune(vol, keep=0, in_use=set())
     assert result.removed == (fresh.name,) and victim.read_text() == "the user's file\n"
     record("trust", "object id '../..' in metadata: quarantine and prune", True, victim.is_file())
 
@@ -90,9 +91,9 @@ def test_a_listing_with_a_path_out_of_the_target_is_refused(project, tmp_path, s
     oid = hashlib.md5(content).hexdigest()
     listing = json.dumps([{"md5": oid, "relpath": "../../../escaped.txt"}]).encode()
     version = hashlib.md5(listing).hexdigest() + ".dir"
-    url = remote.remote_settings(project)["url"]
-    put(s3_server, url, fetch.object_key(oid), content, tmp_path)
-    put(s3_server, url, fetch.object_key(version), listing, tmp_path)
+    url = dvc.remote_settings(project)["url"]
+    put(s3_server, url, objects.object_key(oid), content, tmp_path)
+    put(s3_server, url, objects.object_key(version), listing, tmp_path)
     target = tmp_path / "a" / "b" / "target"
     proc = sh("eegcache", "pull-version", str(target), "--hash", version, cwd=project, check=False)
     assert proc.returncode == 2 and "not a safe relative path" in proc.stderr, proc.stderr
@@ -128,7 +129,7 @@ def test_a_file_size_limit_never_leaves_a_short_object_and_a_rerun_repairs(proje
     assert proc.returncode == 2 and "File too large" in proc.stderr and "run again" in proc.stderr, proc.stderr
     objects = [p for p in (target / ".dvc" / "cache" / "files" / "md5").rglob("*") if p.is_file()]
     assert all(store.md5_file(p) == (p.parent.name + p.name).removesuffix(".dir") for p in objects)
-    assert not (target / remote.version_at(project).dirname).exists()
+    assert not (target / dvc.version_at(project).dirname).exists()
     again = sh("eegcache", "pull-version", str(target), cwd=project)
     assert files(Path(again.stdout.split(" is at ")[1].strip())) == files(project / "cache" / "tusz")
     record("trust", "file-size limit during a fetch", True, True)
@@ -138,20 +139,20 @@ def test_deep_remote_verify_hashes_the_listing_and_push_repairs_it(project, tmp_
     clone = tmp_path / "clone"
     sh("git", "clone", "-q", str(project), str(clone), cwd=tmp_path)
     sh("cp", "-r", str(project / "data"), str(clone / "data"), cwd=tmp_path)
-    connect(clone, s3_server, remote.remote_settings(project)["url"].split("/", 3)[3])
+    connect(clone, s3_server, dvc.remote_settings(project)["url"].split("/", 3)[3])
     sh("eegcache", "params", "preprocess.clip=5.0", cwd=clone)
     sh("dvc", "repro", "build_cache", cwd=clone)
-    remote.push(clone)
-    v1, v2 = remote.version_at(project), remote.version_at(clone)
-    url = remote.remote_settings(project)["url"]
-    other = fetch.cache_path(clone / ".dvc" / "cache", v2.hash).read_bytes()
-    put(s3_server, url, fetch.object_key(v1.hash), other, tmp_path)  # v1's name, v2's complete listing
+    dvc.push(clone)
+    v1, v2 = dvc.version_at(project), dvc.version_at(clone)
+    url = dvc.remote_settings(project)["url"]
+    other = objects.cache_path(clone / ".dvc" / "cache", v2.hash).read_bytes()
+    put(s3_server, url, objects.object_key(v1.hash), other, tmp_path)  # v1's name, v2's complete listing
     for deep in (False, True):
-        verdict = remote.verify_remote(project, deep=deep)
+        verdict = verify.verify_remote(project, deep=deep)
         assert not verdict.ok and "corrupt or replaced" in verdict.problems[0], verdict.problems
     with pytest.raises(resolve.ResolveError):
         resolve.resolve(settings(project, tmp_path / "vol", "cache=volume_first", "cache.sources=[remote]"), project)
-    assert remote.push(project) == 1 and remote.verify_remote(project, deep=True).ok
+    assert dvc.push(project) == 1 and verify.verify_remote(project, deep=True).ok
     record("trust", "remote .dir replaced by another version's listing", True, True)
 
 
@@ -167,7 +168,7 @@ def test_metadata_edited_in_place_is_evicted_and_recovered_in_one_resolve(projec
     assert [(a.source, a.outcome) for a in again.attempts] == [("volume", "rejected"), ("remote", "used")]
     assert files(Path(again.path)) == files(project / "cache" / "tusz")
     third = resolve.resolve(settings(project, vol, "cache=volume_first"), project)
-    assert third.source == "volume" and len(list((volume.versions_root(vol) / volume.QUARANTINE).glob("*.why.txt"))) == 1
+    assert third.source == "volume" and len(list((layout.versions_root(vol) / layout.QUARANTINE).glob("*.why.txt"))) == 1
     record("trust", "metadata edited in place (hard-linked object)", True, True)
 
 
@@ -259,7 +260,7 @@ def test_careless_targets_and_read_only_places_are_one_clear_error(project, tmp_
             proc = sh("eegcache", *args, cwd=project, check=False)
             assert proc.returncode in (0, 2) and "Traceback" not in proc.stderr, (args, proc.stderr)  # 0: nothing to do
     mount = tmp_path / "mnt"
-    listing = fetch.object_key(remote.version_at(project).hash)
+    listing = objects.object_key(dvc.version_at(project).hash)
     (mount / listing).parent.mkdir(parents=True)
     (mount / listing).symlink_to("/dev/zero")  # a source that never ends
     proc = sh("eegcache", "resolve", "cache=s3_first", "cache.sources=[mount]", f"cache.mount_point={mount}",

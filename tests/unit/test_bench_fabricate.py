@@ -9,13 +9,13 @@ import sys
 import numpy as np
 import pytest
 
-from eegcache import validate
-from eegcache.build import make_plan
 from eegcache.core import montage, store
 from tests.conftest import REPO, make_config
 
 sys.path.insert(0, str(REPO / "bench"))
 import fabricate_tusz as fab  # noqa: E402
+from eegcache.versions import verify
+from eegcache.build.plan import make_plan
 
 FACTS = fab.TUSZ_V203.scaled(0.02)
 
@@ -70,7 +70,7 @@ def test_sparse_file_is_the_stores_encoding_of_zeros(tmp_path, samples, name, ze
 def test_cache_verifies_and_describes_the_recordings(recordings, tmp_path):
     some = recordings[:12]
     metadata = fab.write_cache(some, tmp_path / "cache", ["preprocess=tcp22"], workers=1)
-    verdict = validate.verify(tmp_path / "cache", deep=True)
+    verdict = verify.verify(tmp_path / "cache", deep=True)
     assert verdict.ok and verdict.files == 12, verdict.problems
     for r in some:
         entry = metadata["files"][f"{r.split}/{r.bname}.npz"]

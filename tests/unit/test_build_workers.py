@@ -5,8 +5,8 @@ import logging
 import os
 
 import pytest
+from eegcache.build.run import available_cpus, worker_count
 
-from eegcache import build
 
 CPUS = len(os.sched_getaffinity(0))
 
@@ -19,16 +19,16 @@ def test_available_cpus_are_the_affinity_mask_lowered_by_a_cgroup_quota(tmp_path
     path = tmp_path / "cpu.max"
     if cpu_max is not None:
         path.write_text(cpu_max)
-    assert build.available_cpus(path) == expected
+    assert available_cpus(path) == expected
 
 
 def test_workers_are_capped_by_the_recordings_and_the_cpus(caplog):
-    cpus = build.available_cpus()
-    with caplog.at_level(logging.WARNING, logger="eegcache.build"):
-        assert build.worker_count(0, 1000) == cpus
-        assert build.worker_count(0, 1) == 1
-        assert build.worker_count(1, 1000) == 1
+    cpus = available_cpus()
+    with caplog.at_level(logging.WARNING, logger="eegcache.build.run"):
+        assert worker_count(0, 1000) == cpus
+        assert worker_count(0, 1) == 1
+        assert worker_count(1, 1000) == 1
         assert caplog.records == []
-        assert build.worker_count(cpus + 7, 1000) == cpus
+        assert worker_count(cpus + 7, 1000) == cpus
     assert [r.getMessage() for r in caplog.records] == [
         f"build.workers={cpus + 7} but {cpus} CPUs are available: running {cpus} worker processes"]

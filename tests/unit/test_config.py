@@ -5,6 +5,8 @@ import yaml
 
 from eegcache import config
 from eegcache.errors import ConfigError
+from eegcache.versions import identity, lockfile
+from eegcache.core.identity import stable_hash
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -96,19 +98,19 @@ def test_not_a_project_is_named(tmp_path):
 
 
 def test_requested_names_what_the_overrides_ask_for():
-    assert config.requested(REPO, []) == {}
-    assert config.requested(REPO, ["cache.jobs=4", "train.epochs=3", "paths=modal"]) == {}
-    assert config.requested(REPO, ["preprocess.dtype=float32"]) == {"preprocess.dtype": "float32"}
+    assert identity.requested(REPO, []) == {}
+    assert identity.requested(REPO, ["cache.jobs=4", "train.epochs=3", "paths=modal"]) == {}
+    assert identity.requested(REPO, ["preprocess.dtype=float32"]) == {"preprocess.dtype": "float32"}
     # naming a key asks for it even when the value is the default
-    assert config.requested(REPO, ["preprocess.dtype=float16"]) == {"preprocess.dtype": "float16"}
-    group = config.requested(REPO, ["preprocess=tcp22"])
+    assert identity.requested(REPO, ["preprocess.dtype=float16"]) == {"preprocess.dtype": "float16"}
+    group = identity.requested(REPO, ["preprocess=tcp22"])
     assert group["preprocess.montage"] == "tcp22" and group["preprocess.sample_rate"] == 200 and len(group) == 10
 
 
 def test_conflicts_name_each_key_with_both_values():
     recorded = {"preprocess.dtype": "float32", "preprocess.clip": 10.0, "data.split_policy": "official_tusz"}
     asked = {"preprocess.dtype": "float16", "preprocess.clip": 10, "data.split_policy": "patient_disjoint"}
-    assert config.conflicts(recorded, asked) == [
+    assert identity.conflicts(recorded, asked) == [
         "data.split_policy: version official_tusz, config patient_disjoint",
         "preprocess.dtype: version float32, config float16",
     ]
@@ -116,10 +118,10 @@ def test_conflicts_name_each_key_with_both_values():
 
 def test_stage_params_are_what_dvc_yaml_lists_for_the_stage():
     listed = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["build_cache"]["params"]
-    flat = config.flatten(config.stage_params(config.load(REPO)))
+    flat = lockfile.flatten(identity.stage_params(config.load(REPO)))
     assert sorted(listed) == sorted({key if key.startswith(("data.", "build.")) else key.split(".")[0] for key in flat})
 
 
 def test_stable_hash_ignores_key_order():
-    assert config.stable_hash({"a": 1, "b": [1, 2]}) == config.stable_hash({"b": [1, 2], "a": 1})
-    assert config.stable_hash({"a": 1}) != config.stable_hash({"a": 1.5})
+    assert stable_hash({"a": 1, "b": [1, 2]}) == stable_hash({"b": [1, 2], "a": 1})
+    assert stable_hash({"a": 1}) != stable_hash({"a": 1.5})

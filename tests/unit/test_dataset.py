@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_array_equal
 
-from eegcache import dataset
 from eegcache.core import store
-from eegcache.dataset import WindowDataset
 from eegcache.errors import CacheError, ConfigError
+from eegcache.train import dataset
+from eegcache.train.dataset import WindowDataset
 
 RATE = 50.0  # Hz; windows of 4 s = 200 samples, stride 1 s = 50 samples
 CHANNELS = ("FP1", "FP2", "C3", "C4")
@@ -153,7 +153,7 @@ def test_bucket_overlap_from_intervals_equals_label_sums(n, window, stride, flag
 
 
 def test_short_recording_gives_no_windows_and_is_counted(cache, caplog):
-    with caplog.at_level(logging.INFO, logger="eegcache.dataset"):
+    with caplog.at_level(logging.INFO, logger="eegcache.train.dataset"):
         ds = WindowDataset(cache, "train", window_s=4.0, stride_s=1.0)
     assert ds.short_recordings == 1
     assert "train/aaaaaaac_s002_t001.npz" in ds.files

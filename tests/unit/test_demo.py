@@ -13,9 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy.signal import welch
 
-from eegcache import demo
 from eegcache.core.montage import ELECTRODES, TCP_BIPOLAR
 from eegcache.errors import ConfigError
+from eegcache.devtools import demo
 
 FILE = re.compile(
     r"^edf/(train|dev|eval)/([a-z]{8})/s(\d{3})_(\d{4})/(01_tcp_ar|02_tcp_le|03_tcp_ar_a)/"

@@ -1,5 +1,6 @@
 """The package's layers as DESIGN.md draws them, read from the source with ``ast``: what ``core`` may import, no
-import cycles, and ``dvc.yaml``'s code deps equal to what the build's code digest hashes and what train imports."""
+import cycles, the dev tools and the Modal settings kept out of the runtime's way, each error raised by its own layer,
+and ``dvc.yaml``'s code deps equal to what the build's code digest hashes and what training imports."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tests.conftest import REPO
 
 SRC = REPO / "src"
 CORE_ALLOWED = {"numpy", "scipy", "edfio", "eegcache.core", "eegcache.errors"}
+TRAINING = "eegcache.train.baseline"  # what the DVC stage `train` runs (`eegcache train`)
 
 
 def _modules() -> dict[str, Path]:
@@ -125,7 +127,7 @@ def test_train_depends_on_exactly_the_modules_train_imports():
     code_deps = [d for d in deps if not d.startswith("${")]
     assert set(deps) - set(code_deps) == {"${build.out_dir}"}
     assert len(code_deps) == len(set(code_deps))
-    assert sorted(code_deps) == import_closure("eegcache.train")
+    assert sorted(code_deps) == import_closure(TRAINING)
 
 
 @pytest.mark.parametrize(
@@ -141,12 +143,12 @@ def test_import_closure_follows_imports_and_the_packages_above_them(name, expect
 
 
 def test_import_closure_matches_what_python_imports():
-    """The ``ast`` reading agrees with the interpreter: a fresh process importing eegcache.train loads exactly
+    """The ``ast`` reading agrees with the interpreter: a fresh process importing the baseline trainer loads exactly
     those of the package's modules."""
-    code = "import sys, eegcache.train; print('\\n'.join(sorted(m for m in sys.modules if m.startswith('eegcache'))))"
+    code = f"import sys, {TRAINING}; print('\\n'.join(sorted(m for m in sys.modules if m.startswith('eegcache'))))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             env={"PYTHONPATH": str(SRC)}).stdout.split()  # fmt: skip
-    assert sorted(MODULES[m].relative_to(REPO).as_posix() for m in loaded) == import_closure("eegcache.train")
+    assert sorted(MODULES[m].relative_to(REPO).as_posix() for m in loaded) == import_closure(TRAINING)
 
 
 def _strings(name: str) -> set[str]:
@@ -157,9 +159,9 @@ def _strings(name: str) -> set[str]:
 @pytest.mark.parametrize(
     ("what", "owner", "found_in"),
     [
-        ("imports DVC", "eegcache.remote", lambda m: any(i == "dvc" or i.startswith("dvc.") for i in _imports(m))),
-        ("runs the dvc or git command", "eegcache.remote", lambda m: bool({"dvc", "git"} & _strings(m))),
-        ("starts SeaweedFS", "eegcache.s3local", lambda m: any(s == "mini" or s.endswith("/weed") for s in _strings(m))),
+        ("imports DVC", "eegcache.versions.dvc", lambda m: any(i == "dvc" or i.startswith("dvc.") for i in _imports(m))),
+        ("runs the dvc or git command", "eegcache.versions.dvc", lambda m: bool({"dvc", "git"} & _strings(m))),
+        ("starts SeaweedFS", "eegcache.devtools.s3local", lambda m: any(s == "mini" or s.endswith("/weed") for s in _strings(m))),
         ("imports modal", None, lambda m: any(i == "modal" or i.startswith("modal.") for i in _imports(m))),
     ],
 )
@@ -169,3 +171,47 @@ def test_each_adapter_stands_alone(what, owner, found_in):
 
 def test_no_module_is_over_400_lines():
     assert {name: n for name, path in MODULES.items() if (n := len(path.read_text().splitlines())) > 400} == {}
+
+
+def test_the_dev_tools_are_imported_by_the_cli_alone():
+    """The demo corpus and the local S3 server are development tools: nothing of the runtime (what the Modal image
+    holds) imports them, only the CLI and the dev tools themselves."""
+    users = {name for name in MODULES if any(m.startswith("eegcache.devtools") for m in _package_imports(name))}
+    assert {name for name in users if not name.startswith("eegcache.devtools")} == {"eegcache.cli"}
+
+
+def test_the_configuration_road_knows_no_modal_settings():
+    """``config`` keeps the ``modal`` group as a mapping: the settings' schema is the Modal app's, so nothing that
+    builds or trains (the DVC stages' deps) changes when it does."""
+    assert not [f for f in import_closure("eegcache.config") if "modal" in f]
+    assert "src/eegcache/modal_settings.py" not in import_closure(TRAINING)
+
+
+def _raised(name: str) -> set[str]:
+    """Names of the exception classes ``name`` raises (``raise X(...)``, ``raise mod.X(...)``)."""
+    found = set()
+    for node in ast.walk(ast.parse(MODULES[name].read_text())):
+        if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+            func = node.exc.func
+            found.add(func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", ""))
+    return found
+
+
+def _error_classes() -> dict[str, str]:
+    """Exception classes defined outside ``errors`` (a layer's own) -> the module that defines them."""
+    owners = {}
+    for name in MODULES:
+        for node in ast.parse(MODULES[name].read_text()).body:
+            bases = {getattr(b, "id", getattr(b, "attr", "")) for b in getattr(node, "bases", [])}
+            if isinstance(node, ast.ClassDef) and (bases & {"Exception"} or any(b.endswith("Error") for b in bases)):
+                owners[node.name] = name
+    return {cls: owner for cls, owner in owners.items() if owner != "eegcache.errors"}
+
+
+def test_each_error_type_is_raised_by_its_own_layer():
+    """A layer's own error (the remote's, a fetch's, the lockfile's) is raised in the module that defines it only:
+    a volume or a mount never reports "remote 'storage'", a parse error of dvc.lock is not a remote's."""
+    owners = _error_classes()
+    assert {"RemoteError", "FetchError", "ObjectError", "LockfileError", "UnsafeName"} <= owners.keys()
+    strays = {(name, cls) for name in MODULES for cls in _raised(name) if cls in owners and owners[cls] != name}
+    assert strays == set()

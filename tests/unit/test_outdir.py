@@ -10,19 +10,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eegcache import locks, outdir
+from eegcache import locks
 from eegcache.core import store
+from eegcache.build import ownership
 
 
 @pytest.mark.parametrize("rel", ["train/a.npz", "model_weights.npz", "a/b/c"])
 def test_safe_relative_paths(rel, tmp_path):
-    assert outdir.inside(tmp_path, rel) == tmp_path / rel
+    assert ownership.inside(tmp_path, rel) == tmp_path / rel
 
 
 @pytest.mark.parametrize("rel", ["", "/etc/passwd", "../x", "train/../../x", "a//b", "./a", "a/.", "a/", "a\0b",
                                  "a\nb", "a\\..\\b", None, 3, ["a"]])  # fmt: skip
 def test_unsafe_relative_paths(rel, tmp_path):
-    assert outdir.inside(tmp_path, rel) is None
+    assert ownership.inside(tmp_path, rel) is None
 
 
 @settings(max_examples=300, deadline=None)
@@ -32,7 +33,7 @@ def test_no_relative_path_leads_outside_the_root(rel):
         root = Path(tmp, "out")
         (root / "a").mkdir(parents=True)
         os.symlink(tmp, root / "b")  # a folder symlink leading out of the root
-        path = outdir.inside(root, rel)
+        path = ownership.inside(root, rel)
         assert path is None or path.resolve().is_relative_to(root.resolve())
 
 
@@ -48,7 +49,7 @@ def test_no_relative_path_leads_outside_the_root(rel):
     (f"train/x.npz{store.TMP_MARK}abcdefgh", False),  # no leading dot
 ])  # fmt: skip
 def test_own_temp_files_are_exactly_atomic_writes(rel, ours):
-    assert outdir.own_temp(rel) is ours
+    assert ownership.own_temp(rel) is ours
 
 
 def test_atomic_write_temp_names_match(tmp_path, monkeypatch):
@@ -56,7 +57,7 @@ def test_atomic_write_temp_names_match(tmp_path, monkeypatch):
     real = tempfile.mkstemp
     monkeypatch.setattr(tempfile, "mkstemp", lambda **kw: seen.append(real(**kw)) or seen[-1])
     store.atomic_write(tmp_path / "train" / "x.npz", b"data")
-    assert outdir.own_temp(Path(seen[0][1]).relative_to(tmp_path).as_posix())
+    assert ownership.own_temp(Path(seen[0][1]).relative_to(tmp_path).as_posix())
 
 
 def test_shared_holders_share_and_exclude_an_exclusive_one(tmp_path):

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from eegcache import config, runs
+from eegcache import config
 from eegcache.errors import ConfigError, TrainError
 from tests.conftest import REPO
+from eegcache.train import runs
 
 
 def _config(entrypoint: str) -> config.Config:

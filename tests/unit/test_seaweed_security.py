@@ -10,8 +10,8 @@ import stat
 import tomllib
 
 from cryptography import x509
+from eegcache.devtools import seaweed_security
 
-from eegcache import seaweed_security
 
 
 def test_security_toml_locks_every_door_with_fresh_keys(tmp_path):

@@ -9,11 +9,13 @@ from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy.stats import mannwhitneyu
 
-from eegcache import config, dataset, train
+from eegcache import config
 from eegcache.core import store
-from eegcache.dataset import WindowDataset
 from eegcache.errors import CacheError, ConfigError, TrainError
 from tests.unit.test_dataset import CHANNELS, RATE, recording, write_cache
+from eegcache.train import baseline
+from eegcache.train import dataset
+from eegcache.train.dataset import WindowDataset
 
 BANDS = ((1.0, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 20.0))
 
@@ -24,22 +26,22 @@ BANDS = ((1.0, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 20.0))
 def test_roc_and_auroc_of_a_hand_example():
     # positives score 0.9 and 0.7, negatives 0.8 and 0.1: 3 of the 4 (positive, negative) pairs are ordered right
     labels, scores = np.array([1, 0, 1, 0]), np.array([0.9, 0.8, 0.7, 0.1])
-    fpr, tpr, thresholds = train.roc_curve(labels, scores)
+    fpr, tpr, thresholds = baseline.roc_curve(labels, scores)
     assert_allclose(fpr, [0, 0, 0.5, 0.5, 1])
     assert_allclose(tpr, [0, 0.5, 0.5, 1, 1])
     assert_array_equal(thresholds, [np.inf, 0.9, 0.8, 0.7, 0.1])
-    assert train.auroc(labels, scores) == pytest.approx(0.75)
+    assert baseline.auroc(labels, scores) == pytest.approx(0.75)
 
 
 def test_tied_scores_count_half():
     # pairs: (0.5, 0.5) tie = 1/2, (0.5, 0.1) = 1, (0.9, 0.5) = 1, (0.9, 0.1) = 1 -> 3.5 / 4
     labels, scores = np.array([1, 0, 1, 0]), np.array([0.5, 0.5, 0.9, 0.1])
-    assert train.auroc(labels, scores) == pytest.approx(0.875)
-    fpr, tpr, _ = train.roc_curve(labels, scores)
+    assert baseline.auroc(labels, scores) == pytest.approx(0.875)
+    fpr, tpr, _ = baseline.roc_curve(labels, scores)
     assert_allclose(fpr, [0, 0, 0.5, 1])  # one point per distinct score: the tie moves both rates at once
     assert_allclose(tpr, [0, 0.5, 1, 1])
-    assert train.auroc(labels, np.full(4, 0.3)) == pytest.approx(0.5)
-    assert train.auroc(labels, -scores) == pytest.approx(1 - 0.875)
+    assert baseline.auroc(labels, np.full(4, 0.3)) == pytest.approx(0.5)
+    assert baseline.auroc(labels, -scores) == pytest.approx(1 - 0.875)
 
 
 @settings(max_examples=80, deadline=None)
@@ -50,11 +52,11 @@ def test_auroc_is_the_mann_whitney_u_over_the_pair_count(pairs):
     positives, negatives = scores[labels == 1], scores[labels == 0]
     if len(positives) == 0 or len(negatives) == 0:
         with pytest.raises(TrainError, match="ROC undefined: no (seizure|background) windows"):
-            train.auroc(labels, scores)
+            baseline.auroc(labels, scores)
         return
     u = mannwhitneyu(positives, negatives, alternative="two-sided").statistic
-    assert train.auroc(labels, scores) == pytest.approx(u / (len(positives) * len(negatives)), abs=1e-12)
-    fpr, tpr, _ = train.roc_curve(labels, scores)
+    assert baseline.auroc(labels, scores) == pytest.approx(u / (len(positives) * len(negatives)), abs=1e-12)
+    fpr, tpr, _ = baseline.roc_curve(labels, scores)
     assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0, 0, 1, 1)
     assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
 
@@ -62,11 +64,11 @@ def test_auroc_is_the_mann_whitney_u_over_the_pair_count(pairs):
 def test_thin_curve_keeps_both_ends_and_the_order():
     fpr = np.linspace(0, 1, 5001)
     tpr = np.sqrt(fpr)
-    points = train.thin_curve(fpr, tpr, max_points=100)
+    points = baseline.thin_curve(fpr, tpr, max_points=100)
     assert len(points) == 100
     assert points[0] == {"fpr": 0.0, "tpr": 0.0} and points[-1] == {"fpr": 1.0, "tpr": 1.0}
     assert all(a["fpr"] <= b["fpr"] and a["tpr"] <= b["tpr"] for a, b in zip(points, points[1:]))
-    short = train.thin_curve(fpr[:3], tpr[:3], max_points=100)
+    short = baseline.thin_curve(fpr[:3], tpr[:3], max_points=100)
     assert [p["fpr"] for p in short] == [0.0, 0.0002, 0.0004]
 
 
@@ -75,19 +77,19 @@ def test_thin_curve_keeps_both_ends_and_the_order():
 
 def test_false_alarms_per_24h_arithmetic():
     # 1440 windows every 5 s tile 7200 s = 2 h; 3 false alarms in 2 h = 36 per 24 h
-    assert train.false_alarms_per_24h(3, 1440, 5.0) == pytest.approx(36.0)
-    assert train.false_alarms_per_24h(0, 10, 1.0) == 0.0
-    assert train.false_alarms_per_24h(1, 86400, 1.0) == pytest.approx(1.0)
+    assert baseline.false_alarms_per_24h(3, 1440, 5.0) == pytest.approx(36.0)
+    assert baseline.false_alarms_per_24h(0, 10, 1.0) == 0.0
+    assert baseline.false_alarms_per_24h(1, 86400, 1.0) == pytest.approx(1.0)
 
 
 def test_detection_metrics_at_the_threshold():
     labels = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0])
     scores = np.array([0.9, 0.8, 0.6, 0.2, 0.7, 0.5, 0.4, 0.3, 0.3, 0.1, 0.1, 0.0])
-    m = train.detection_metrics(labels, scores, threshold=0.5, stride_s=600.0, split="dev")
+    m = baseline.detection_metrics(labels, scores, threshold=0.5, stride_s=600.0, split="dev")
     # alarms (>= 0.5): three of four seizure windows, two of eight background windows (0.7 and 0.5)
     assert m == {
         "dev_windows": 12, "dev_seizure_windows": 4, "dev_hours": 2.0,
-        "dev_auroc": pytest.approx(train.auroc(labels, scores)), "dev_sensitivity": 0.75, "dev_specificity": 0.75,
+        "dev_auroc": pytest.approx(baseline.auroc(labels, scores)), "dev_sensitivity": 0.75, "dev_specificity": 0.75,
         "dev_false_alarms": 2, "dev_false_alarms_per_24h": 24.0,
     }  # fmt: skip
     # the AUROC by counting pairs: 0.9 and 0.8 beat all 8 negatives, 0.6 beats 7, 0.2 beats 3
@@ -111,7 +113,7 @@ def separable_set(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray, 
 
 def fit(x, y, seed=0, **kw):
     args = {"epochs": 50, "batch_size": 32, "learning_rate": 0.5, "l2": 0.0, **kw}
-    return train.fit_logistic(x, y, rng=np.random.default_rng(seed), **args)
+    return baseline.fit_logistic(x, y, rng=np.random.default_rng(seed), **args)
 
 
 def test_logistic_regression_separates_a_linearly_separable_set():
@@ -158,7 +160,7 @@ def test_band_power_and_line_length_of_known_sines():
     rate, n = 200.0, 2000
     t = np.arange(n) / rate
     x = np.stack([3.0 * np.sin(2 * np.pi * 10.0 * t), 2.0 * np.sin(2 * np.pi * 6.0 * t), np.zeros(n)])
-    features = train.window_features(x[None].astype(np.float32), rate, BANDS).reshape(3, len(BANDS) + 1)
+    features = baseline.window_features(x[None].astype(np.float32), rate, BANDS).reshape(3, len(BANDS) + 1)
     power = 10**features
     # a sine of amplitude A carries A²/2 of power, all of it in the band holding its frequency
     assert_allclose(power[0, 2], 3.0**2 / 2, rtol=0.02)
@@ -168,16 +170,16 @@ def test_band_power_and_line_length_of_known_sines():
     assert_allclose(power[0, 4], 4 * 3.0 * 10.0 / rate, rtol=0.01)
     assert_allclose(power[1, 4], 4 * 2.0 * 6.0 / rate, rtol=0.01)
     assert np.all(np.isfinite(features)) and features[2].max() < -11  # a zero-filled channel stays finite
-    names = train.feature_names(("A", "B", "C"), BANDS)
+    names = baseline.feature_names(("A", "B", "C"), BANDS)
     assert names[:5] == ["A 1-4 Hz", "A 4-8 Hz", "A 8-13 Hz", "A 13-20 Hz", "A line length"] and len(names) == 15
 
 
 def test_bands_must_fit_the_cache_rate():
-    train.check_bands(BANDS, RATE, window_samples=200)
+    baseline.check_bands(BANDS, RATE, window_samples=200)
     with pytest.raises(ConfigError, match=r"20-30 Hz has no frequency bin below Nyquist \(25 Hz\)"):
-        train.check_bands(((20.0, 30.0),), RATE, window_samples=200)
+        baseline.check_bands(((20.0, 30.0),), RATE, window_samples=200)
     with pytest.raises(ConfigError, match="4.1-4.4 Hz has no frequency bin"):
-        train.check_bands(((4.1, 4.4),), RATE, window_samples=200)  # 2 s Welch segments: bins every 0.5 Hz
+        baseline.check_bands(((4.1, 4.4),), RATE, window_samples=200)  # 2 s Welch segments: bins every 0.5 Hz
     assert config.parse_bands(" 1-4, 4-8 ,30-70") == ((1.0, 4.0), (4.0, 8.0), (30.0, 70.0))
 
 
@@ -220,7 +222,7 @@ def test_run_reads_memory_mapped_windows_and_learns(small_cache, tmp_path, monke
         return real_open(path, mmap=mmap)
 
     monkeypatch.setattr(dataset.store, "open_recording", spy)
-    result = train.run_train(small_config(small_cache, tmp_path / "out", balance=balance))
+    result = baseline.run_train(small_config(small_cache, tmp_path / "out", balance=balance))
     assert opened and all(opened)  # every recording memory-mapped, none loaded whole
     m = result.metrics
     dev = WindowDataset(small_cache, "dev", window_s=4.0, stride_s=2.0)
@@ -235,30 +237,30 @@ def test_run_reads_memory_mapped_windows_and_learns(small_cache, tmp_path, monke
 
 def test_split_features_do_not_depend_on_the_chunk_size(small_cache, monkeypatch):
     ds = WindowDataset(small_cache, "train", window_s=4.0, stride_s=2.0)
-    whole = train.split_features(ds, BANDS)
-    monkeypatch.setattr(train, "_CHUNK_VALUES", 3 * len(CHANNELS) * ds.window_samples)  # 3 windows per chunk
-    assert_allclose(train.split_features(ds, BANDS), whole)
-    direct = train.window_features(np.stack([ds[i][0] for i in (0, 7)]), RATE, BANDS)
+    whole = baseline.split_features(ds, BANDS)
+    monkeypatch.setattr(baseline, "_CHUNK_VALUES", 3 * len(CHANNELS) * ds.window_samples)  # 3 windows per chunk
+    assert_allclose(baseline.split_features(ds, BANDS), whole)
+    direct = baseline.window_features(np.stack([ds[i][0] for i in (0, 7)]), RATE, BANDS)
     assert_allclose(whole[[0, 7]], direct)
 
 
 def test_eval_split_without_seizure_windows_is_a_clear_error(small_cache, tmp_path):
     with pytest.raises(TrainError, match=r"split 'eval' has no seizure windows among its 9 .*AUROC and sensitivity "
                                          "are undefined") as err:  # fmt: skip
-        train.run_train(small_config(small_cache, tmp_path, eval_split="eval"))
+        baseline.run_train(small_config(small_cache, tmp_path, eval_split="eval"))
     assert err.value.path == str(small_cache / store.METADATA_NAME)
     assert not (tmp_path / "m.json").exists()
 
 
 def test_train_split_without_seizure_windows_and_missing_splits(small_cache, tmp_path):
     with pytest.raises(TrainError, match="split 'eval' has no seizure windows .*nothing to learn"):
-        train.run_train(small_config(small_cache, tmp_path, train_split="eval"))
+        baseline.run_train(small_config(small_cache, tmp_path, train_split="eval"))
     with pytest.raises(TrainError, match=r"split 'train' has no 80 s windows: all 2 recordings are shorter"):
-        train.run_train(small_config(small_cache, tmp_path, window_s=80.0))
+        baseline.run_train(small_config(small_cache, tmp_path, window_s=80.0))
     (small_cache / store.METADATA_NAME).write_text(
         (small_cache / store.METADATA_NAME).read_text().replace('"split": "dev"', '"split": "train"'))
     with pytest.raises(CacheError, match=r"no split 'dev' in the cache \(present: eval, train\)"):
-        train.run_train(small_config(small_cache, tmp_path))
+        baseline.run_train(small_config(small_cache, tmp_path))
 
 
 @pytest.mark.parametrize(

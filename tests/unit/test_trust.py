@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eegcache import fetch, trust
+from eegcache import trust
+from eegcache.versions import fetch, objects
 
 HOSTILE = st.one_of(
     st.text(max_size=60),
@@ -50,7 +51,7 @@ def test_any_string_joined_under_a_root_stays_under_it_or_is_refused(tmp_path, t
 @given(text=HOSTILE)
 def test_object_paths_in_a_dvc_cache_stay_in_it_or_are_refused(tmp_path, text):
     try:
-        path = fetch.cache_path(tmp_path, text)
+        path = objects.cache_path(tmp_path, text)
     except trust.UnsafeName:
         return
     assert path.resolve().is_relative_to(tmp_path.resolve()) and path.parent.parent.parent == tmp_path / "files"
@@ -83,14 +84,14 @@ def _listing(entries: list[dict]) -> tuple[bytes, str]:
 
 def test_a_listing_is_checked_against_its_name_and_every_entry_through_the_gate():
     good, name = _listing([{"md5": "a" * 32, "relpath": "train/x.npz"}])
-    assert fetch.parse_listing(good, name) == {"train/x.npz": "a" * 32}
-    with pytest.raises(fetch.FetchError, match="corrupt or replaced"):
-        fetch.parse_listing(good + b" ", name)
+    assert objects.parse_listing(good, name) == {"train/x.npz": "a" * 32}
+    with pytest.raises(objects.ObjectError, match="corrupt or replaced"):
+        objects.parse_listing(good + b" ", name)
     for bad in ({"md5": "a" * 32, "relpath": "../../../x.txt"}, {"md5": "../../victim", "relpath": "x.npz"},
                 {"md5": "a" * 32, "relpath": "/etc/passwd"}):  # fmt: skip
         data, name = _listing([bad])
         with pytest.raises(trust.UnsafeName):
-            fetch.parse_listing(data, name)
+            objects.parse_listing(data, name)
     data, name = _listing([{"md5": "a" * 32, "relpath": "x"}, {"md5": "b" * 32, "relpath": "x"}])
-    with pytest.raises(fetch.FetchError, match="twice"):
-        fetch.parse_listing(data, name)
+    with pytest.raises(objects.ObjectError, match="twice"):
+        objects.parse_listing(data, name)

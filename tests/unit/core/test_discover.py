@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from eegcache.config import DataConfig
 from eegcache.core import discover
 from eegcache.errors import CorpusError
 from tests.unit.core.test_corpus import write, write_recording
+from eegcache.config import DataConfig
 
 SESSION = "edf/eval/aaaaaqvx/s003_2015_08_24"
 BNAME = "aaaaaqvx_s003_t000"

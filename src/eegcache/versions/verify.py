@@ -1,11 +1,15 @@
-"""Check a cache against its own metadata: ``fast`` (names, sizes, metadata; reads no file content)
-and ``deep`` (re-hashes every file and checks its arrays, in parallel threads)."""
+"""Verify a cache version, one word for every check: a cache directory against its own metadata (:func:`verify`:
+``fast`` reads names, sizes and metadata only; ``deep`` re-hashes every file and checks its arrays), a copy on a
+volume against the version's hash (:func:`verify_version`), and the version on the DVC remote
+(:func:`verify_remote`). Each returns one :class:`Verdict`."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +18,21 @@ import numpy as np
 from eegcache import trust
 from eegcache.core import store
 from eegcache.errors import CacheError
+from eegcache.versions import dvc, objects
+from eegcache.versions.lockfile import Version
 
 
 @dataclass(frozen=True)
 class Verdict:
-    cache_dir: Path
+    """What a verify found; ``where`` (a cache directory, or the version on the remote) is whole when ``ok``."""
+
+    where: str
     deep: bool
-    files: int = 0
+    files: int = 0  # files checked (on the remote: objects, the .dir listing included)
     bytes: int = 0
-    problems: tuple[str, ...] = field(default_factory=tuple)
-    damaged: tuple[str, ...] = field(default_factory=tuple)  # listed files present with a wrong size or content
+    problems: tuple[str, ...] = ()
+    damaged: tuple[str, ...] = ()  # listed files present with a wrong size or content
+    params: dict[str, Any] | None = None  # the stage params the version's metadata records (verify_version)
 
     @property
     def ok(self) -> bool:
@@ -137,7 +146,7 @@ def verify(cache_dir: Path, deep: bool = False, threads: int = 4, arrays: bool =
     try:
         metadata = checked_metadata(cache_dir, metadata)
     except CacheError as exc:
-        return Verdict(cache_dir, deep, problems=(str(exc),))
+        return Verdict(str(cache_dir), deep, problems=(str(exc),))
     expected = dict(metadata["files"])
     problems = _summary_problems(metadata)
     if not expected:  # what a build that skipped everything leaves: never a usable cache
@@ -155,4 +164,94 @@ def verify(cache_dir: Path, deep: bool = False, threads: int = 4, arrays: bool =
                 problems += found_problems
                 damaged += [rel] if found_problems else []
     size = sum(e["size"] for e in expected.values())
-    return Verdict(cache_dir, deep, len(expected), size, tuple(problems), tuple(damaged))
+    return Verdict(str(cache_dir), deep, len(expected), size, tuple(problems), tuple(damaged))
+
+
+def verify_remote(root: Path, rev: str | None = None, deep: bool = False, jobs: int = 16,
+                  version: Version | None = None) -> Verdict:  # fmt: skip
+    """Check that the version at ``rev`` (or ``version``) is whole on the remote, trusting no object by its name:
+    the ``.dir`` listing must hash to the version, the metadata object to its id in the listing, and the metadata's
+    file list must make the same version (so listing and metadata agree entry by entry); every listed object must be
+    present with the size the metadata records. ``deep`` also downloads and re-hashes every object."""
+    version = version or dvc.version_at(root, rev)
+    with dvc.remote_odb(root, "remote-verify") as (odb, url):
+        where = f"{version.hash} ({version.rev}) on {url}"
+        which = "the .dir"
+        try:
+            listing = objects.parse_listing(_read_object(odb, version.hash), version.hash, url)
+            which = "the metadata"
+            metadata_bytes = _read_object(odb, listing[store.METADATA_NAME]) if store.METADATA_NAME in listing else b""
+        except FileNotFoundError:
+            return Verdict(where, deep, problems=(f"{version.hash}: {which} object is missing on the remote",))
+        except (objects.ObjectError, trust.UnsafeName) as exc:
+            return Verdict(where, deep, problems=(f"{version.hash}: {exc.reason}",))
+        present = dvc.sizes_on_remote(odb)
+        problems = _metadata_problems(version.hash, listing, metadata_bytes)
+        sizes = {} if problems else {rel: e["size"] for rel, e in json.loads(metadata_bytes)["files"].items()}
+        problems += [f"{rel} ({oid}): missing on the remote" for rel, oid in sorted(listing.items()) if oid not in present]
+        problems += [
+            f"{rel} ({listing[rel]}): {present[listing[rel]]} bytes on the remote, metadata says {size}"
+            for rel, size in sorted(sizes.items()) if listing[rel] in present and present[listing[rel]] != size
+        ]  # fmt: skip
+        if deep and not problems:
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                digests = dict(zip(listing, pool.map(lambda oid: dvc.md5_object(odb, oid), listing.values())))
+            problems += [f"{rel} ({listing[rel]}): content hash on the remote is {digests[rel]}"
+                         for rel in sorted(listing) if digests[rel] != listing[rel]]  # fmt: skip
+    return Verdict(where, deep, len(listing) + 1, sum(sizes.values()), tuple(problems))
+
+
+def _read_object(odb: Any, oid: str) -> bytes:
+    with odb.fs.open(odb.oid_to_path(oid), mode="rb") as handle:
+        return handle.read()
+
+
+def _metadata_problems(version: str, listing: dict[str, str], metadata_bytes: bytes) -> list[str]:
+    """Why the metadata object does not vouch for the listing (empty when it does)."""
+    if store.METADATA_NAME not in listing:
+        return [f"{version}: the listing has no {store.METADATA_NAME}"]
+    if store.md5_bytes(metadata_bytes) != listing[store.METADATA_NAME]:
+        return [f"{store.METADATA_NAME} ({listing[store.METADATA_NAME]}): content hash on the remote is "
+                f"{store.md5_bytes(metadata_bytes)}"]  # fmt: skip
+    try:
+        made = objects.tree_hash(metadata_bytes, json.loads(metadata_bytes)["files"])
+    except (ValueError, KeyError, TypeError) as exc:
+        return [f"{store.METADATA_NAME}: malformed ({exc})"]
+    return [] if made == version else [f"{store.METADATA_NAME}: its file list makes version {made}, not {version}"]
+
+
+def verify_version(path: Path, version: str, deep: bool = False) -> Verdict:
+    """Is ``path`` a complete, intact copy of ``version`` (``<md5>.dir``)? ``deep`` also hashes every file."""
+    meta_path = path / store.METADATA_NAME
+    try:  # read once: the bytes hashed into the version are the ones verified
+        metadata_bytes = meta_path.read_bytes()
+        metadata = store.parse_metadata(metadata_bytes, meta_path)
+    except FileNotFoundError:
+        return Verdict(str(path), deep, problems=(f"{meta_path}: metadata missing",))
+    except OSError as exc:
+        return Verdict(str(path), deep, problems=(f"{meta_path}: metadata unreadable ({exc.strerror or exc})",))
+    except CacheError as exc:
+        return Verdict(str(path), deep, problems=(str(exc),))
+    files = metadata.get("files")
+    if not isinstance(files, dict) or not all(isinstance(e, dict) and "md5" in e for e in files.values()):
+        return Verdict(str(path), deep, problems=(f"{meta_path}: malformed metadata (no file list with md5s)",))
+    if (found := objects.tree_hash(metadata_bytes, files)) != version:
+        why = f"{meta_path}: its file list makes version {found}, not the expected {version}"
+        return Verdict(str(path), deep, problems=(why,), damaged=(store.METADATA_NAME,))
+    # deep: content hashes only; they equal the md5s that make up the version hash checked above
+    verdict = verify(path, deep=deep, threads=2 * (os.cpu_count() or 1), arrays=False, metadata=metadata)
+    params = metadata.get("params") if isinstance(metadata.get("params"), dict) else None
+    return dataclasses.replace(verdict, params=params)
+
+
+def recorded_params(path: Path, version: str) -> dict[str, Any] | None:
+    """The stage params recorded in the metadata of the copy at ``path`` when its file list and bytes make
+    ``version`` (so the metadata is that version's own; data files are not read); else None."""
+    try:
+        metadata_bytes = (path / store.METADATA_NAME).read_bytes()
+        metadata = json.loads(metadata_bytes)
+        if objects.tree_hash(metadata_bytes, metadata["files"]) == version and isinstance(metadata.get("params"), dict):
+            return metadata["params"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return None

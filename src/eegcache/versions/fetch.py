@@ -1,4 +1,7 @@
-"""Fill a DVC cache with content-addressed objects at high concurrency, verifying every object's md5 on the
+"""Sources of a version's objects (an S3 remote, a directory in the remote's layout such as a read-only bucket
+mount, a built cache directory) and the verified fill of a DVC cache from them.
+
+Fill a DVC cache with content-addressed objects at high concurrency, verifying every object's md5 on the
 bytes as they arrive (no second read), from an S3 remote or from a directory holding the remote's layout
 (a read-only bucket mount). DVC then only checks out from its full cache.
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -23,20 +27,25 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from eegcache import trust
-from eegcache.core.store import METADATA_NAME
-from eegcache.errors import EegcacheError
+from eegcache.core import store
+from eegcache.errors import CacheError, cause
+from eegcache.versions.objects import CHUNK, LISTING_LIMIT, ObjectError, cache_path, object_key, parse_listing, tree_listing
 
-CHUNK = 1 << 20
-LISTING_LIMIT = 1 << 28  # bytes; TUSZ's listing is ~0.6 MB
+log = logging.getLogger(__name__)
+
 ATTEMPTS = 4  # per object, for transfers cut mid-stream (botocore retries only the request itself)
 
 
-class FetchError(EegcacheError):
+class FetchError(ObjectError):
     """An object that could not be fetched or whose content does not match its name."""
 
 
 class MissingObject(FetchError):
     """The source does not hold the object."""
+
+
+class SourceUnavailable(FetchError):
+    """The source cannot be reached or refuses us (server down, bad or missing credentials, no bucket)."""
 
 
 class Source(Protocol):
@@ -45,58 +54,6 @@ class Source(Protocol):
     name: str
 
     def chunks(self, oid: str) -> AbstractContextManager[Iterator[bytes]]: ...
-
-
-def is_object_id(text: str) -> bool:
-    """``text`` names a DVC object: 32 lowercase hex digits, ``.dir`` for a directory listing."""
-    try:
-        return bool(trust.object_id(text))
-    except trust.UnsafeName:
-        return False
-
-
-def object_key(oid: str) -> str:
-    """An object's path under a DVC 3 remote or cache root (DVC's layout, described here only):
-    ``files/md5/<first 2 hex digits>/<the other 30>[.dir]``. ``oid`` passes the object-id gate first."""
-    oid = trust.object_id(oid)
-    return f"files/md5/{oid[:2]}/{oid[2:]}"
-
-
-def object_id(key: str) -> str | None:
-    """The object id of a path in that layout (the inverse of :func:`object_key`); None for anything else there
-    (a temporary upload, a stray file)."""
-    parts = key.rsplit("/", 2)
-    oid = "".join(parts[-2:])
-    return oid if len(parts) == 3 and len(parts[-2]) == 2 and is_object_id(oid) else None
-
-
-def tree_listing(metadata_bytes: bytes, files: dict[str, dict[str, Any]]) -> bytes:
-    """The ``.dir`` object DVC writes for a cache whose metadata file holds ``metadata_bytes`` and lists ``files``
-    (entries ``{"md5", "relpath"}`` sorted by path, keys sorted)."""
-    entries = [{"md5": entry["md5"], "relpath": rel} for rel, entry in files.items()]
-    entries.append({"md5": hashlib.md5(metadata_bytes, usedforsecurity=False).hexdigest(), "relpath": METADATA_NAME})
-    return json.dumps(sorted(entries, key=lambda e: e["relpath"]), sort_keys=True).encode()
-
-
-def tree_hash(metadata_bytes: bytes, files: dict[str, dict[str, Any]]) -> str:
-    """The DVC directory hash (``<md5>.dir``) of such a cache: the md5 of its ``.dir`` object."""
-    return hashlib.md5(tree_listing(metadata_bytes, files), usedforsecurity=False).hexdigest() + ".dir"
-
-
-def parse_listing(data: bytes, version: str, where: object = None) -> dict[str, str]:
-    """A ``.dir`` object's entries, ``{relpath: object id}``, each through the gate (:mod:`eegcache.trust`), after
-    checking that ``data`` hashes to ``version``, its name. FetchError if it does not or is not a listing."""
-    found = hashlib.md5(data, usedforsecurity=False).hexdigest()
-    if found != trust.version_id(version, where).removesuffix(".dir"):
-        raise FetchError(f"the listing of {version} has content hash {found}: corrupt or replaced", where)
-    try:
-        entries = json.loads(data)
-        listing = {trust.relpath(e["relpath"], where): trust.object_id(e["md5"], where) for e in entries}
-    except (ValueError, TypeError, KeyError) as exc:
-        raise FetchError(f"the listing of {version} is not a DVC directory listing ({exc})", where) from exc
-    if len(listing) != len(entries) or any(oid.endswith(".dir") for oid in listing.values()):
-        raise FetchError(f"the listing of {version} names a path twice or a nested listing", where)
-    return listing
 
 
 @dataclass
@@ -152,11 +109,11 @@ class S3Source:
     (``endpointurl``, ``region``, ``profile``, ``access_key_id``, ``secret_access_key``, ``session_token``,
     ``ssl_verify``); unset credentials fall back to botocore's usual chain (environment, files, instance role)."""
 
-    def __init__(self, settings: dict[str, Any], connections: int) -> None:
+    def __init__(self, settings: dict[str, Any], connections: int, name: str | None = None) -> None:
         import botocore.session
         from botocore.config import Config
 
-        self.name = settings["url"]
+        self.name = name or settings["url"]
         self.bucket, _, prefix = settings["url"].removeprefix("s3://").partition("/")
         self.prefix = prefix.strip("/")
         if settings.get("credentialpath"):
@@ -203,12 +160,6 @@ class FillStats:
     fetched: int  # objects downloaded
     present: int  # objects already in the cache
     bytes: int  # bytes downloaded
-
-
-def cache_path(cache_dir: Path, oid: str) -> Path:
-    """Where object ``oid`` lives in the DVC cache at ``cache_dir``: through the gate, so a symlinked prefix folder
-    planted in the cache cannot lead reads, writes or deletions elsewhere."""
-    return trust.inside(cache_dir, object_key(oid), where=cache_dir)
 
 
 def read_object(source: Source, oid: str, limit: int = LISTING_LIMIT) -> bytes:
@@ -295,3 +246,68 @@ def _write_all(out: Any, chunk: bytes) -> None:
         if not written:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         view = view[written:]
+
+
+def peek_params(source: Source, version: str) -> dict[str, Any] | None:
+    """The stage params in ``version``'s metadata read from ``source`` into memory (nothing is written): the listing
+    checked against its name, the metadata against its id in the listing. None if the source lacks the version."""
+    try:
+        listing = parse_listing(read_object(source, version), version, source.name)
+        metadata = json.loads(read_object(source, listing[store.METADATA_NAME]))
+    except (MissingObject, KeyError):
+        return None
+    except (ValueError, OSError, trust.UnsafeName) as exc:
+        raise CacheError(f"cannot read the metadata of {version} ({exc})", source.name) from exc
+    return metadata.get("params") if isinstance(metadata, dict) else None
+
+
+def tree_source(cache_dir: Path) -> tuple[str, TreeSource]:
+    """A built cache directory as a fetch source, with its DVC version hash (from its metadata's md5s; the
+    objects' content is verified again wherever they are fetched to)."""
+    metadata_bytes = (cache_dir / store.METADATA_NAME).read_bytes()
+    files = store.read_metadata(cache_dir)["files"]
+    listing = tree_listing(metadata_bytes, files)
+    paths = {entry["md5"]: rel for rel, entry in files.items()} | {store.md5_bytes(metadata_bytes): store.METADATA_NAME}
+    oid = store.md5_bytes(listing) + ".dir"
+    return oid, TreeSource(cache_dir, paths, {oid: listing})
+
+
+def _cached_listing(source: Source, version: str, cache_dir: Path) -> dict[str, str]:
+    """The version's listing from the DVC cache, checked; a damaged cached copy is evicted and fetched again once."""
+    path = cache_path(cache_dir, version)
+    try:
+        return parse_listing(path.read_bytes(), version, source.name)
+    except FetchError:
+        log.warning("the cached listing of %s is damaged; fetching it again", version)
+        path.unlink(missing_ok=True)
+        fill(source, [version], cache_dir, jobs=1)
+        return parse_listing(path.read_bytes(), version, source.name)
+
+
+def fill_version(source: Source, version: str, cache_dir: Path, jobs: int = 16) -> FillStats:
+    """Bring the version's ``.dir`` object, then every object it lists, into the DVC cache at ``cache_dir``.
+    SourceUnavailable when the source cannot be reached; FetchError naming the source for anything else."""
+    from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, IncompleteReadError, ResponseStreamingError
+    from urllib3.exceptions import HTTPError
+
+    transient = (ConnectionError, IncompleteReadError, ResponseStreamingError, HTTPError)
+    unreachable = (BotoCoreError, ClientError, HTTPError, OSError)
+    # The .dir object first, alone and without retries: an unreachable server or a version never pushed
+    # fails here, at once and clearly.
+    try:
+        fill(source, [version], cache_dir, jobs=1)
+    except MissingObject as exc:
+        raise FetchError(f"{source.name}: version {version} is not there (its .dir object is missing: was it pushed?)") from exc
+    except (FetchError, trust.UnsafeName) as exc:
+        raise FetchError(f"{source.name}: {exc}") from exc
+    except unreachable as exc:
+        raise SourceUnavailable(f"{source.name}: {cause(exc)}") from exc
+    try:
+        listing = _cached_listing(source, version, cache_dir)
+        stats = fill(source, listing.values(), cache_dir, jobs=jobs, transient=transient)
+    except (FetchError, trust.UnsafeName) as exc:
+        raise FetchError(f"{source.name}: {exc}") from exc
+    except unreachable as exc:
+        raise FetchError(f"{source.name}: {cause(exc)}") from exc
+    log.info("fetched %d objects (%d bytes), %d already in the cache", stats.fetched, stats.bytes, stats.present)
+    return stats

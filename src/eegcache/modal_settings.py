@@ -1,10 +1,12 @@
 """The Modal deployment's settings (the ``modal`` config group, read by ``deploy/modal/app.py``) and what its
-containers cost at the configured prices. Plain data: this module never imports Modal."""
+containers cost at the configured prices. Plain data: this module never imports Modal. The configuration road keeps
+the ``modal`` group as a mapping; :func:`modal_settings` types and checks it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from eegcache import config
 from eegcache.errors import ConfigError
 
 MAX_TIMEOUT_S = 24 * 3600  # Modal's limit for one function call
@@ -86,3 +88,8 @@ def cost_lines(spent: list[Spent], settings: ModalConfig) -> list[str]:
     lines.append(f"{'total':<10} {sum(s.seconds for s in spent):9.1f} s  estimated ~${total:.4f} "
                  f"(prices: conf/modal/default.yaml)")  # fmt: skip
     return lines
+
+
+def modal_settings(cfg: config.Config) -> ModalConfig:
+    """The ``modal`` group of a composed configuration, typed and checked (unknown keys, wrong types, limits)."""
+    return config.section(ModalConfig, cfg.modal, "modal")

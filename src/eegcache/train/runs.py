@@ -11,7 +11,7 @@ with keywords only::
     def trainer(*, cache_dir: Path, config: Config, run_dir: Path, checkpoint_dir: Path,
                 commit: Callable[[], None]) -> Mapping[str, float | int]
 
-``cache_dir``: the resolved, validated cache version (read it with :class:`eegcache.dataset.WindowDataset`);
+``cache_dir``: the resolved, validated cache version (read it with :class:`eegcache.train.dataset.WindowDataset`);
 ``config``: the composed configuration (frozen dataclasses); ``run_dir``: where to write outputs; ``checkpoint_dir``:
 the same directory on every attempt of the run, so a trainer that saves there resumes after a preemption; ``commit``:
 call it after saving a checkpoint so the Volume persists it. Returns the metrics (JSON numbers).
@@ -23,6 +23,7 @@ import dataclasses
 import importlib
 import inspect
 import json
+import logging
 import numbers
 import time
 import uuid
@@ -31,12 +32,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from eegcache.config import Config, stable_hash
+from eegcache.config import Config
+from eegcache.core.identity import stable_hash
 from eegcache.core import store
 from eegcache.errors import ConfigError, TrainError
 
+log = logging.getLogger(__name__)
+
 OUTPUT_FIELDS = ("metrics_file", "roc_file", "model_file")  # where a run writes, not what it trains
 Trainer = Callable[..., Mapping[str, Any]]
+MOVED = {"eegcache.train:baseline": "eegcache.train.baseline:baseline"}  # the baseline's name before eegcache.train/
 KEYWORDS = ("cache_dir", "config", "run_dir", "checkpoint_dir", "commit")  # what a trainer is called with
 
 
@@ -60,6 +65,10 @@ def run_dir(volume: Path, version: str, config: Config, run_id: str) -> Path:
 
 def load_trainer(entrypoint: str) -> Trainer:
     """The function ``train.entrypoint`` names; ConfigError when its module does not import or it is not callable."""
+    if entrypoint in MOVED:
+        log.warning("train.entrypoint = %s has moved to %s; the old name goes in the next release", entrypoint,
+                    MOVED[entrypoint])  # fmt: skip
+        entrypoint = MOVED[entrypoint]
     module_name, _, name = entrypoint.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -73,7 +82,7 @@ def load_trainer(entrypoint: str) -> Trainer:
         inspect.signature(function).bind(**dict.fromkeys(KEYWORDS))
     except TypeError as exc:
         raise ConfigError(f"train.entrypoint = {entrypoint!r} does not take the trainer's keywords "
-                          f"{', '.join(KEYWORDS)} ({exc}); see eegcache/runs.py") from exc  # fmt: skip
+                          f"{', '.join(KEYWORDS)} ({exc}); see eegcache/train/runs.py") from exc  # fmt: skip
     except ValueError:  # no signature to read (some builtins): the call will tell
         pass
     return function

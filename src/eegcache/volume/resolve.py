@@ -3,12 +3,12 @@
 Sources are tried in the order of the ``cache`` config group (``conf/cache/<preset>.yaml``):
 
 - ``volume``: ``<volume>/cache/tusz/<hash>/`` as it is, if it passes validation;
-- ``remote``: the DVC S3 remote, fetched into the volume's DVC cache and checked out (:mod:`eegcache.remote`);
+- ``remote``: the DVC S3 remote, fetched into the volume's DVC cache and checked out (:mod:`eegcache.volume.install`);
 - ``mount``: the same remote prefix as a read-only mounted directory, used the same way;
 - ``build``: ``dvc repro`` from raw data in the project, only with ``allow_build``; then pushed and installed.
 
 Whatever the source, the version directory is validated (``fast`` or ``deep``) against the version's content hash
-before it is used; a damaged one is quarantined (see :mod:`eegcache.volume`). A source that is not available (no
+before it is used; a damaged one is quarantined (see :mod:`eegcache.volume.quarantine`). A source that is not available (no
 mount, no credentials, server down) is *skipped*, one that was tried and failed is *rejected*; both with the reason.
 
 The version's identity (the params it was built with) is what was recorded with it: ``dvc.lock`` at the revision
@@ -29,9 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from eegcache import config as cfg
-from eegcache import fetch, remote, volume
 from eegcache.config import Config
 from eegcache.errors import ConfigError, EegcacheError
+from eegcache.versions import dvc, fetch, identity, verify
+from eegcache.versions.expected import Wanted, expected_version, refuse_conflicts
+from eegcache.versions.lockfile import flatten
+from eegcache.volume import install, layout, quarantine
 
 log = logging.getLogger(__name__)
 
@@ -82,21 +85,6 @@ class Report:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class Wanted:
-    """The version a run needs and what it is known to be."""
-
-    hash: str | None  # "<md5>.dir"; None when only a build can name it
-    origin: str  # where the hash comes from, for messages
-    params: dict[str, Any] | None  # stage params recorded with it (flat keys); None: read from its metadata
-
-    @property
-    def dirname(self) -> str:
-        if self.hash is None:
-            raise EegcacheError("no cache version named: dvc.lock has none and none was given")
-        return volume.dirname(self.hash)
-
-
 @dataclass
 class _Run:
     config: Config
@@ -112,40 +100,6 @@ class _Run:
         return self.versions / self.wanted.dirname
 
 
-def expected_version(config: Config, root: Path = Path()) -> Wanted:
-    """The version a run needs: ``cache.version``, else the hash ``dvc.lock`` names at ``cache.rev`` (the working
-    tree when empty), with the stage params recorded for it (by DVC in ``dvc.lock``, or in the metadata of a copy on
-    the volume whose content hash matches). When the working tree names none yet, the version a build would make:
-    hash unknown, params those of ``params.yaml`` (what ``dvc repro`` builds)."""
-    rev = config.cache.rev or None
-    if config.cache.version:
-        recorded = None
-        if rev is not None and (at_rev := remote.version_at(root, rev)).hash == config.cache.version:
-            recorded = at_rev.params
-        return Wanted(config.cache.version, "cache.version", recorded)
-    try:
-        found = remote.version_at(root, rev)
-        return Wanted(found.hash, f"dvc.lock at {rev or 'the working tree'}", found.params)
-    except (remote.RemoteError, FileNotFoundError):
-        if rev is not None:
-            raise
-    params_file = root / cfg.PARAMS_FILE
-    recorded = cfg.flatten(cfg.stage_params(cfg.load(root, params_file=params_file))) if params_file.is_file() else None
-    return Wanted(None, "a build of params.yaml", recorded)
-
-
-def _refuse_conflicts(wanted: Wanted, recorded: dict[str, Any] | None, asked: dict[str, Any], after: str = "") -> None:
-    """ConfigError naming every asked-for stage param the version was built with another value of."""
-    differs = cfg.conflicts(recorded, asked) if recorded is not None else []
-    if differs:
-        lines = "".join(f"\n  {line}" for line in differs)
-        raise ConfigError(
-            f"cache version {wanted.hash or '(to be built)'} ({wanted.origin}) was not built with the configuration "
-            f"asked for:{lines}\nDrop those overrides to use it, or make the version they describe "
-            f"(`eegcache params <overrides> && dvc repro`, or `dvc exp run -S ...`).{after}"
-        )
-
-
 def _path(root: Path, value: str) -> Path:
     return Path(value) if os.path.isabs(value) else root / value
 
@@ -156,7 +110,7 @@ def volume_root(config: Config, root: Path = Path()) -> Path:
     if not config.cache.volume_root.strip():
         raise ConfigError("cache.volume_root is empty: name the volume's directory")
     path = _path(root, config.cache.volume_root)
-    versions, output = volume.versions_root(path).resolve(), _path(root, config.build.out_dir).resolve()
+    versions, output = layout.versions_root(path).resolve(), _path(root, config.build.out_dir).resolve()
     if versions == output or output in versions.parents or versions in output.parents:
         raise ConfigError(f"cache.volume_root = {config.cache.volume_root!r} puts the volume's versions at {versions}, "
                           f"which overlaps the project's cache {output} (the DVC stage output): use another directory")
@@ -172,10 +126,10 @@ def resolve(config: Config, root: Path = Path(), say: Callable[[str], None] = lo
     started = time.perf_counter()
     cache, asked = config.cache, asked or {}
     wanted = expected_version(config, root)
-    versions = volume.versions_root(volume_root(config, root))
+    versions = layout.versions_root(volume_root(config, root))
     run = _Run(config, root, wanted, versions, say)
     if asked:  # before anything is fetched or moved: from the copy on the volume, dvc.lock, or the source's metadata
-        _refuse_conflicts(wanted, _recorded(run), asked)
+        refuse_conflicts(wanted, _recorded(run), asked)
     report = Report(wanted.hash, cache.preset, cache.validation, str(versions))
     for name in cache.sources:
         t0 = time.perf_counter()
@@ -200,15 +154,15 @@ def resolve(config: Config, root: Path = Path(), say: Callable[[str], None] = lo
         raise ResolveError(
             f"no valid source for cache version {wanted.hash or '(none named)'} (preset {cache.preset}, "
             f"sources tried in order):{lines}\nNothing was deleted; damaged copies, if any, are in "
-            f"{versions / volume.QUARANTINE}.",
+            f"{versions / layout.QUARANTINE}.",
             report,
         )
     if run.params is not None:  # the accepted copy's own metadata: what its bytes are
-        built = cfg.flatten(run.params)
+        built = flatten(run.params)
         if run.wanted.params is not None and built != run.wanted.params:
             say(f"note: {wanted.origin} records other params for {run.wanted.hash} than its metadata "
-                f"({'; '.join(cfg.conflicts(built, run.wanted.params))}): the metadata describes the bytes")  # fmt: skip
-        _refuse_conflicts(run.wanted, built, asked, f"\nThe copy at {report.path} is valid and stays there.")
+                f"({'; '.join(identity.conflicts(built, run.wanted.params))}): the metadata describes the bytes")  # fmt: skip
+        refuse_conflicts(run.wanted, built, asked, f"\nThe copy at {report.path} is valid and stays there.")
     return report
 
 
@@ -218,9 +172,9 @@ def _recorded(run: _Run) -> dict[str, Any] | None:
     source into memory (checked against the version's listing)."""
     if run.wanted.hash is None:
         return run.wanted.params
-    on_volume = volume.recorded_params(run.dir, run.wanted.hash)
+    on_volume = verify.recorded_params(run.dir, run.wanted.hash)
     if on_volume is not None:
-        return cfg.flatten(on_volume)
+        return flatten(on_volume)
     if run.wanted.params is not None:
         return run.wanted.params
     for make in (_mount_source, _remote_source):
@@ -229,12 +183,12 @@ def _recorded(run: _Run) -> dict[str, Any] | None:
         except _Skip:
             continue
         try:
-            params = volume.peek_params(source, run.wanted.hash)
+            params = fetch.peek_params(source, run.wanted.hash)
         except Exception as exc:  # noqa: BLE001 - unreadable now: the sources are tried (and reported) below
             run.say(f"could not read the version's metadata from {source.name} before fetching ({exc})")
             continue
         if params is not None:
-            return cfg.flatten(params)
+            return flatten(params)
     return None
 
 
@@ -251,29 +205,27 @@ def _mount_source(run: _Run) -> tuple[fetch.Source, int]:
 def _remote_source(run: _Run) -> tuple[fetch.Source, int]:
     """The project's DVC remote as a source, with its transfer count; _Skip naming why it cannot be used."""
     try:
-        settings = remote.remote_settings(run.root)
-        jobs = run.config.cache.jobs or int(settings.get("jobs") or 16)
-        return remote.remote_source(settings, jobs), jobs
-    except remote.RemoteError as exc:
+        return dvc.remote_source(run.root, run.config.cache.jobs or None)
+    except dvc.RemoteError as exc:
         raise _Skip(str(exc)) from exc
 
 
 def _mark_used(path: Path, say: Callable[[str], None]) -> None:
     try:
-        volume.mark_used(path)
+        layout.mark_used(path)
     except OSError as exc:  # a read-only volume serves its versions all the same; prune just cannot rank them
         say(f"could not record the use of {path} ({exc.strerror or exc}); prune will not rank it")
 
 
 def _accept(run: _Run, path: Path) -> None:
     """Validate ``path`` as the expected version; quarantine it and reject the source if it fails."""
-    result = volume.verify_version(path, run.wanted.hash or "", deep=run.config.cache.validation == "deep")
+    result = verify.verify_version(path, run.wanted.hash or "", deep=run.config.cache.validation == "deep")
     if result.ok:
         run.files, run.params = result.files, result.params
         return
     more = f" (and {len(result.problems) - 1} more)" if len(result.problems) > 1 else ""
     try:
-        moved = volume.quarantine(path, result.problems, result.damaged)
+        moved = quarantine.quarantine(path, result.problems, result.damaged)
     except OSError as exc:  # a read-only volume: the copy stays where it is, and is not used
         raise _Reject(f"{path.name} is damaged: {result.problems[0]}{more}; it could not be moved aside "
                       f"({exc.strerror or exc})") from exc  # fmt: skip
@@ -305,10 +257,10 @@ def _install(run: _Run, source: fetch.Source, jobs: int) -> tuple[Path, int, str
             run.say(f"the copy on the volume was set aside: {exc}")
     for attempt in (1, 2):
         try:
-            path, stats = volume.install(source, run.wanted.hash or "", run.versions, jobs)
-        except remote.RemoteUnavailable as exc:
+            path, stats = install.install(source, run.wanted.hash or "", run.versions, jobs)
+        except (fetch.SourceUnavailable, dvc.RemoteUnavailable) as exc:
             raise _Skip(str(exc)) from exc
-        except remote.RemoteError as exc:
+        except (fetch.FetchError, dvc.DvcError) as exc:
             raise _Reject(str(exc)) from exc
         except OSError as exc:  # e.g. a read-only or full volume: nothing can be installed here
             where = exc.filename or run.versions
@@ -344,8 +296,8 @@ def _from_build(run: _Run) -> tuple[Path, int, str]:
     raw = _path(root, run.config.data.raw_dir)
     if not raw.is_dir():
         raise _Skip(f"raw data directory {raw} not found")
-    would_build = cfg.flatten(cfg.stage_params(cfg.load(root, params_file=root / cfg.PARAMS_FILE)))
-    if run.wanted.params is not None and (differs := cfg.conflicts(run.wanted.params, would_build)):
+    would_build = flatten(identity.stage_params(cfg.load(root, params_file=root / cfg.PARAMS_FILE)))
+    if run.wanted.params is not None and (differs := identity.conflicts(run.wanted.params, would_build)):
         raise _Skip(f"params.yaml describes another version than {run.wanted.hash} ({'; '.join(differs)}): "
                     "`dvc repro` here would build that one, so nothing was built (check out the revision that "
                     "built it, or ask for the version params.yaml describes)")  # fmt: skip
@@ -354,7 +306,7 @@ def _from_build(run: _Run) -> tuple[Path, int, str]:
     run.say(f"building from {raw}: {count} EDF files, {size / 1e9:.2f} GB; estimated {seconds / 60:.1f} min, "
             f"~${seconds / 3600 * cache.gpu_price_per_hour:.2f} at ${cache.gpu_price_per_hour:.2f}/h")  # fmt: skip
     try:
-        built = remote.repro(root)
+        built = dvc.repro(root)
     except EegcacheError as exc:
         raise _Reject(exc.reason) from exc
     if run.wanted.hash not in (None, built.hash):
@@ -363,9 +315,9 @@ def _from_build(run: _Run) -> tuple[Path, int, str]:
     run.wanted = replace(run.wanted, hash=built.hash)
     if cache.push_after_build:
         try:
-            sent = remote.push(root)
+            sent = dvc.push(root)
             run.say(f"pushed {built.hash}: {sent} object(s) uploaded")
-        except remote.RemoteError as exc:
+        except dvc.RemoteError as exc:
             run.say(f"built, but the push failed (push later with `eegcache push`): {exc}")
     path, moved, note = _install(run, fetch.DirSource(root / ".dvc" / "cache"), cache.jobs or 16)
     return path, moved, f"built with `dvc repro` ({time.perf_counter() - started:.1f} s); {note}"

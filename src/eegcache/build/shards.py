@@ -1,9 +1,9 @@
 """A build split across processes or machines (e.g. Modal containers writing into one shared volume):
-:func:`plan_shards` once, :func:`build_shard` per shard (concurrently, into the same cache dir), then
-:func:`merge_shards` once; the cache is byte-identical to :func:`eegcache.build.run_build`'s. A sharded build
-is not incremental: every shard processes all of its recordings.
+:func:`build_distributed` plans once, runs every share through the map function it is given (a local process pool,
+Modal's ``starmap``) and merges; the cache is byte-identical to :func:`eegcache.build.run.run_build`'s. A sharded
+build is not incremental: every shard processes all of its recordings.
 
-Planned once: :func:`split_plan` turns one :class:`~eegcache.build.Plan` (the corpus listed, every annotation
+Planned once: :func:`split_plan` turns one :class:`~eegcache.build.plan.Plan` (the corpus listed, every annotation
 parsed) into :class:`ShardWork` values, plain data that :func:`build_work` runs without listing or parsing again;
 :func:`build_shard` is the same for a shard that only knows its rel paths (it plans for itself).
 """
@@ -11,18 +11,22 @@ parsed) into :class:`ShardWork` values, plain data that :func:`build_work` runs 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eegcache.build import Outcome, Plan, input_digests, make_plan, publish, run_tasks
-from eegcache.config import Config, stable_hash, stage_params
+from eegcache.build.hashstate import HashState
+from eegcache.build.ownership import Journal, check_contents, check_paths, lock, owned, remove_stale, writing
+from eegcache.build.plan import Outcome, Plan, make_plan
+from eegcache.build.publish import input_digests, publish
+from eegcache.build.run import run_tasks
+from eegcache.config import Config
 from eegcache.core import store
+from eegcache.core.identity import stable_hash
 from eegcache.core.process import Task, code_digest, recording_key
 from eegcache.errors import CacheError, ConfigError, CorpusError
-from eegcache.hashstate import HashState
-from eegcache.outdir import Journal, check_contents, check_paths, lock, owned, remove_stale, writing
+from eegcache.versions.identity import stage_params
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,16 @@ def build_work(config: Config, work: ShardWork, base_dir: Path = Path()) -> Shar
     digests = {_raw_rel(plan, path): stamp.md5 for path, stamp in outcome.stamps.items()}
     return ShardResult(dict(sorted(outcome.done.items())), dict(sorted(digests.items())),
                        sorted(outcome.skipped, key=lambda s: s["file"]))  # fmt: skip
+
+
+def build_distributed(config: Config, shards: int, run_shares: Callable[[list[ShardWork]], Iterable[ShardResult]],
+                      base_dir: Path = Path()) -> dict[str, Any]:  # fmt: skip
+    """The whole sharded build -> the metadata: the corpus planned once (:func:`~eegcache.build.plan.make_plan`),
+    split into at most ``shards`` shares (:func:`split_plan`), the shares run by ``run_shares`` (each share through
+    :func:`build_work`, wherever it runs), the results merged (:func:`merge_shards`)."""
+    plan = make_plan(config, base_dir)
+    results = list(run_shares(split_plan(plan, shards)))
+    return merge_shards(config, results, base_dir, plan)
 
 
 def merge_shards(config: Config, results: Sequence[ShardResult], base_dir: Path = Path(),

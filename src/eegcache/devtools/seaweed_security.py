@@ -1,5 +1,5 @@
 """SeaweedFS's own security for the local S3 server: ``security.toml``, its TLS material and the S3 identities,
-written into the server's state directory before every start (:mod:`eegcache.s3local` starts the server).
+written into the server's state directory before every start (:mod:`eegcache.devtools.s3local` starts the server).
 
 Every port ``weed mini`` opens is on 127.0.0.1, which every local user can reach, and only the S3 API checks the
 access keys; so each other door is locked with SeaweedFS's own mechanisms:

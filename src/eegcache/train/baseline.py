@@ -1,6 +1,6 @@
 """The baseline seizure detector: log band power per channel and window, logistic regression, dev metrics.
 
-numpy and scipy only. Windows are read a chunk at a time through :class:`~eegcache.dataset.WindowDataset`
+numpy and scipy only. Windows are read a chunk at a time through :class:`~eegcache.train.dataset.WindowDataset`
 (memory-mapped), so no cache is ever loaded whole; only the small feature matrix [windows, features] is kept.
 
 What the metrics file reports (``<split>_`` is the split's name, e.g. ``dev_auroc``):
@@ -31,7 +31,7 @@ from scipy.special import expit
 
 from eegcache.config import Config, TrainConfig
 from eegcache.core import store
-from eegcache.dataset import WindowDataset
+from eegcache.train.dataset import WindowDataset
 from eegcache.errors import ConfigError, TrainError
 
 log = logging.getLogger(__name__)
@@ -266,7 +266,7 @@ def run_train(config: Config, base_dir: Path = Path()) -> TrainResult:
 
 def baseline(*, cache_dir: Path, config: Config, run_dir: Path, checkpoint_dir: Path,
              commit: Callable[[], None]) -> dict[str, Any]:  # fmt: skip
-    """The default ``train.entrypoint`` (the trainer signature is in :mod:`eegcache.runs`): :func:`run_train` on
+    """The default ``train.entrypoint`` (the trainer signature is in :mod:`eegcache.train.runs`): :func:`run_train` on
     ``cache_dir``, its metrics, ROC and model files in ``run_dir``. It fits in seconds on CPUs, so it saves no
     checkpoint: a retried run fits again from the start (``checkpoint_dir`` and ``commit`` are not used)."""
     files = {name: str(run_dir / Path(getattr(config.train, name)).name) for name in ("metrics_file", "roc_file",

@@ -8,7 +8,7 @@ Everything lives in one state directory::
     <state_dir>/server.json  endpoint, bucket, keys, pid, ports of the running server (mode 0600)
     <state_dir>/reuse.json   keys and ports for the next start (mode 0600), so a restarted server keeps its
                              endpoint and credentials and the DVC config pointing at it stays valid
-    <state_dir>/security.toml, tls/, s3-identities.json   SeaweedFS's security (:mod:`eegcache.seaweed_security`)
+    <state_dir>/security.toml, tls/, s3-identities.json   SeaweedFS's security (:mod:`eegcache.devtools.seaweed_security`)
     <state_dir>/run/         the server's unix sockets (kept out of /tmp, where SeaweedFS leaves them behind)
 
 Closed: S3 takes only the access keys, every other port only this start's client certificate (and JWTs). The keys
@@ -40,7 +40,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
-from eegcache import locks, seaweed_security
+from eegcache import locks
+from eegcache.devtools import seaweed_security
 from eegcache.errors import EegcacheError
 
 log = logging.getLogger(__name__)

@@ -7,9 +7,9 @@ import dataclasses
 import pytest
 
 from eegcache import config
-from eegcache.deployment import ModalConfig, Spent, cost_lines
 from eegcache.errors import ConfigError
 from tests.conftest import REPO
+from eegcache.modal_settings import ModalConfig, Spent, cost_lines, modal_settings
 
 PRICES = ModalConfig(gpu_usd_per_hour=2.5, cpu_usd_per_core_hour=0.05, memory_usd_per_gib_hour=0.01)
 
@@ -30,7 +30,7 @@ def test_the_report_has_a_line_per_container_and_the_estimated_total():
 
 
 def test_the_configured_prices_are_the_modal_groups_and_labelled_estimates():
-    settings = config.load(REPO, ["paths=modal"], local=False).modal
+    settings = modal_settings(config.load(REPO, ["paths=modal"], local=False))
     assert (settings.gpu_usd_per_hour, settings.cpu_usd_per_core_hour) == (2.50, 0.0473)
     text = (REPO / "conf" / "modal" / "default.yaml").read_text()
     assert "ESTIMATES" in text and "modal.com/pricing" in text
@@ -38,7 +38,7 @@ def test_the_configured_prices_are_the_modal_groups_and_labelled_estimates():
 
 def test_the_gpu_has_one_price_the_cache_groups_that_the_cost_report_and_resolves_savings_share():
     settings = config.load(REPO, ["paths=modal", "cache.gpu_price_per_hour=4.0"], local=False)
-    assert settings.modal.gpu_usd_per_hour == settings.cache.gpu_price_per_hour == 4.0
+    assert modal_settings(settings).gpu_usd_per_hour == settings.cache.gpu_price_per_hour == 4.0
 
 
 @pytest.mark.parametrize(
@@ -58,3 +58,11 @@ def test_the_gpu_has_one_price_the_cache_groups_that_the_cost_report_and_resolve
 def test_settings_modal_would_refuse_are_config_errors(fields, message):
     with pytest.raises(ConfigError, match=message):
         dataclasses.replace(ModalConfig(), **fields)
+
+
+def test_the_modal_group_is_typed_where_it_is_read():
+    """The configuration road keeps ``modal`` as a mapping; typing it refuses unknown keys and wrong types."""
+    with pytest.raises(ConfigError, match="unknown key"):
+        modal_settings(config.load(REPO, ["paths=modal", "+modal.gpux=H100"], local=False))
+    with pytest.raises(ConfigError, match="modal.retries"):
+        modal_settings(config.load(REPO, ["paths=modal", "modal.retries=many"], local=False))

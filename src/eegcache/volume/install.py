@@ -1,0 +1,114 @@
+"""Install cache versions on a volume (``<volume>/cache/tusz/<hash>/``, see :mod:`eegcache.volume.layout`).
+
+A version is installed from a fetch source through the volume's own DVC cache (``<versions>/.dvc/cache``, on the
+same filesystem so files are hard-linked, not stored twice) and appears by one rename, complete. It is announced only
+once :func:`eegcache.versions.verify.verify_version` accepts it; a damaged copy goes to quarantine
+(:mod:`eegcache.volume.quarantine`). Nothing else on the volume is touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+from pathlib import Path
+
+from eegcache import locks
+from eegcache.core import store
+from eegcache.errors import CacheError
+from eegcache.versions import dvc, fetch, objects
+from eegcache.versions.lockfile import Version
+from eegcache.versions.verify import verify_version
+from eegcache.volume.layout import DVC_CACHE, PARTIAL
+from eegcache.volume.quarantine import quarantine
+
+log = logging.getLogger(__name__)
+
+
+def install(source: fetch.Source, version: str, versions: Path, jobs: int = 16, size: int = 0, nfiles: int = 0) -> tuple[Path, fetch.FillStats]:
+    """``<versions>/<dirname>/`` filled from ``source`` through the DVC cache at ``<versions>/.dvc/cache``.
+
+    Safe to run from several processes at once on one volume: objects enter the cache by atomic renames, each
+    process checks out into its own hidden directory, DVC's checkouts wait for each other, and the version
+    directory appears by one rename, complete (a process that loses the race discards its copy). A killed run
+    leaves only hidden partial directories, removed by the next run on the same host.
+    """
+    final = versions / objects.dirname(version)
+    if final.is_dir():
+        return final, fetch.FillStats(0, 0, 0)
+    _init_project(versions)
+    _remove_dead_partials(versions)
+    stats = fetch.fill_version(source, version, versions / DVC_CACHE, jobs)
+    if final.is_dir():
+        return final, stats
+    partial = versions / f"{PARTIAL}{objects.dirname(version)}.{socket.gethostname()}.{os.getpid()}"
+    partial.mkdir()  # ours from the start: anything already at the name (a planted link) fails here
+    dvc.checkout(versions, version, partial, size=size, nfiles=nfiles)
+    for path in partial.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            path.chmod(0o444)
+    try:
+        partial.rename(final)
+    except OSError:
+        if not final.is_dir():
+            raise
+        shutil.rmtree(partial)  # another process installed the same version first; ours is a spare copy
+    return final, stats
+
+
+def pull_version(root: Path, version: Version, target: Path, jobs: int | None = None, mount: Path | None = None) -> Path:
+    """``target/<dirname>/`` (read-only files) holding ``version``, fetched from the project's remote (settings and
+    credentials passed in memory, never written under ``target``) or, with ``mount``, from a directory holding the
+    remote's layout (a read-only bucket mount); every object's md5 is checked before it enters ``target``'s DVC
+    cache. ``jobs``: concurrent transfers (default: the remote's ``jobs``, else 16)."""
+    path = target / version.dirname
+    if not path.is_dir():
+        if mount is not None:
+            source: fetch.Source = fetch.DirSource(mount)
+        else:
+            source, jobs = dvc.remote_source(root, jobs)
+        path = install(source, version.hash, target, jobs or 16, version.size, version.nfiles)[0]
+    checked = verify_version(path, version.hash)
+    if not checked.ok:  # announced only once checked; a damaged copy goes aside so a rerun fetches it again
+        moved = quarantine(path, checked.problems, checked.damaged)
+        raise CacheError(f"the pulled copy is damaged ({checked.problems[0]}); moved to {moved}: run again", path)
+    return path
+
+
+def _init_project(versions: Path) -> None:
+    """A git-less DVC project at ``versions`` whose site cache stays on its filesystem (written atomically, so
+    processes starting together agree)."""
+    dvc_dir = versions / ".dvc"
+    if (versions / ".git").exists() or (versions / "dvc.yaml").exists():
+        raise CacheError("a git or DVC project, not a volume: pull versions into a directory of their own", versions)
+    text = (
+        "[core]\n    no_scm = True\n"
+        f"    site_cache_dir = {dvc_dir / 'site'}\n"
+        "[cache]\n    type = \"reflink,hardlink,symlink,copy\"\n"
+    )
+    config = dvc_dir / "config"
+    if not config.is_file() or config.read_text() != text:
+        store.atomic_write(config, text.encode())
+
+
+def _remove_dead_partials(versions: Path) -> None:
+    """Partial checkouts left by killed processes of this host (their pid is gone)."""
+    host = socket.gethostname()
+    for path in versions.glob(f"{PARTIAL}*"):
+        name, _, pid = path.name.removesuffix(".dvc").rpartition(".")
+        if name.endswith(f".{host}") and pid.isdigit() and not locks.pid_alive(int(pid)):
+            if path.is_symlink():
+                log.warning("left alone: %s is a symbolic link, not a partial checkout of ours", path)
+            elif path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def install_tree(root: Path, out_dir: Path, versions: Path, push: bool = True) -> tuple[str, int, Path]:
+    """A cache built outside DVC's workspace (a sharded build's staging directory) pushed to the project's remote
+    (with ``push``) and installed into ``versions`` -> (its version hash, objects uploaded, the installed copy)."""
+    version, source = fetch.tree_source(out_dir)
+    uploaded = dvc.push_tree(root, version, source) if push else 0
+    return version, uploaded, install(source, version, versions)[0]
