@@ -16,7 +16,7 @@ UPGRADE_PACKAGE ?=
 .DEFAULT_GOAL := help
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml $(DEV_LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -57,7 +57,16 @@ demo: venv ## demo corpus -> `dvc repro` (cache, verify, baseline) -> push to lo
 s3-stop: venv ## stop the local S3 server that `make demo` started (its data stays in .eegcache/s3)
 	$(BIN)/eegcache s3-local stop
 
-test: venv ## run the whole test suite
+check: venv ## the inner loop: lint and format check (ruff, pyproject.toml), then the unit tier
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	PATH="$(abspath $(BIN)):$$PATH" $(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
+
+format: venv ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: venv ## run the whole test suite (what CI runs, after `make check`)
 	PATH="$(abspath $(BIN)):$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
 
 stress: venv ## fault tests with 10 kills per operation; the reliability table goes to bench/README.md
@@ -73,4 +82,4 @@ bench: venv ## run the benchmarks (results go to bench/README.md)
 clean: ## remove generated data, caches and the venv
 	rm -rf $(VENV) data cache metrics models .eegcache
 
-.PHONY: help venv lock demo s3-stop test stress bench clean
+.PHONY: help venv lock demo s3-stop check format test stress bench clean

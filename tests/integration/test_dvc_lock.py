@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from eegcache import config
+from eegcache.build.run import run_build
+from eegcache.devtools.demo import write_demo_corpus
+from eegcache.versions import dvc, fetch
+from tests.conftest import REPO, make_config
 
 pytestmark = pytest.mark.integration
 
@@ -49,6 +53,22 @@ def test_committed_lock_records_the_code_deps_as_they_are(tmp_path):
 def test_a_docstring_edit_in_core_is_a_changed_dep_and_one_outside_is_not(tmp_path):
     """The check above does notice an edit (so a passing run means something): core changes build_cache only."""
     root = _copy(tmp_path / "project")
-    for rel in ("src/eegcache/core/signal.py", "src/eegcache/resolve.py"):
+    for rel in ("src/eegcache/core/signal.py", "src/eegcache/volume/resolve.py"):
         (root / rel).write_text((root / rel).read_text() + "# an edit\n")
     assert _code_dep_status(root) == {"build_cache": {"src/eegcache/core": "modified"}}
+
+
+# The demo's version before the package moved into build/, versions/, volume/ (issue 18): core/ is the code that
+# shapes a cache's bytes, and nothing else; a deliberate change of core/ changes this hash (and `make demo` the lock).
+DEMO_VERSION = "639fab2cec99d91f48013f0e9856607f.dir"
+
+
+@pytest.mark.slow
+def test_the_demo_corpus_builds_the_version_the_committed_lock_names(tmp_path):
+    """What `make demo` builds (the CLI's default demo corpus, params.yaml) is the version dvc.lock names, byte for
+    byte: the tree hash of the built cache equals the lock's, and the lock's is the demo's recorded version."""
+    write_demo_corpus(tmp_path / "corpus", patients_per_split=2, seed=0, minutes=(2.0, 4.0))  # `eegcache demo-corpus`
+    staged = config.load(REPO, params_file=REPO / config.PARAMS_FILE)
+    summary = run_build(make_config(staged, tmp_path / "corpus", tmp_path / "work"))
+    built, _ = fetch.tree_source(summary.cache_dir)
+    assert built == dvc.version_at(REPO).hash == DEMO_VERSION

@@ -28,7 +28,8 @@ import pytest
 from eegcache.core import store
 from tests.integration.projects import BIN, connect, files, make_project, record, settings, sh
 from eegcache.devtools import s3local
-from eegcache.versions import dvc, expected, objects, verify
+from eegcache.versions import dvc, objects, verify
+from eegcache.versions.expected import expected_version
 from eegcache.volume import layout, resolve
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -132,7 +133,7 @@ def test_kill_push(project, tmp_path, s3_server):
 
 def test_kill_pull_into_volume(project, tmp_path):
     version = dvc.version_at(project)
-    expected = expected.expected_version(settings(project, tmp_path), project).hash
+    expected = expected_version(settings(project, tmp_path), project).hash
     clean = files(project / "cache" / "tusz")
 
     def cmd(i: int) -> list[str]:
@@ -149,7 +150,7 @@ def test_kill_pull_into_volume(project, tmp_path):
 
 def test_kill_resolve(project, tmp_path):
     version = dvc.version_at(project)
-    expected = expected.expected_version(settings(project, tmp_path), project).hash
+    expected = expected_version(settings(project, tmp_path), project).hash
     clean = files(project / "cache" / "tusz")
 
     def final(i: int) -> Path:

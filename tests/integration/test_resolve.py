@@ -17,7 +17,8 @@ import pytest
 
 from eegcache.core import store
 from tests.integration.projects import BIN, connect, files, make_project, settings, sh
-from eegcache.versions import dvc, expected, verify
+from eegcache.versions import dvc, verify
+from eegcache.versions.expected import expected_version
 from eegcache.volume import layout, prune, resolve
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -210,7 +211,7 @@ def test_resolve_killed_midway_then_rerun(project, tmp_path):
         killed_midway += not final.exists() and run.poll() is None
         run.send_signal(signal.SIGKILL)
         run.wait(timeout=60)
-        assert not final.exists() or verify.verify_version(final, expected.expected_version(settings(project, vol), project).hash).ok
+        assert not final.exists() or verify.verify_version(final, expected_version(settings(project, vol), project).hash).ok
         if final.exists():
             shutil.rmtree(final)  # start the next round without the version dir (its objects stay cached)
     assert killed_midway, "every resolve finished before it could be killed"
@@ -289,7 +290,7 @@ def test_prune_keeps_the_version_in_use_and_what_others_share(project, tmp_path,
     result = prune.prune(vol, keep=1, in_use={v1.version})
     assert result.removed == (Path(v2.path).name,) and set(result.kept) == {Path(v1.path).name}
     assert result.objects_removed > 0 and not Path(v2.path).exists()
-    assert verify.verify_version(Path(v1.path), expected.expected_version(settings(project, vol), project).hash, deep=True).ok
+    assert verify.verify_version(Path(v1.path), expected_version(settings(project, vol), project).hash, deep=True).ok
     assert_bystanders(vol)
     again = prune.prune(vol, keep=0, in_use={v1.version})
     assert again.removed == () and Path(v1.path).is_dir()
