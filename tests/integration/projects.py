@@ -70,10 +70,10 @@ def make_repo(root: Path, corpus: Path) -> Path:
 
 
 def make_project(root: Path, corpus: Path, server, push: bool = False) -> Path:
-    """:func:`make_repo`, then the cache built by ``dvc repro``, ``storage`` on ``server`` under a fresh prefix,
-    committed and tagged ``cache-v1``; with ``push``, the version is on the remote too."""
-    make_repo(root, corpus)
-    sh("dvc", "repro", cwd=root)
+    """A copy of :func:`built_repo` (the cache built by ``dvc repro`` once per session) at ``root``, with ``storage``
+    on ``server`` under a fresh prefix, committed and tagged ``cache-v1``; with ``push``, the version is on the
+    remote too. Each project is its own: a test may change its files, git history and remote prefix freely."""
+    shutil.copytree(built_repo(corpus), root, symlinks=True, dirs_exist_ok=True)
     connect(root, server, f"t-{uuid.uuid4().hex[:8]}")
     sh("git", "add", "-A", cwd=root)
     sh("git", "commit", "-qm", "cache v1", cwd=root)
@@ -81,6 +81,19 @@ def make_project(root: Path, corpus: Path, server, push: bool = False) -> Path:
     if push:
         dvc.push(root)
     return root
+
+
+_BUILT: dict[Path, Path] = {}
+
+
+def built_repo(corpus: Path) -> Path:
+    """:func:`make_repo` with the cache built by ``dvc repro``, once per session and corpus (beside the corpus, in
+    the session's temporary directory): what every :func:`make_project` copies. Never changed after it is built."""
+    if corpus not in _BUILT:
+        root = make_repo(corpus.parent / f"{corpus.name}-built-project", corpus)
+        sh("dvc", "repro", cwd=root)
+        _BUILT[corpus] = root
+    return _BUILT[corpus]
 
 
 def settings(root: Path, vol: Path, *overrides: str) -> config.Config:

@@ -62,7 +62,7 @@ def test_train_stage_metrics_and_roc_plot_render_in_dvc(repo):
     sh("dvc", "repro", "train", cwd=repo)
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["train"]
     code = [d for d in yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["train"]["deps"] if d.startswith("src/")]
-    assert {"src/eegcache/train.py", "src/eegcache/dataset.py", "src/eegcache/core/store.py"} <= set(code)
+    assert {"src/eegcache/train/baseline.py", "src/eegcache/train/dataset.py", "src/eegcache/core/store.py"} <= set(code)
     assert {d["path"] for d in lock["deps"]} == {"cache/tusz", *code}
     assert set(lock["params"]["params.yaml"]) == {"train"}
     assert {o["path"] for o in lock["outs"]} == {"metrics/train.json", "metrics/roc.json", "models/baseline.json"}

@@ -19,7 +19,7 @@ from eegcache.core import process, store
 from tests.conftest import REPO
 from tests.integration.projects import BIN, connect, files, make_project, sh
 from eegcache.devtools import s3local
-from eegcache.versions import dvc, identity, lockfile, verify
+from eegcache.versions import dvc, fetch, identity, lockfile, verify
 from eegcache.volume import install
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -50,7 +50,7 @@ def test_push_uploads_everything_then_nothing(project):
     assert "are in sync" in sh("dvc", "status", "-c", cwd=project).stdout
     verdict = verify.verify_remote(project, deep=True)
     assert verdict.ok, verdict.problems
-    assert verdict.objects == version.nfiles + 1
+    assert verdict.files == version.nfiles + 1
 
 
 def test_pull_in_a_fresh_clone_is_byte_identical(project, s3_server, tmp_path):
@@ -161,7 +161,7 @@ def test_server_down_is_a_clear_error_and_a_rerun_after_restart_completes(projec
     assert dvc.push(clone) == dvc.version_at(clone).nfiles + 1
     version = dvc.version_at(clone)
     s3local.stop(state, timeout_s=5)
-    with pytest.raises(dvc.RemoteError) as err:
+    with pytest.raises(fetch.SourceUnavailable) as err:
         install.pull_version(clone, version, tmp_path / "volume")
     assert "remote 'storage'" in str(err.value) and "s3://" in str(err.value)
     assert not (tmp_path / "volume" / version.dirname).exists()  # nothing partial presented as complete
@@ -189,7 +189,7 @@ def test_object_missing_on_the_remote_fails_the_pull(project, tmp_path, own_serv
     npz = next(e for e in yaml.safe_load(Path(clone / ".dvc" / "cache" / "files" / "md5" / version.hash[:2] / version.hash[2:]).read_text()) if e["relpath"].endswith(".npz"))
     url = f"s3://{server.bucket}/holes/files/md5/{npz['md5'][:2]}/{npz['md5'][2:]}"
     sh(str(BIN / "s5cmd"), "--endpoint-url", server.endpoint_url, "rm", url, cwd=tmp_path, env=server.env())
-    with pytest.raises(dvc.RemoteError):
+    with pytest.raises(fetch.FetchError):
         install.pull_version(clone, version, tmp_path / "volume")
     assert not (tmp_path / "volume" / version.dirname).exists()
 
@@ -232,8 +232,9 @@ def test_server_stopped_mid_pull_then_restarted(tmp_path, own_server):
     out = yaml.safe_load((source / "big.dvc").read_text())["outs"][0]
     version = lockfile.Version("big", out["md5"], out["nfiles"], out["size"])
     vol = tmp_path / "volume"
-    code = (f"from pathlib import Path; from eegcache import remote, volume; "
-            f"volume.pull_version(Path({str(source)!r}), remote.{version!r}, Path({str(vol)!r}), jobs=1)")  # fmt: skip
+    code = (f"from pathlib import Path; from eegcache.versions.lockfile import Version; "
+            f"from eegcache.volume.install import pull_version; "
+            f"pull_version(Path({str(source)!r}), {version!r}, Path({str(vol)!r}), jobs=1)")  # fmt: skip
     pull = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     fetched = vol / ".dvc" / "cache" / "files" / "md5"
     deadline = time.monotonic() + 60
