@@ -208,19 +208,18 @@ def build_shard(share, overrides: str = "", project: str = "") -> dict[str, Any]
     """Process one share of the recordings into the Volume's staging directory -> its ShardResult and seconds.
 
     ``share`` is left unannotated so that ``modal run`` parses it (as text): from ``build_cache`` it is a
-    ``shards.ShardWork`` (planned once there: no listing, no annotation parsed here); from the command line, the
+    ``shards.Share`` (planned once there: no listing, no annotation parsed here); from the command line, the
     output rel paths, comma-separated (this shard then plans for itself). Idempotent: outputs are written atomically.
     """
     started = time.perf_counter()
     root = _project(project)
     _reload_volume()
     cfg = _build_config(root, _split(overrides))
-    if isinstance(share, shards.ShardWork):
-        done = shards.build_work(cfg, share, root)
-    elif isinstance(share, str):
-        done = shards.build_shard(cfg, [rel for rel in share.split(",") if rel], root)
-    else:
-        raise ConfigError(f"build_shard: share is a {type(share).__name__}; expected ShardWork or comma-separated rels")
+    if isinstance(share, str):
+        share = shards.share_of(cfg, [rel for rel in share.split(",") if rel], root)
+    elif not isinstance(share, shards.Share):
+        raise ConfigError(f"build_shard: share is a {type(share).__name__}; expected a Share or comma-separated rels")
+    done = shards.build_share(cfg, share, root)
     _commit_volume()
     return {"result": done, "spent": _spent("shard", started, SETTINGS.build_cpu, SETTINGS.build_memory_mib)}
 
@@ -245,7 +244,7 @@ def build_cache(overrides: str = "", project: str = "", push: bool = True) -> di
     cfg = _build_config(root, _split(overrides))
     done: list[dict[str, Any]] = []
 
-    def run_shares(works: list[shards.ShardWork]) -> list[shards.ShardResult]:
+    def run_shares(works: list[shards.Share]) -> list[shards.ShardResult]:
         calls = [(work, overrides, project) for work in works]
         done.extend([build_shard.local(*call) for call in calls] if modal.is_local() else build_shard.starmap(calls))
         _reload_volume()

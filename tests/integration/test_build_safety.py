@@ -23,7 +23,8 @@ from tests.integration.test_build import tree_bytes
 from tests.integration.test_cli import EEGCACHE, build_args, run
 from eegcache.build import ownership
 from eegcache.build.run import run_build
-from eegcache.build.shards import build_shard, merge_shards, plan_shards
+from eegcache.build.plan import make_plan
+from eegcache.build.shards import build_share, merge_shards, share_of, split_plan
 from eegcache.versions.verify import verify
 
 pytestmark = pytest.mark.integration
@@ -76,7 +77,7 @@ def test_a_directory_that_is_not_a_cache_is_refused(base_config, demo_corpus, tm
     assert "model_weights.npz" in str(err.value) and "sub/other.npz" in str(err.value)
     assert sorted(p for p in out.rglob("*") if p.is_file()) == sorted(user)
     with pytest.raises(CacheError, match="not an eegcache cache"):
-        build_shard(cfg, plan_shards(cfg, 1)[0])
+        build_share(cfg, share_of(cfg, [s.rels for s in split_plan(make_plan(cfg, Path()), 1)][0]))
 
 
 def test_paths_in_the_records_never_lead_out_of_out_dir(built, tmp_path):
@@ -125,7 +126,7 @@ def test_out_dir_and_raw_dir_must_not_overlap(base_config, corpus_copy, tmp_path
     with pytest.raises(ConfigError, match=f"build.out_dir = {out} (is|is inside|contains) data.raw_dir"):
         run_build(cfg)
     with pytest.raises(ConfigError):
-        plan_shards(cfg, 2)
+        [s.rels for s in split_plan(make_plan(cfg, Path()), 2)]
     assert sorted(tmp_path.rglob("*")) == before
 
 
@@ -151,13 +152,13 @@ def test_the_lock_is_beside_out_dir_and_names_its_holder(built):
 def test_shards_share_the_lock_and_exclude_a_whole_build(base_config, demo_corpus, tmp_path):
     cfg = make_config(base_config, demo_corpus, tmp_path)
     out = Path(cfg.build.out_dir)
-    plan = plan_shards(cfg, 2)
+    plan = [s.rels for s in split_plan(make_plan(cfg, Path()), 2)]
     with ownership.lock(out, shared=True):  # another shard of the same build still running
-        first = build_shard(cfg, plan[0])
+        first = build_share(cfg, share_of(cfg, plan[0]))
     with ownership.lock(out):  # a run_build or merge running
         with pytest.raises(CacheError, match=f"pid {os.getpid()} on host .* \\(exclusive"):
-            build_shard(cfg, plan[1])
-    results = [first, build_shard(cfg, plan[1])]
+            build_share(cfg, share_of(cfg, plan[1]))
+    results = [first, build_share(cfg, share_of(cfg, plan[1]))]
     with ownership.lock(out, shared=True), pytest.raises(CacheError, match="another eegcache build"):
         merge_shards(cfg, results)  # a shard (of this or another sharded build) still writing
     merge_shards(cfg, results)
@@ -168,7 +169,7 @@ def test_a_sharded_build_over_a_cache_removes_outputs_the_old_metadata_owned(bas
     cfg = make_config(base_config, corpus_copy, tmp_path)
     first = run_build(cfg)
     shutil.rmtree(next((corpus_copy / "edf" / "train").iterdir()))
-    merged = merge_shards(cfg, [build_shard(cfg, rels) for rels in plan_shards(cfg, 2)])
+    merged = merge_shards(cfg, [build_share(cfg, share_of(cfg, rels)) for rels in [s.rels for s in split_plan(make_plan(cfg, Path()), 2)]])
     assert len(merged["files"]) < len(first.metadata["files"]) and verify(first.cache_dir, deep=True).ok
 
 

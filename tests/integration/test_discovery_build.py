@@ -25,7 +25,8 @@ from tests.conftest import REPO, make_config
 from tests.integration.test_bad_input import eeg_edf
 from tests.unit.core.test_discover import unreadable_folder
 from eegcache.build.run import run_build
-from eegcache.build.shards import build_shard, merge_shards, plan_shards
+from eegcache.build.plan import make_plan
+from eegcache.build.shards import build_share, merge_shards, share_of, split_plan
 from eegcache.versions.verify import verify
 
 pytestmark = pytest.mark.integration
@@ -334,7 +335,7 @@ def test_every_recording_failing_is_a_failed_build_and_an_invalid_cache(small, p
 def test_a_sharded_build_with_no_recording_fails_at_the_merge(small, base_config, tmp_path):
     garbage(small)
     cfg = make_config(base_config, small, tmp_path / "work", build={"on_error": "skip", "workers": 1})
-    results = [build_shard(cfg, rels) for rels in plan_shards(cfg, 2)]
+    results = [build_share(cfg, share_of(cfg, rels)) for rels in [s.rels for s in split_plan(make_plan(cfg, Path()), 2)]]
     assert sum(len(r.skipped) for r in results) == 3 and not any(r.entries for r in results)
     with pytest.raises(CorpusError, match="no recording was built: 3 skipped"):
         merge_shards(cfg, results)

@@ -1,4 +1,4 @@
-"""The sharded build (plan_shards, build_shard, merge_shards) on real EDF files: byte-identical to run_build,
+"""The sharded build (split_plan, build_share, merge_shards) on real EDF files: byte-identical to run_build,
 concurrent shards, skipped recordings, and the merge's refusals."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from tests.conftest import make_config
 from tests.integration.test_build import _plant_junk, tree_bytes
 from eegcache.build.plan import make_plan
 from eegcache.build.run import run_build
-from eegcache.build.shards import build_shard, build_work, merge_shards, plan_shards, split_plan
+from eegcache.build.shards import build_share, merge_shards, share_of, split_plan
 from eegcache.versions.verify import verify
 
 pytestmark = pytest.mark.integration
@@ -32,15 +32,15 @@ def outputs(work: Path) -> dict[str, bytes]:
 
 
 def sharded_build(cfg, shards: int, concurrent: bool = False) -> tuple[list[list[str]], dict]:
-    """plan_shards, build_shard per shard (in this process one after another, or each in its own process at
+    """split_plan, build_share per share (in this process one after another, or each in its own process at
     once), merge_shards -> (the plan, the merged metadata)."""
-    plan = plan_shards(cfg, shards)
+    plan = [s.rels for s in split_plan(make_plan(cfg, Path()), shards)]
     if concurrent:
         # spawn: fresh interpreters, as separate containers would be; results come back pickled
         with ProcessPoolExecutor(len(plan), mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(pool.map(build_shard, [cfg] * len(plan), plan))
+            results = list(pool.map(build_share, [cfg] * len(plan), [share_of(cfg, rels) for rels in plan]))
     else:
-        results = [build_shard(cfg, rels) for rels in plan]
+        results = [build_share(cfg, share_of(cfg, rels)) for rels in plan]
     return plan, merge_shards(cfg, results)
 
 
@@ -78,29 +78,29 @@ def test_concurrent_shards_in_separate_processes(reference, base_config, demo_co
 
 def test_work_planned_once_builds_in_other_processes_without_listing_the_corpus(reference, base_config, demo_corpus,
                                                                               tmp_path, monkeypatch):  # fmt: skip
-    """split_plan once, build_work per share in fresh interpreters (the work pickled, as to containers), then merge
+    """split_plan once, build_share per share in fresh interpreters (the work pickled, as to containers), then merge
     with that plan: byte-identical, and the corpus was listed only by the one make_plan here."""
     cfg = make_config(base_config, demo_corpus, tmp_path, build={"workers": 1})
     plan = make_plan(cfg, Path())
     work = split_plan(plan, 3)
-    assert [[t.rel for t in w.tasks] for w in work] == plan_shards(cfg, 3)
+    assert [share_of(cfg, w.rels) for w in work] == work  # a shard that plans for itself gets the same share
     assert pickle.loads(pickle.dumps(work)) == work
     with ProcessPoolExecutor(len(work), mp_context=multiprocessing.get_context("spawn")) as pool:
-        results = list(pool.map(build_work, [cfg] * len(work), work))
+        results = list(pool.map(build_share, [cfg] * len(work), work))
     monkeypatch.setattr(corpus, "discover", lambda raw: pytest.fail(f"{raw} listed again"))
     merge_shards(cfg, results, Path(), plan)
     assert outputs(tmp_path) == reference
 
 
-def test_build_work_refuses_work_planned_with_other_params_or_outside_the_raw_data(base_config, demo_corpus, tmp_path):
+def test_build_share_refuses_work_planned_with_other_params_or_outside_the_raw_data(base_config, demo_corpus, tmp_path):
     cfg = make_config(base_config, demo_corpus, tmp_path)
     (work,) = split_plan(make_plan(cfg, Path()), 1)
     other = make_config(base_config, demo_corpus, tmp_path, preprocess={"dtype": "float32"})
     with pytest.raises(CacheError, match="other stage params or code"):
-        build_work(other, work)
+        build_share(other, work)
     task = dataclasses.replace(work.tasks[0], edf=Path("/etc/passwd"))
     with pytest.raises(CacheError, match="outside data.raw_dir"):
-        build_work(cfg, dataclasses.replace(work, tasks=(task,)))
+        build_share(cfg, dataclasses.replace(work, tasks=(task,)))
     assert not (tmp_path / "cache").exists()
 
 
@@ -113,7 +113,7 @@ def test_an_annotation_changed_after_planning_is_refused_not_built_with_the_plan
     edited = next(p for p in sorted(corpus_copy.rglob("*.csv_bi")) if ",seiz," in p.read_text())
     edited.write_text(edited.read_text().replace(",seiz,", ",bckg,"))
     with pytest.raises(AnnotationError, match="changed since the build was planned") as caught:
-        build_work(cfg, work)
+        build_share(cfg, work)
     assert caught.value.path == str(edited)
 
 
@@ -127,17 +127,17 @@ def test_skipped_recordings_are_recorded_as_run_build_records_them(base_config, 
     junk = _plant_junk(corpus_copy)
     bad = _break_annotation(corpus_copy)
     with pytest.raises(AnnotationError, match="csv_v9.9.9"):
-        plan_shards(make_config(base_config, corpus_copy, tmp_path / "fail"), 2)
+        [s.rels for s in split_plan(make_plan(make_config(base_config, corpus_copy, tmp_path / "fail"), Path()), 2)]
     # what discovery refuses or does not enter is recorded the same way too
     stray = sorted(corpus_copy.rglob("*.edf"))[0]
     shutil.copy(stray, stray.parent / "recording copy (1).edf")
     (corpus_copy / "edf" / ".trash").mkdir()
     single = run_build(make_config(base_config, corpus_copy, tmp_path / "single", build={"on_error": "skip"}))
     cfg = make_config(base_config, corpus_copy, tmp_path / "sharded", build={"on_error": "skip"})
-    plan = plan_shards(cfg, 3)
+    plan = [s.rels for s in split_plan(make_plan(cfg, Path()), 3)]
     planned = [rel for rels in plan for rel in rels]
     assert "train/zzzzzzzz_s001_t000.npz" in planned and not any(bad.stem in rel for rel in planned)
-    results = [build_shard(cfg, rels) for rels in plan]
+    results = [build_share(cfg, share_of(cfg, rels)) for rels in plan]
     assert [s["file"] for r in results for s in r.skipped] == ["edf/train/zzzzzzzz/s001_2010/01_tcp_ar/" + junk.name]
     metadata = merge_shards(cfg, results)
     assert outputs(tmp_path / "sharded") == outputs(tmp_path / "single")
@@ -151,8 +151,8 @@ def test_skipped_recordings_are_recorded_as_run_build_records_them(base_config, 
 def two_shards(base_config, demo_corpus, tmp_path):
     """A demo corpus built as two shards into tmp_path, not merged yet -> (config, plan, results)."""
     cfg = make_config(base_config, demo_corpus, tmp_path)
-    plan = plan_shards(cfg, 2)
-    return cfg, plan, [build_shard(cfg, rels) for rels in plan]
+    plan = [s.rels for s in split_plan(make_plan(cfg, Path()), 2)]
+    return cfg, plan, [build_share(cfg, share_of(cfg, rels)) for rels in plan]
 
 
 def test_merge_without_a_shard_names_the_missing_recordings(two_shards):
@@ -209,27 +209,27 @@ def test_sharded_build_over_an_earlier_cache(reference, base_config, demo_corpus
     earlier outputs are rewritten, the merge accepts them."""
     cfg = make_config(base_config, demo_corpus, tmp_path)
     run_build(cfg)
-    plan = plan_shards(cfg, 2)
-    results = [build_shard(cfg, plan[0])]
+    plan = [s.rels for s in split_plan(make_plan(cfg, Path()), 2)]
+    results = [build_share(cfg, share_of(cfg, plan[0]))]
     assert not verify(tmp_path / "cache" / "tusz").ok
-    merge_shards(cfg, [*results, build_shard(cfg, plan[1])])
+    merge_shards(cfg, [*results, build_share(cfg, share_of(cfg, plan[1]))])
     assert outputs(tmp_path) == reference
 
 
-def test_build_shard_names_an_unknown_recording(base_config, demo_corpus, tmp_path):
+def test_share_of_names_an_unknown_recording(base_config, demo_corpus, tmp_path):
     cfg = make_config(base_config, demo_corpus, tmp_path)
-    known = plan_shards(cfg, 1)[0][0]
+    known = [s.rels for s in split_plan(make_plan(cfg, Path()), 1)][0][0]
     with pytest.raises(CorpusError, match="dev/nosuchpt_s001_t000.npz"):
-        build_shard(cfg, [known, "dev/nosuchpt_s001_t000.npz"])
+        build_share(cfg, share_of(cfg, [known, "dev/nosuchpt_s001_t000.npz"]))
     assert not (tmp_path / "cache").exists()
 
 
-def test_plan_shards_is_deterministic_balanced_and_complete(base_config, demo_corpus, tmp_path):
+def test_split_plan_is_deterministic_balanced_and_complete(base_config, demo_corpus, tmp_path):
     cfg = make_config(base_config, demo_corpus, tmp_path)
     seconds = durations(demo_corpus)
     for shards in (1, 2, 3, len(seconds), len(seconds) + 4):
-        plan = plan_shards(cfg, shards)
-        assert plan == plan_shards(cfg, shards)
+        plan = [s.rels for s in split_plan(make_plan(cfg, Path()), shards)]
+        assert plan == [s.rels for s in split_plan(make_plan(cfg, Path()), shards)]
         assert len(plan) == min(shards, len(seconds)) and all(plan)
         assert sorted(rel for rels in plan for rel in rels) == sorted(seconds)  # each recording exactly once
         assert all(rels == sorted(rels) for rels in plan)
@@ -240,10 +240,10 @@ def test_plan_shards_is_deterministic_balanced_and_complete(base_config, demo_co
     assert not (tmp_path / "cache").exists()
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ConfigError, match="shards"):
-            plan_shards(cfg, bad)
+            [s.rels for s in split_plan(make_plan(cfg, Path()), bad)]
 
 
-def test_plan_shards_fails_like_run_build_on_a_split_leak(base_config, corpus_copy, tmp_path):
+def test_split_plan_fails_like_run_build_on_a_split_leak(base_config, corpus_copy, tmp_path):
     """A new session of a train patient under dev (a new name, so it is the split check that fires)."""
     edf = sorted((corpus_copy / "edf" / "train").rglob("*.edf"))[0]
     patient, bname = edf.parents[2].name, f"{edf.parents[2].name}_s009_t000"
@@ -256,4 +256,4 @@ def test_plan_shards_fails_like_run_build_on_a_split_leak(base_config, corpus_co
     with pytest.raises(CorpusError, match=f"patient {patient} appears in train and dev"):
         run_build(cfg)
     with pytest.raises(CorpusError, match=f"patient {patient} appears in train and dev"):
-        plan_shards(cfg, 2)
+        [s.rels for s in split_plan(make_plan(cfg, Path()), 2)]

@@ -28,7 +28,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,22 @@ def lock(out_dir: Path, shared: bool = False) -> Iterator[None]:
                 raise disk_error(path, exc, "create the build lock") from exc
             log.warning("%s: the filesystem does not support locks (%s); concurrent builds are not excluded", path, exc)
         yield
+
+
+@contextlib.contextmanager
+def owning(
+    out_dir: Path, planned: set[str], shared: bool = False, first: Callable[[set[str]], None] | None = None
+) -> Iterator[set[str]]:
+    """The build's hold on ``out_dir`` for the block: its lock (exclusive, or ``shared`` between the shards of one
+    build), then a refusal (:func:`check_contents`, nothing deleted) of anything there but the build's own files and
+    files at the ``planned`` output paths -> the rel paths the build's own records list (:func:`owned`). ``first``:
+    the caller's own check of those records, run before (a merge names every missing and foreign output at once)."""
+    with lock(out_dir, shared):
+        ours = owned(out_dir)
+        if first is not None:
+            first(ours)
+        check_contents(out_dir, ours, planned)
+        yield ours
 
 
 def disk_error(path: Path, exc: OSError, doing: str = "write") -> CacheError:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from eegcache.build.hashstate import HashState
-from eegcache.build.ownership import Journal, check_contents, disk_error, lock, owned, remove_stale, writing
+from eegcache.build.ownership import Journal, disk_error, owning, remove_stale, writing
 from eegcache.build.plan import Outcome, Plan, make_plan
 from eegcache.build.progress import BuildProgress
 from eegcache.build.publish import input_digests, publish
@@ -60,9 +60,7 @@ def run_build(config: Config, base_dir: Path = Path()) -> BuildSummary:
     plan = make_plan(config, base_dir)
     state = HashState(base_dir / config.build.state_dir)
     planned = {t.rel for t in plan.tasks}
-    with lock(plan.out_dir):
-        ours = owned(plan.out_dir)
-        check_contents(plan.out_dir, ours, planned)
+    with owning(plan.out_dir, planned) as ours:
         reused, tasks = _reusable(plan, state)
         with writing(plan.out_dir, "create"):
             plan.out_dir.mkdir(parents=True, exist_ok=True)

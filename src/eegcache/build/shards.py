@@ -4,12 +4,13 @@ Modal's ``starmap``) and merges; the cache is byte-identical to :func:`eegcache.
 build is not incremental: every shard processes all of its recordings.
 
 Planned once: :func:`split_plan` turns one :class:`~eegcache.build.plan.Plan` (the corpus listed, every annotation
-parsed) into :class:`ShardWork` values, plain data that :func:`build_work` runs without listing or parsing again;
-:func:`build_shard` is the same for a shard that only knows its rel paths (it plans for itself).
+parsed) into :class:`Share` values, plain data that :func:`build_share` runs without listing or parsing again;
+:func:`share_of` makes one for a shard that only knows its rel paths (it plans for itself).
 """
 
 from __future__ import annotations
 
+import functools
 import heapq
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from eegcache.build.hashstate import HashState
-from eegcache.build.ownership import Journal, check_contents, check_paths, lock, owned, remove_stale, writing
+from eegcache.build.ownership import Journal, check_paths, owning, remove_stale, writing
 from eegcache.build.plan import Outcome, Plan, make_plan
 from eegcache.build.publish import input_digests, publish
 from eegcache.build.run import run_tasks
@@ -39,16 +40,21 @@ class ShardResult:
 
 
 @dataclass(frozen=True)
-class ShardWork:
+class Share:
     """One shard's share of a plan (:func:`split_plan`); plain data, pickled to the shard's process or container."""
 
     tasks: tuple[Task, ...]  # sorted by rel
     planned: frozenset[str]  # every output rel of the build: the other shards' outputs are expected in out_dir
-    params_hash: str  # of the stage params and code the plan was made with; build_work refuses others
+    params_hash: str  # of the stage params and code the plan was made with; build_share refuses others
     code: str
 
+    @property
+    def rels(self) -> list[str]:
+        """The output rel paths (``"train/aaaaaaab_s001_t000.npz"``) of the share's recordings, sorted."""
+        return [t.rel for t in self.tasks]
 
-def split_plan(plan: Plan, shards: int) -> list[ShardWork]:
+
+def split_plan(plan: Plan, shards: int) -> list[Share]:
     """``plan``'s tasks in at most ``shards`` non-empty shares balanced by annotated duration: longest recording
     first onto the share with the fewest seconds so far (ties: rel, then share index). Deterministic."""
     if isinstance(shards, bool) or not isinstance(shards, int) or shards < 1:
@@ -60,32 +66,17 @@ def split_plan(plan: Plan, shards: int) -> list[ShardWork]:
         lists[i].append(task)
         heapq.heappush(loads, (seconds + task.annotation_duration_s, i))
     planned = frozenset(t.rel for t in plan.tasks)  # once: every share carries the same set
-    return [_work(plan, tasks, planned) for tasks in lists]
+    return [_share(plan, tasks, planned) for tasks in lists]
 
 
-def _work(plan: Plan, tasks: Sequence[Task], planned: frozenset[str]) -> ShardWork:
-    return ShardWork(tuple(sorted(tasks, key=lambda t: t.rel)), planned, plan.params_hash, plan.code)
+def _share(plan: Plan, tasks: Sequence[Task], planned: frozenset[str]) -> Share:
+    return Share(tuple(sorted(tasks, key=lambda t: t.rel)), planned, plan.params_hash, plan.code)
 
 
-def plan_shards(config: Config, shards: int, base_dir: Path = Path()) -> list[list[str]]:
-    """The output rel paths (``"train/aaaaaaab_s001_t000.npz"``) of every recording the build processes, split
-    as :func:`split_plan` does; each list sorted.
-
-    Raises as run_build does on a bad corpus (e.g. a patient in two splits, a bad annotation with on_error=fail).
-    """
-    return [[t.rel for t in work.tasks] for work in split_plan(make_plan(config, base_dir), shards)]
-
-
-def build_shard(config: Config, rels: Sequence[str], base_dir: Path = Path()) -> ShardResult:
-    """Process exactly the recordings ``rels`` (one list of :func:`plan_shards`) into ``build.out_dir`` with
-    ``build.workers`` processes, as run_build would.
-
-    Safe beside other shards writing their own outputs into the same out_dir: it shares out_dir's build lock with
-    them (a run_build or merge_shards holds it exclusively), writes its outputs atomically and no hash state, and
-    removes only a stale metadata file, after listing the outputs that metadata owned in the journal's claims
-    (the cache stays incomplete until :func:`merge_shards`, which removes those no shard rewrote). Raises
-    CorpusError naming any rel the build would not process, CacheError for an out_dir holding files of others.
-    """
+def share_of(config: Config, rels: Sequence[str], base_dir: Path = Path()) -> Share:
+    """The share of exactly the recordings ``rels`` (output rel paths, e.g. from the command line), planned here:
+    the corpus listed and its annotations parsed as :func:`~eegcache.build.plan.make_plan` does. Raises as a build
+    does on a bad corpus, and CorpusError naming any rel the build would not process."""
     plan = make_plan(config, base_dir)
     wanted, planned = set(rels), frozenset(t.rel for t in plan.tasks)
     unknown = sorted(wanted - planned)
@@ -95,13 +86,19 @@ def build_shard(config: Config, rels: Sequence[str], base_dir: Path = Path()) ->
             f"or for a bad annotation): {', '.join(unknown)}",
             plan.raw_dir,
         )
-    return build_work(config, _work(plan, [t for t in plan.tasks if t.rel in wanted], planned), base_dir)
+    return _share(plan, [t for t in plan.tasks if t.rel in wanted], planned)
 
 
-def build_work(config: Config, work: ShardWork, base_dir: Path = Path()) -> ShardResult:
-    """:func:`build_shard` for a share planned elsewhere (:func:`split_plan`): no listing, no annotation parsed.
-    CacheError, before anything is written, when ``config`` has other stage params or this code another digest
-    than the plan's, or a task's EDF lies outside ``data.raw_dir``."""
+def build_share(config: Config, work: Share, base_dir: Path = Path()) -> ShardResult:
+    """Process exactly the recordings of ``work`` (from :func:`split_plan` or :func:`share_of`; nothing is listed
+    or parsed again) into ``build.out_dir`` with ``build.workers`` processes, as run_build would.
+
+    Safe beside other shards writing their own outputs into the same out_dir: it shares out_dir's build lock with
+    them (a run_build or merge_shards holds it exclusively), writes its outputs atomically and no hash state, and
+    removes only a stale metadata file, after listing the outputs that metadata owned in the journal's claims
+    (the cache stays incomplete until :func:`merge_shards`, which removes those no shard rewrote). CacheError,
+    before anything is written, when ``config`` has other stage params or this code another digest than the
+    plan's, a task's EDF lies outside ``data.raw_dir``, or out_dir holds files of others."""
     check_paths(config, base_dir)
     params = stage_params(config)
     raw_dir, out_dir = base_dir / config.data.raw_dir, base_dir / config.build.out_dir
@@ -112,9 +109,7 @@ def build_work(config: Config, work: ShardWork, base_dir: Path = Path()) -> Shar
     if outside:
         raise CacheError(f"tasks outside data.raw_dir {raw_dir} or the plan: {_listed(outside)}", out_dir)
     plan = Plan(raw_dir, out_dir, [], [], [], params, work.params_hash, work.code, list(work.tasks))
-    with lock(plan.out_dir, shared=True):
-        ours = owned(plan.out_dir)
-        check_contents(plan.out_dir, ours, set(work.planned))
+    with owning(plan.out_dir, set(work.planned), shared=True) as ours:
         metadata = plan.out_dir / store.METADATA_NAME
         if metadata.exists():  # no metadata may describe changing outputs; the journal keeps what it owned
             with Journal(plan.out_dir, {}, ours), writing(metadata, "remove"):
@@ -125,11 +120,11 @@ def build_work(config: Config, work: ShardWork, base_dir: Path = Path()) -> Shar
                        sorted(outcome.skipped, key=lambda s: s["file"]))  # fmt: skip
 
 
-def build_distributed(config: Config, shards: int, run_shares: Callable[[list[ShardWork]], Iterable[ShardResult]],
+def build_distributed(config: Config, shards: int, run_shares: Callable[[list[Share]], Iterable[ShardResult]],
                       base_dir: Path = Path()) -> dict[str, Any]:  # fmt: skip
     """The whole sharded build -> the metadata: the corpus planned once (:func:`~eegcache.build.plan.make_plan`),
     split into at most ``shards`` shares (:func:`split_plan`), the shares run by ``run_shares`` (each share through
-    :func:`build_work`, wherever it runs), the results merged (:func:`merge_shards`)."""
+    :func:`build_share`, wherever it runs), the results merged (:func:`merge_shards`)."""
     plan = make_plan(config, base_dir)
     results = list(run_shares(split_plan(plan, shards)))
     return merge_shards(config, results, base_dir, plan)
@@ -149,10 +144,8 @@ def merge_shards(config: Config, results: Sequence[ShardResult], base_dir: Path 
     """
     plan = plan or make_plan(config, base_dir)
     outcome, hashed = _gather(plan, results)
-    with lock(plan.out_dir):
-        ours = owned(plan.out_dir)
-        _check_outputs(plan.out_dir, outcome.done, ours)
-        check_contents(plan.out_dir, ours, set(outcome.done))
+    check = functools.partial(_check_outputs, plan.out_dir, outcome.done)
+    with owning(plan.out_dir, set(outcome.done), first=check) as ours:
         remove_stale(plan.out_dir, ours, set(outcome.done))
         known = {path: hashed[rel] for path in plan.inputs() if (rel := _raw_rel(plan, path)) in hashed}
         digests = input_digests(plan, HashState(base_dir / config.build.state_dir), known)
