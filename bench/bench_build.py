@@ -40,14 +40,14 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
-import reference_pipeline as reference  # noqa: E402
+import reference_pipeline as reference
 
 from eegcache import __version__, config
-from eegcache.core import edf, montage, signal, store  # noqa: E402
-from eegcache.versions import verify
 from eegcache.build.run import BuildSummary, run_build
+from eegcache.core import edf, montage, signal, store
 from eegcache.devtools.demo import write_demo_corpus
 from eegcache.train.dataset import WindowDataset
+from eegcache.versions import verify
 
 MINUTES = (10.0, 20.0)  # per recording; TUSZ averages ~12 min
 MAIN_PATIENTS_PER_SPLIT = 2  # 26 recordings, ~6.6 h: both pipelines run on all of it
@@ -165,12 +165,15 @@ def bench_builds(corpus: Path, work: Path, repeats: int = 2) -> dict:
             name = f"cache_w{workers}_{attempt}"
             summary, usage = build(build_config(corpus, work, name, workers))
             runs[workers].append((summary, usage))
-            say(f"  eegcache, {workers} worker(s), run {attempt + 1}: {summary.processed} recordings in "
-                f"{usage.wall_s:.2f} s wall, {usage.cpu_s:.2f} CPU-s")  # fmt: skip
+            say(
+                f"  eegcache, {workers} worker(s), run {attempt + 1}: {summary.processed} recordings in "
+                f"{usage.wall_s:.2f} s wall, {usage.cpu_s:.2f} CPU-s"
+            )
             if attempt < repeats - 1:
                 shutil.rmtree(work / name)
-    digests = {tuple(sorted((k, e["md5"]) for k, e in s.metadata["files"].items()))
-               for r in runs.values() for s, _ in r}  # fmt: skip
+    digests = {
+        tuple(sorted((k, e["md5"]) for k, e in s.metadata["files"].items())) for r in runs.values() for s, _ in r
+    }
     say(f"  all {2 * repeats} builds byte-identical: {len(digests) == 1}")
     best = {w: min(r, key=lambda su: su[1].wall_s) for w, r in runs.items()}
     return {"runs": best, "all": runs, "identical": len(digests) == 1}
@@ -183,8 +186,10 @@ def bench_reference(corpus: Path, edfs: list[Path], work: Path) -> dict:
             split = path.relative_to(corpus / "edf").parts[0]
             result = reference.process_recording(path, work / "reference" / split)
             results.append(result)
-            say(f"  reference {path.stem}: {result.seconds_of_eeg / 60:5.1f} min -> {result.windows:3d} windows, "
-                f"{result.bytes / 1e6:6.1f} MB in {result.wall_s:.2f} s")  # fmt: skip
+            say(
+                f"  reference {path.stem}: {result.seconds_of_eeg / 60:5.1f} min -> {result.windows:3d} windows, "
+                f"{result.bytes / 1e6:6.1f} MB in {result.wall_s:.2f} s"
+            )
     say(f"  reference total: {len(results)} recordings in {usage.wall_s:.1f} s wall, {usage.cpu_s:.1f} CPU-s")
     return {"results": results, "usage": usage}
 
@@ -220,8 +225,10 @@ def bench_reads(cache_dir: Path, reference_files: list[Path], rng: np.random.Gen
         reference.read_window(path, int(rng.integers(count)))
         ref_times.append(time.perf_counter() - started)
     cold, warm, ref = quantiles_ms(times["cold"]), quantiles_ms(times["warm"]), quantiles_ms(ref_times)
-    say(f"  eegcache window read, cold: median {cold[0]:.2f} ms, p95 {cold[1]:.2f} ms; "
-        f"warm: median {warm[0]:.2f} ms, p95 {warm[1]:.2f} ms")  # fmt: skip
+    say(
+        f"  eegcache window read, cold: median {cold[0]:.2f} ms, p95 {cold[1]:.2f} ms; "
+        f"warm: median {warm[0]:.2f} ms, p95 {warm[1]:.2f} ms"
+    )
     say(f"  reference window read (whole NPZ), cold: median {ref[0]:.0f} ms, p95 {ref[1]:.0f} ms")
     return {"cold": cold, "warm": warm, "reference": ref}
 
@@ -239,8 +246,9 @@ def synthesise_cache(source: Path, target: Path, count: int) -> None:
         (target / new_rel).parent.mkdir(parents=True, exist_ok=True)
         os.link(source / rel, target / new_rel)
         files[new_rel] = dict(entry, patient=patient)
-        s = splits.setdefault(entry["split"], {"files": 0, "patients": set(), "seconds": 0.0,
-                                               "seizure_seconds": 0.0, "bytes": 0})  # fmt: skip
+        s = splits.setdefault(
+            entry["split"], {"files": 0, "patients": set(), "seconds": 0.0, "seizure_seconds": 0.0, "bytes": 0}
+        )
         s["files"] += 1
         s["patients"].add(patient)
         s["seconds"] += entry["seconds"]
@@ -291,11 +299,20 @@ def bench_incremental(work: Path) -> dict:
     again, again_usage = build(cfg)
     noop, noop_usage = build(cfg)
     share = again_usage.wall_s / full_usage.wall_s
-    say(f"  full build: {full.processed} recordings ({hours_of(full.metadata):.1f} h) in {full_usage.wall_s:.1f} s; "
+    say(
+        f"  full build: {full.processed} recordings ({hours_of(full.metadata):.1f} h) in {full_usage.wall_s:.1f} s; "
         f"after adding {by_patient[held]} new: processed {again.processed}, reused {again.reused} "
-        f"in {again_usage.wall_s:.2f} s = {share:.1%}; no-op rebuild {noop_usage.wall_s:.2f} s")  # fmt: skip
-    return {"full": full, "full_usage": full_usage, "again": again, "again_usage": again_usage,
-            "noop_usage": noop_usage, "added": by_patient[held], "share": share}  # fmt: skip
+        f"in {again_usage.wall_s:.2f} s = {share:.1%}; no-op rebuild {noop_usage.wall_s:.2f} s"
+    )
+    return {
+        "full": full,
+        "full_usage": full_usage,
+        "again": again,
+        "again_usage": again_usage,
+        "noop_usage": noop_usage,
+        "added": by_patient[held],
+        "share": share,
+    }
 
 
 def stage_breakdown(edf_path: Path, seizures: list[tuple[float, float]], work: Path) -> list[tuple[str, float, float]]:
@@ -323,8 +340,10 @@ def stage_breakdown(edf_path: Path, seizures: list[tuple[float, float]], work: P
 
     read_s, (x, edf_rate) = best(ours_read)
     resample_s, x = best(lambda: signal.resample_to(x, edf_rate, rate))
-    sections = (signal.bandpass_sos(rate, p["bandpass_low"], p["bandpass_high"], p["bandpass_order"]),
-                signal.notch_sos(rate, p["notch_freq"], p["notch_q"]))  # fmt: skip
+    sections = (
+        signal.bandpass_sos(rate, p["bandpass_low"], p["bandpass_high"], p["bandpass_order"]),
+        signal.notch_sos(rate, p["notch_freq"], p["notch_q"]),
+    )
     filter_s, x = best(lambda: signal.zero_phase(x, *sections))
     zscore_s, x = best(lambda: signal.to_dtype(signal.zscore_clip(x, p["clip"]), p["dtype"]))
     write_s, _ = best(lambda: ours_write(x))
@@ -369,14 +388,25 @@ def machine_facts() -> list[tuple[str, str]]:
     ]
 
 
-def render(command: str, facts: list[tuple[str, str]], corpus_line: str, checks: list[Check],
-           breakdown: list[tuple[str, float, float]], notes: list[str]) -> str:  # fmt: skip
+def render(
+    command: str,
+    facts: list[tuple[str, str]],
+    corpus_line: str,
+    checks: list[Check],
+    breakdown: list[tuple[str, float, float]],
+    notes: list[str],
+) -> str:
     lines = [MARK_START, "", f"Command: `{command}` (what `make bench` runs)", "", "Machine:", ""]
     lines += [f"- {name}: {value}" for name, value in facts]
     lines += ["", f"Corpus: {corpus_line}", "", "| measure | result | target | verdict |", "|---|---|---|---|"]
     lines += [f"| {c.name} | {c.value} | {c.target} | {c.verdict or '—'} |" for c in checks]
-    lines += ["", "Where the time goes, one recording (seconds, best of 2):", "",
-              "| stage | eegcache | reference |", "|---|---:|---:|"]  # fmt: skip
+    lines += [
+        "",
+        "Where the time goes, one recording (seconds, best of 2):",
+        "",
+        "| stage | eegcache | reference |",
+        "|---|---:|---:|",
+    ]
     lines += [f"| {name} | {a:.3f} | {b:.3f} |" for name, a, b in breakdown]
     lines += [""] + [f"- {note}" for note in notes] + ["", MARK_END]
     return "\n".join(lines)
@@ -430,7 +460,7 @@ def run(work: Path) -> tuple[list[Check], str, list[tuple[str, float, float]], l
     capacity = parallel_capacity()
     say(f"  machine's 1 -> 2 process speed-up on a fixed CPU-bound task right now: {capacity:.2f}x")
     builds = bench_builds(corpus, work)
-    (s1, u1), (s2, u2) = builds["runs"][1], builds["runs"][2]
+    (s1, u1), (_, u2) = builds["runs"][1], builds["runs"][2]
     cache_dir = builds["all"][2][-1][0].cache_dir  # the last 2-worker build's cache is kept
     hours = hours_of(s1.metadata)
     say(f"  corpus: {len(edfs)} recordings, {hours:.2f} h of EEG")
@@ -462,39 +492,83 @@ def run(work: Path) -> tuple[list[Check], str, list[tuple[str, float, float]], l
     size_ratio = (ours_bytes / hours) / (ref_bytes / ref_hours)
     per_rec = statistics.median(r.wall_s for r in ref["results"])
     checks = [
-        Check("build throughput per core, h EEG per CPU-s: eegcache (1 worker) / reference",
-              f"{ours_rate:.2f} / {ref_rate:.3f} = **{ours_rate / ref_rate:.1f}×**", "≥ 10×",
-              ours_rate / ref_rate >= 10),
-        Check("build wall time, 1 → 2 workers (best of 2 each)",
-              f"{u1.wall_s:.2f} s → {u2.wall_s:.2f} s = **{speedup:.2f}×**", "≥ 1.8×", speedup >= 1.8),
-        Check("the machine's own 1 → 2 process speed-up on a fixed CPU-bound task, just before",
-              f"{capacity:.2f}×", "", None),
-        Check("reference wall time (1 process), total / median per recording",
-              f"{ref['usage'].wall_s:.1f} s / {per_rec:.2f} s", "", None),
-        Check("output MB per hour of EEG: eegcache / reference",
-              f"{ours_bytes / hours / 1e6:.1f} / {ref_bytes / ref_hours / 1e6:.1f} = **1/{1 / size_ratio:.1f}**",
-              "≤ 1/9", size_ratio <= 1 / 9),
-        Check(f"random 60 s window read, page cache dropped, median of {WINDOW_READS} (p95)",
-              f"**{reads['cold'][0]:.2f} ms** ({reads['cold'][1]:.2f} ms)", "≤ 5 ms", reads["cold"][0] <= 5),
-        Check("same reads (each opens another random file), page cache warm, median (p95)",
-              f"**{reads['warm'][0]:.2f} ms** ({reads['warm'][1]:.2f} ms)", "≤ 5 ms", reads["warm"][0] <= 5),
-        Check(f"reference: one window by loading its recording's NPZ, cold, median of {REFERENCE_READS} (p95)",
-              f"{reads['reference'][0]:.0f} ms ({reads['reference'][1]:.0f} ms)", "", None),
-        Check(f"fast verify of a {VERIFY_FILES:,}-file cache, first run (median of 5)",
-              f"**{ver['fast'][0]:.3f} s** ({statistics.median(ver['fast']):.3f} s)", "≤ 1 s", ver["fast"][0] <= 1),
-        Check(f"deep verify of the built cache ({ver['deep_files']} files, {ver['deep_bytes'] / 1e6:.0f} MB, cold)",
-              f"{ver['deep_s']:.2f} s ({ver['deep_bytes'] / 1e6 / ver['deep_s']:.0f} MB/s)", "", None),
-        Check(f"incremental rebuild after adding {inc['added']} to {inc['full'].processed} recordings "
-              f"({inc['added'] / inc['full'].processed:.1%}), % of full build",
-              f"{inc['again_usage'].wall_s:.2f} s / {inc['full_usage'].wall_s:.1f} s = **{inc['share']:.1%}** "
-              f"(processed {inc['again'].processed}, reused {inc['again'].reused})", "≤ 3 %", inc["share"] <= 0.03),
+        Check(
+            "build throughput per core, h EEG per CPU-s: eegcache (1 worker) / reference",
+            f"{ours_rate:.2f} / {ref_rate:.3f} = **{ours_rate / ref_rate:.1f}×**",
+            "≥ 10×",
+            ours_rate / ref_rate >= 10,
+        ),
+        Check(
+            "build wall time, 1 → 2 workers (best of 2 each)",
+            f"{u1.wall_s:.2f} s → {u2.wall_s:.2f} s = **{speedup:.2f}×**",
+            "≥ 1.8×",
+            speedup >= 1.8,
+        ),
+        Check(
+            "the machine's own 1 → 2 process speed-up on a fixed CPU-bound task, just before",
+            f"{capacity:.2f}×",
+            "",
+            None,
+        ),
+        Check(
+            "reference wall time (1 process), total / median per recording",
+            f"{ref['usage'].wall_s:.1f} s / {per_rec:.2f} s",
+            "",
+            None,
+        ),
+        Check(
+            "output MB per hour of EEG: eegcache / reference",
+            f"{ours_bytes / hours / 1e6:.1f} / {ref_bytes / ref_hours / 1e6:.1f} = **1/{1 / size_ratio:.1f}**",
+            "≤ 1/9",
+            size_ratio <= 1 / 9,
+        ),
+        Check(
+            f"random 60 s window read, page cache dropped, median of {WINDOW_READS} (p95)",
+            f"**{reads['cold'][0]:.2f} ms** ({reads['cold'][1]:.2f} ms)",
+            "≤ 5 ms",
+            reads["cold"][0] <= 5,
+        ),
+        Check(
+            "same reads (each opens another random file), page cache warm, median (p95)",
+            f"**{reads['warm'][0]:.2f} ms** ({reads['warm'][1]:.2f} ms)",
+            "≤ 5 ms",
+            reads["warm"][0] <= 5,
+        ),
+        Check(
+            f"reference: one window by loading its recording's NPZ, cold, median of {REFERENCE_READS} (p95)",
+            f"{reads['reference'][0]:.0f} ms ({reads['reference'][1]:.0f} ms)",
+            "",
+            None,
+        ),
+        Check(
+            f"fast verify of a {VERIFY_FILES:,}-file cache, first run (median of 5)",
+            f"**{ver['fast'][0]:.3f} s** ({statistics.median(ver['fast']):.3f} s)",
+            "≤ 1 s",
+            ver["fast"][0] <= 1,
+        ),
+        Check(
+            f"deep verify of the built cache ({ver['deep_files']} files, {ver['deep_bytes'] / 1e6:.0f} MB, cold)",
+            f"{ver['deep_s']:.2f} s ({ver['deep_bytes'] / 1e6 / ver['deep_s']:.0f} MB/s)",
+            "",
+            None,
+        ),
+        Check(
+            f"incremental rebuild after adding {inc['added']} to {inc['full'].processed} recordings "
+            f"({inc['added'] / inc['full'].processed:.1%}), % of full build",
+            f"{inc['again_usage'].wall_s:.2f} s / {inc['full_usage'].wall_s:.1f} s = **{inc['share']:.1%}** "
+            f"(processed {inc['again'].processed}, reused {inc['again'].reused})",
+            "≤ 3 %",
+            inc["share"] <= 0.03,
+        ),
         Check("no-op rebuild of the same corpus (nothing changed)", f"{inc['noop_usage'].wall_s:.2f} s", "", None),
-    ]  # fmt: skip
-    corpus_line = (f"demo generator, {len(edfs)} recordings of {MINUTES[0]:g}-{MINUTES[1]:g} min "
-                   f"(250/256/400/512 Hz), **{hours:.2f} h of EEG**, "
-                   f"`write_demo_corpus(patients_per_split={MAIN_PATIENTS_PER_SPLIT}, seed=0, minutes={MINUTES})`; "
-                   f"the incremental case uses a second corpus (`patients_per_split={INCREMENTAL_PATIENTS_PER_SPLIT}, "
-                   f"seed=1`, {hours_of(inc['again'].metadata):.1f} h).")  # fmt: skip
+    ]
+    corpus_line = (
+        f"demo generator, {len(edfs)} recordings of {MINUTES[0]:g}-{MINUTES[1]:g} min "
+        f"(250/256/400/512 Hz), **{hours:.2f} h of EEG**, "
+        f"`write_demo_corpus(patients_per_split={MAIN_PATIENTS_PER_SPLIT}, seed=0, minutes={MINUTES})`; "
+        f"the incremental case uses a second corpus (`patients_per_split={INCREMENTAL_PATIENTS_PER_SPLIT}, "
+        f"seed=1`, {hours_of(inc['again'].metadata):.1f} h)."
+    )
     notes = [
         f"Reference output: {ref_bytes / 1e9:.2f} GB of float32 windows for {ref_hours:.2f} h; eegcache cache "
         f"{ours_bytes / 1e6:.0f} MB (float16, continuous, uncompressed).",

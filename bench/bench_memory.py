@@ -35,10 +35,10 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
-from bench_remote import say, write_readme  # noqa: E402
+from bench_remote import say, write_readme
 
 from eegcache import config
-from eegcache.core.montage import ELECTRODES, MONTAGES  # noqa: E402
+from eegcache.core.montage import ELECTRODES, MONTAGES
 
 # The last commit before the per-channel pipeline of issue 13: the code measured as "before".
 BASELINE_REV = "6cdaa5c7fca02763499d03e35c50a2b0fe01b4aa"
@@ -81,11 +81,14 @@ def write_recording(folder: Path, rec: Recording, seed: int) -> tuple[Path, Path
     signals = []
     for k, electrode in enumerate(ELECTRODES):
         x = common + 20 * np.sin(2 * np.pi * (8 + k % 5) * t + k) + 5 * rng.standard_normal(t.size)
-        signals.append(EdfSignal(x, rec.rate, label=f"EEG {electrode}-REF", physical_dimension="uV",
-                                 physical_range=(-5000, 5000)))  # fmt: skip
+        signals.append(
+            EdfSignal(x, rec.rate, label=f"EEG {electrode}-REF", physical_dimension="uV", physical_range=(-5000, 5000))
+        )
         del x
     for label in ("EEG EKG1-REF", "PHOTIC-REF"):
-        signals.append(EdfSignal(100 * np.sin(2 * np.pi * 1.2 * t), rec.rate, label=label, physical_range=(-5000, 5000)))
+        signals.append(
+            EdfSignal(100 * np.sin(2 * np.pi * 1.2 * t), rec.rate, label=label, physical_range=(-5000, 5000))
+        )
     for label in ("IBI", "BURSTS", "SUPPR"):
         signals.append(EdfSignal(np.zeros(seconds), 1, label=label, physical_range=(-1, 1)))
     bname = f"aaaaaaa{seed}_s001_t000"
@@ -104,20 +107,33 @@ def baseline_source(work: Path) -> Path:
     """The package as it was at BASELINE_REV, extracted under ``work``; -> its ``src`` folder."""
     target = work / "baseline"
     target.mkdir()
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", BASELINE_REV, "src/eegcache"],
-                             capture_output=True, check=True).stdout  # fmt: skip
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", BASELINE_REV, "src/eegcache"], capture_output=True, check=True
+    ).stdout
     subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
     return target / "src"
 
 
 def run_child(src: Path, edf: Path, annotation: Path, params: dict, out: Path) -> dict:
     seconds = float(annotation.read_text().split("# duration = ")[1].split()[0])
-    task = {"edf": str(edf), "source": edf.name, "rel": f"train/{edf.stem}.npz", "split": "train",
-            "patient": edf.name[:8], "annotation": str(annotation), "key_parts": ["p" * 64, "c" * 64, ".csv_bi"],
-            "annotation_duration_s": seconds, "seizures": [list(SEIZURE)]}  # fmt: skip
+    task = {
+        "edf": str(edf),
+        "source": edf.name,
+        "rel": f"train/{edf.stem}.npz",
+        "split": "train",
+        "patient": edf.name[:8],
+        "annotation": str(annotation),
+        "key_parts": ["p" * 64, "c" * 64, ".csv_bi"],
+        "annotation_duration_s": seconds,
+        "seizures": [list(SEIZURE)],
+    }
     env = {**os.environ, "PYTHONPATH": str(src)}
-    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(task), json.dumps(params), str(out)],
-                          capture_output=True, text=True, env=env)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(task), json.dumps(params), str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"processing {edf.name} with {src} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -137,15 +153,21 @@ def measure(work: Path) -> list[dict]:
         size = edf.stat().st_size
         for montage in MONTAGES:
             params = {**preprocess, "montage": montage}
-            row = {"recording": rec.name, "edf_mb": size / MB, "target_mb": (4 * size + 300 * MB) / MB,
-                   "montage": montage}  # fmt: skip
+            row = {
+                "recording": rec.name,
+                "edf_mb": size / MB,
+                "target_mb": (4 * size + 300 * MB) / MB,
+                "montage": montage,
+            }
             for which, src in sources.items():
                 out = work / f"out-{which}-{seed}-{montage}"
                 result = run_child(src, edf, annotation, params, out)
                 row[which] = result
                 shutil.rmtree(out)
-                say(f"  {rec.name} {montage} {which}: peak RSS {result['maxrss_kb'] * 1024 / MB:.0f} MB, "
-                    f"{result['wall_s']:.1f} s")  # fmt: skip
+                say(
+                    f"  {rec.name} {montage} {which}: peak RSS {result['maxrss_kb'] * 1024 / MB:.0f} MB, "
+                    f"{result['wall_s']:.1f} s"
+                )
             row["identical"] = row["before"]["md5"] == row["after"]["md5"]
             rows.append(row)
         edf.unlink()
@@ -174,8 +196,7 @@ def table(rows: list[dict], dtype: str) -> str:
         "rate, `IBI`/`BURSTS`/`SUPPR` at 1 Hz. Each run is one fresh process calling `process.process` (hash, read, "
         f"preprocess, write the cache file; cache dtype `{dtype}`); peak RSS is the child's `ru_maxrss`, the "
         f"interpreter and libraries included (the benchmark's own process, whose RSS a child starts from, peaked at "
-        f"{parent:.0f} MB). \"Before\" is the code of commit `{BASELINE_REV[:7]}`.\n\n"
-        + "\n".join(lines) + "\n\n"
+        f'{parent:.0f} MB). "Before" is the code of commit `{BASELINE_REV[:7]}`.\n\n' + "\n".join(lines) + "\n\n"
     )
 
 

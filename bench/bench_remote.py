@@ -48,7 +48,7 @@ REPO = BENCH.parent
 BIN = Path(sys.executable).parent
 
 from eegcache import __version__, config
-from eegcache.core import montage, process, store  # noqa: E402
+from eegcache.core import montage, process, store
 from eegcache.devtools import s3local
 from eegcache.versions import dvc, identity, lockfile, verify
 from eegcache.volume import install
@@ -85,14 +85,21 @@ def say(text: str) -> None:
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1",
-            **GIT_IDENTITY, **(extra or {})}  # fmt: skip
+    return {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "DVC_NO_ANALYTICS": "1",
+        **GIT_IDENTITY,
+        **(extra or {}),
+    }
 
 
 def sh(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=child_env(env))
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+        raise RuntimeError(
+            f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+        )
     return proc
 
 
@@ -152,8 +159,9 @@ def patient_id(n: int) -> str:
     return "".join(letters[n // 26**k % 26] for k in range(7, -1, -1))
 
 
-def write_recordings(cache_dir: Path, first: int, count: int, rng: np.random.Generator,
-                     samples: tuple[int, int] = SAMPLES) -> dict[str, dict]:  # fmt: skip
+def write_recordings(
+    cache_dir: Path, first: int, count: int, rng: np.random.Generator, samples: tuple[int, int] = SAMPLES
+) -> dict[str, dict]:
     """``count`` synthetic recordings (4 per patient, split by patient), numbered from ``first`` -> metadata entries."""
     rate = 200.0
     channels = montage.channel_names("ref19")
@@ -175,21 +183,35 @@ def write_recordings(cache_dir: Path, first: int, count: int, rng: np.random.Gen
         facts = store.RecordingFacts(rate, channels, (), length / rate)
         size, md5 = store.write_recording(cache_dir / rel, eeg, labels, facts)
         entries[rel] = {
-            "split": split, "patient": patient, "key": store.md5_bytes(f"bench-{n}".encode()), "size": size,
-            "md5": md5, "samples": length, "seconds": length / rate,
-            "seizure_seconds": sum(b - a for a, b in seizures) / rate, "seizures": seizures, "zero_filled": [],
-        }  # fmt: skip
+            "split": split,
+            "patient": patient,
+            "key": store.md5_bytes(f"bench-{n}".encode()),
+            "size": size,
+            "md5": md5,
+            "samples": length,
+            "seconds": length / rate,
+            "seizure_seconds": sum(b - a for a, b in seizures) / rate,
+            "seizures": seizures,
+            "zero_filled": [],
+        }
     return entries
 
 
 def write_metadata(root: Path, cache_dir: Path, files: dict[str, dict]) -> None:
     """Metadata as a build composes it (``core.process.cache_metadata``) for the synthetic ``files``."""
     params = identity.stage_params(config.load(root, params_file=root / config.PARAMS_FILE))
-    store.write_metadata(cache_dir, process.cache_metadata(
-        params=params, code="synthetic (bench_remote.py)", package_version=__version__,
-        inputs=[(rel, entry["md5"], None) for rel, entry in sorted(files.items())],
-        files=files, skipped=[], excluded=[],
-    ))  # fmt: skip
+    store.write_metadata(
+        cache_dir,
+        process.cache_metadata(
+            params=params,
+            code="synthetic (bench_remote.py)",
+            package_version=__version__,
+            inputs=[(rel, entry["md5"], None) for rel, entry in sorted(files.items())],
+            files=files,
+            skipped=[],
+            excluded=[],
+        ),
+    )
 
 
 def commit_version(root: Path) -> None:
@@ -197,14 +219,20 @@ def commit_version(root: Path) -> None:
     cfg = config.load(root, params_file=root / config.PARAMS_FILE)
     cache_dir = root / cfg.build.out_dir
     metadata = store.read_metadata(cache_dir)
-    metrics = {split: {"files": s["files"], "gigabytes": round(s["bytes"] / 1e9, 4)}
-               for split, s in metadata["splits"].items()}  # fmt: skip
+    metrics = {
+        split: {"files": s["files"], "gigabytes": round(s["bytes"] / 1e9, 4)} for split, s in metadata["splits"].items()
+    }
     store.atomic_write(root / cfg.build.metrics_file, store.dump_json(metrics))
     sh("dvc", "commit", "-f", "-q", "build_cache", cwd=root)
 
 
-def make_project(root: Path, server: s3local.S3Server | None, rng: np.random.Generator, count: int = FILES,
-                 samples: tuple[int, int] = SAMPLES) -> dict[str, dict]:  # fmt: skip
+def make_project(
+    root: Path,
+    server: s3local.S3Server | None,
+    rng: np.random.Generator,
+    count: int = FILES,
+    samples: tuple[int, int] = SAMPLES,
+) -> dict[str, dict]:
     """A git + DVC project like the integration tests' (the repo's dvc.yaml, conf/, src/), with a synthetic cache
     of ``count`` recordings committed as the ``build_cache`` output and ``storage`` on ``server`` (if given)
     -> metadata entries."""
@@ -230,8 +258,13 @@ def make_project(root: Path, server: s3local.S3Server | None, rng: np.random.Gen
     commit_version(root)
     if server is None:
         return files
-    dvc.configure(root, f"s3://{server.bucket}/{PREFIX}", endpoint_url=server.endpoint_url,
-                     access_key=server.access_key, secret_key=server.secret_key)  # fmt: skip
+    dvc.configure(
+        root,
+        f"s3://{server.bucket}/{PREFIX}",
+        endpoint_url=server.endpoint_url,
+        access_key=server.access_key,
+        secret_key=server.secret_key,
+    )
     return files
 
 
@@ -276,8 +309,16 @@ def pull_version(root: Path, target: Path, jobs: int | None = None, profile: Pat
 
 
 def s5cmd_copy(server: s3local.S3Server, target: Path) -> None:
-    sh(str(BIN / "s5cmd"), "--endpoint-url", server.endpoint_url, "cp", f"s3://{server.bucket}/{PREFIX}/files/md5/*",
-       f"{target}/", cwd=target.parent, env=server.env())  # fmt: skip
+    sh(
+        str(BIN / "s5cmd"),
+        "--endpoint-url",
+        server.endpoint_url,
+        "cp",
+        f"s3://{server.bucket}/{PREFIX}/files/md5/*",
+        f"{target}/",
+        cwd=target.parent,
+        env=server.env(),
+    )
 
 
 # --- the measurements -------------------------------------------------------------------------------------------
@@ -303,12 +344,17 @@ def phases(profile: Path, wall_s: float) -> list[tuple[str, float]]:
     return [
         ("whole process (Python start, imports, pull_version)", wall_s),
         ("pull_version", total),
-        ("  open the project's DVC repo, read the remote's settings", cumulative("eegcache/remote.py", "remote_settings")),
+        (
+            "  open the project's DVC repo, read the remote's settings",
+            cumulative("eegcache/remote.py", "remote_settings"),
+        ),
         ("  create the S3 client (botocore)", cumulative("eegcache/remote.py", "remote_source")),
-        ("  fill the volume's DVC cache: .dir, then every object, md5 on the arriving bytes",
-         cumulative("eegcache/volume.py", "fill_version")),
+        (
+            "  fill the volume's DVC cache: .dir, then every object, md5 on the arriving bytes",
+            cumulative("eegcache/volume.py", "fill_version"),
+        ),
         ("  dvc checkout (hard links into the version dir)", cumulative("dvc/repo/checkout.py", "checkout")),
-    ]  # fmt: skip
+    ]
 
 
 def run(work: Path) -> tuple[list[Check], str, list[tuple[str, float]], list[str]]:
@@ -334,8 +380,10 @@ def measure(work: Path, server: s3local.S3Server, rng: np.random.Generator, note
     files = make_project(root, server, rng)
     version = dvc.version_at(root)
     gb, mb = version.size / 1e9, version.size / 1e6
-    say(f"  {version.nfiles} files ({len(files)} recordings + metadata), {gb:.2f} GB, committed as "
-        f"{version.hash} in {time.perf_counter() - started:.0f} s")  # fmt: skip
+    say(
+        f"  {version.nfiles} files ({len(files)} recordings + metadata), {gb:.2f} GB, committed as "
+        f"{version.hash} in {time.perf_counter() - started:.0f} s"
+    )
     first_push, pushed = measured(server, lambda: run_child("push", str(root), cwd=work))
     say(f"  first push: {pushed['uploaded']} objects in {first_push}")
     sh("git", "add", "-A", cwd=root)
@@ -369,24 +417,42 @@ def measure(work: Path, server: s3local.S3Server, rng: np.random.Generator, note
         usage, result = measured(server, lambda: pull_version(root, volume))
         pv.append(usage)
         check_pulled(Path(result["out"]), version)
-        say(f"  pull_version (jobs from the remote config), round {attempt + 1}: {usage}, "
-            f"{result['inprocess_s']:.2f} s in-process")  # fmt: skip
+        say(
+            f"  pull_version (jobs from the remote config), round {attempt + 1}: {usage}, "
+            f"{result['inprocess_s']:.2f} s in-process"
+        )
         if noop is None:
             noop = [measured(server, lambda: pull_version(root, volume)) for _ in range(2)]
-            say(f"  no-op pull_version (version present): {noop[0][0].wall_s:.2f} s, again {noop[1][0].wall_s:.2f} s "
-                f"({noop[1][1]['inprocess_s']:.2f} s in-process)")  # fmt: skip
+            say(
+                f"  no-op pull_version (version present): {noop[0][0].wall_s:.2f} s, again {noop[1][0].wall_s:.2f} s "
+                f"({noop[1][1]['inprocess_s']:.2f} s in-process)"
+            )
         shutil.rmtree(volume)
 
     def resolve_round(attempt: int) -> None:
         vol = work / f"resolve_{attempt}"
-        usage, proc = measured(server, lambda: sh(str(BIN / "eegcache"), "resolve", "--repo", str(root), "--json", "-",
-                                                  "cache=volume_first", f"cache.volume_root={vol}", cwd=work))  # fmt: skip
+        usage, proc = measured(
+            server,
+            lambda: sh(
+                str(BIN / "eegcache"),
+                "resolve",
+                "--repo",
+                str(root),
+                "--json",
+                "-",
+                "cache=volume_first",
+                f"cache.volume_root={vol}",
+                cwd=work,
+            ),
+        )
         report = json.loads(proc.stdout)
         assert [a["outcome"] for a in report["attempts"]] == ["rejected", "used"], report["attempts"]
         check_pulled(Path(report["path"]), version)
         rs.append(usage)
-        say(f"  eegcache resolve cache=volume_first, empty volume (volume rejected, remote used), round "
-            f"{attempt + 1}: {usage}, {report['seconds']:.2f} s in-process")  # fmt: skip
+        say(
+            f"  eegcache resolve cache=volume_first, empty volume (volume rejected, remote used), round "
+            f"{attempt + 1}: {usage}, {report['seconds']:.2f} s in-process"
+        )
         shutil.rmtree(vol)
 
     rs: list[Usage] = []
@@ -421,8 +487,9 @@ def measure(work: Path, server: s3local.S3Server, rng: np.random.Generator, note
     say("6. plain dvc pull in a fresh git clone (reference)")
     clone = work / "clone"
     sh("git", "clone", "-q", str(root), str(clone), cwd=work)
-    dvc.configure_access(clone, endpoint_url=server.endpoint_url, access_key=server.access_key,
-                            secret_key=server.secret_key)  # fmt: skip
+    dvc.configure_access(
+        clone, endpoint_url=server.endpoint_url, access_key=server.access_key, secret_key=server.secret_key
+    )
     dvc_pull, _ = measured(server, lambda: sh(str(BIN / "dvc"), "pull", "-q", cwd=clone))
     cfg = config.load(root, params_file=root / config.PARAMS_FILE)
     check_pulled(clone / cfg.build.out_dir, version)
@@ -451,41 +518,91 @@ def measure(work: Path, server: s3local.S3Server, rng: np.random.Generator, note
     floor = max(s5_best.wall_s, (s5_best.client_cpu_s + s5_best.server_cpu_s + md5_usage.client_cpu_s) / nproc)
     noop_usage, noop_result = noop[1]
     checks = [
-        Check("s5cmd cp of the same objects, same server (best of 2)",
-              f"{s5_best} = {mb / s5_best.wall_s:.0f} MB/s", "", None),
-        Check("eegcache `pull_version` into an empty directory (jobs from the remote config, best of 2) / s5cmd",
-              f"{pv_best} = {mb / pv_best.wall_s:.0f} MB/s; **{ratio:.2f}×**", "≤ 1.5×", ratio <= 1.5),
-        Check("cold `eegcache resolve cache=volume_first` into an empty volume (best of 2) / s5cmd",
-              f"{rs_best}; **{rs_ratio:.2f}×**", "≤ 1.5×", rs_ratio <= 1.5),
-        Check("`pull_version` with jobs = " + ", ".join(map(str, JOBS)),
-              " / ".join(f"{sweep[j].wall_s:.2f}" for j in JOBS)
-              + f" s; best jobs={best_jobs}: {sweep[best_jobs].wall_s / s5_best.wall_s:.2f}× s5cmd", "", None),
-        Check("plain `dvc pull` in a fresh `git clone` (link type copy, jobs from the config) / s5cmd",
-              f"{dvc_pull}; {dvc_pull.wall_s / s5_best.wall_s:.2f}×", "", None),
-        Check(f"md5 of every object of the version ({mb:.0f} MB) in {nproc} threads, page cache warm",
-              f"{md5_usage.wall_s:.2f} s, {md5_usage.client_cpu_s:.1f} CPU-s", "", None),
-        Check(f"lower bound for a pull that hashes every object here: (s5cmd's client + server CPU-s + md5 CPU-s) "
-              f"/ {nproc} cores", f"{floor:.2f} s = {floor / s5_best.wall_s:.2f}× s5cmd", "", None),
-        Check("no-op `pull_version`, version present: whole process (in-process)",
-              f"**{noop_usage.wall_s:.2f} s** ({noop_result['inprocess_s']:.2f} s)", "≤ 2 s", noop_usage.wall_s <= 2),
-        Check(f"`dvc.push` after adding {added} recordings to {len(files)} ({added / len(files):.1%}): "
-              "objects uploaded", f"**{inc['uploaded']}** in {inc_push.wall_s:.2f} s", f"= {added} + 2",
-              inc["uploaded"] == added + 2),
-        Check("`dvc.push` again, nothing new", f"{again['uploaded']} objects in {again_push.wall_s:.2f} s", "= 0",
-              again["uploaded"] == 0),
+        Check(
+            "s5cmd cp of the same objects, same server (best of 2)",
+            f"{s5_best} = {mb / s5_best.wall_s:.0f} MB/s",
+            "",
+            None,
+        ),
+        Check(
+            "eegcache `pull_version` into an empty directory (jobs from the remote config, best of 2) / s5cmd",
+            f"{pv_best} = {mb / pv_best.wall_s:.0f} MB/s; **{ratio:.2f}×**",
+            "≤ 1.5×",
+            ratio <= 1.5,
+        ),
+        Check(
+            "cold `eegcache resolve cache=volume_first` into an empty volume (best of 2) / s5cmd",
+            f"{rs_best}; **{rs_ratio:.2f}×**",
+            "≤ 1.5×",
+            rs_ratio <= 1.5,
+        ),
+        Check(
+            "`pull_version` with jobs = " + ", ".join(map(str, JOBS)),
+            " / ".join(f"{sweep[j].wall_s:.2f}" for j in JOBS)
+            + f" s; best jobs={best_jobs}: {sweep[best_jobs].wall_s / s5_best.wall_s:.2f}× s5cmd",
+            "",
+            None,
+        ),
+        Check(
+            "plain `dvc pull` in a fresh `git clone` (link type copy, jobs from the config) / s5cmd",
+            f"{dvc_pull}; {dvc_pull.wall_s / s5_best.wall_s:.2f}×",
+            "",
+            None,
+        ),
+        Check(
+            f"md5 of every object of the version ({mb:.0f} MB) in {nproc} threads, page cache warm",
+            f"{md5_usage.wall_s:.2f} s, {md5_usage.client_cpu_s:.1f} CPU-s",
+            "",
+            None,
+        ),
+        Check(
+            f"lower bound for a pull that hashes every object here: (s5cmd's client + server CPU-s + md5 CPU-s) "
+            f"/ {nproc} cores",
+            f"{floor:.2f} s = {floor / s5_best.wall_s:.2f}× s5cmd",
+            "",
+            None,
+        ),
+        Check(
+            "no-op `pull_version`, version present: whole process (in-process)",
+            f"**{noop_usage.wall_s:.2f} s** ({noop_result['inprocess_s']:.2f} s)",
+            "≤ 2 s",
+            noop_usage.wall_s <= 2,
+        ),
+        Check(
+            f"`dvc.push` after adding {added} recordings to {len(files)} ({added / len(files):.1%}): objects uploaded",
+            f"**{inc['uploaded']}** in {inc_push.wall_s:.2f} s",
+            f"= {added} + 2",
+            inc["uploaded"] == added + 2,
+        ),
+        Check(
+            "`dvc.push` again, nothing new",
+            f"{again['uploaded']} objects in {again_push.wall_s:.2f} s",
+            "= 0",
+            again["uploaded"] == 0,
+        ),
         Check("first push of the whole version", f"{pushed['uploaded']} objects in {first_push}", "", None),
-    ]  # fmt: skip
-    data_line = (f"synthetic, {len(files)} recordings of {SAMPLES[0] / 200 / 60:.1f}-{SAMPLES[1] / 200 / 60:.1f} min "
-                 f"(19 channels, float16 at 200 Hz, random) + metadata = **{version.nfiles} files, {gb:.2f} GB**, "
-                 f"written with `store.write_recording`, recorded in `dvc.lock` by `dvc commit build_cache`; "
-                 f"SeaweedFS (`s3local.start`, `weed mini` on loopback, same machine), remote "
-                 f"`s3://{BUCKET}/{PREFIX}`, `verify = true`, `jobs = 16` (the repo's `.dvc/config`).")  # fmt: skip
-    notes.append("Every pull and push runs in its own process (as `eegcache pull-version` / `eegcache push` would), "
-                 "into a fresh directory, after `sync` so earlier runs' dirty pages are written back outside the timing. "
-                 "CPU-s: user + system of the client processes (`getrusage`) and of the `weed` process (`/proc`).")  # fmt: skip
-    notes.append("All runs: s5cmd " + ", ".join(f"{u.wall_s:.2f}" for u in s5) + " s; pull_version "
-                 + ", ".join(f"{u.wall_s:.2f}" for u in pv) + " s; resolve " + ", ".join(f"{u.wall_s:.2f}" for u in rs)
-                 + f" s; profiled pull_version {profiled.wall_s:.2f} s.")
+    ]
+    data_line = (
+        f"synthetic, {len(files)} recordings of {SAMPLES[0] / 200 / 60:.1f}-{SAMPLES[1] / 200 / 60:.1f} min "
+        f"(19 channels, float16 at 200 Hz, random) + metadata = **{version.nfiles} files, {gb:.2f} GB**, "
+        f"written with `store.write_recording`, recorded in `dvc.lock` by `dvc commit build_cache`; "
+        f"SeaweedFS (`s3local.start`, `weed mini` on loopback, same machine), remote "
+        f"`s3://{BUCKET}/{PREFIX}`, `verify = true`, `jobs = 16` (the repo's `.dvc/config`)."
+    )
+    notes.append(
+        "Every pull and push runs in its own process (as `eegcache pull-version` / `eegcache push` would), "
+        "into a fresh directory, after `sync` so earlier runs' dirty pages are written back outside the timing. "
+        "CPU-s: user + system of the client processes (`getrusage`) and of the `weed` process (`/proc`)."
+    )
+    notes.append(
+        "All runs: s5cmd "
+        + ", ".join(f"{u.wall_s:.2f}" for u in s5)
+        + " s; pull_version "
+        + ", ".join(f"{u.wall_s:.2f}" for u in pv)
+        + " s; resolve "
+        + ", ".join(f"{u.wall_s:.2f}" for u in rs)
+        + f" s; profiled pull_version {profiled.wall_s:.2f} s."
+    )
     return checks, data_line, breakdown, notes
 
 
@@ -523,23 +640,46 @@ def machine_facts() -> list[tuple[str, str]]:
     ]
 
 
-def render(command: str, facts: list[tuple[str, str]], data_line: str, checks: list[Check],
-           breakdown: list[tuple[str, float]], notes: list[str]) -> str:  # fmt: skip
-    lines = [MARK_START, "", f"Command: `{command}` (what `make bench` runs after `bench_build.py`)", "", "Machine:", ""]
+def render(
+    command: str,
+    facts: list[tuple[str, str]],
+    data_line: str,
+    checks: list[Check],
+    breakdown: list[tuple[str, float]],
+    notes: list[str],
+) -> str:
+    lines = [
+        MARK_START,
+        "",
+        f"Command: `{command}` (what `make bench` runs after `bench_build.py`)",
+        "",
+        "Machine:",
+        "",
+    ]
     lines += [f"- {name}: {value}" for name, value in facts]
     lines += ["", f"Data: {data_line}", "", "| measure | result | target | verdict |", "|---|---|---|---|"]
     lines += [f"| {c.name} | {c.value} | {c.target} | {c.verdict or '—'} |" for c in checks]
-    lines += ["", "Where `pull_version`'s time goes (one run under cProfile, jobs from the config; cumulative seconds "
-              "of the main thread, which waits in `fill_version` while the fetch threads download):", "",
-              "| step | seconds |", "|---|---:|"]  # fmt: skip
-    lines += [f"| {'&emsp;' * ((len(label) - len(label.lstrip())) // 2)}{label.strip()} | {seconds:.2f} |"
-              for label, seconds in breakdown]
+    lines += [
+        "",
+        "Where `pull_version`'s time goes (one run under cProfile, jobs from the config; cumulative seconds "
+        "of the main thread, which waits in `fill_version` while the fetch threads download):",
+        "",
+        "| step | seconds |",
+        "|---|---:|",
+    ]
+    lines += [
+        f"| {'&emsp;' * ((len(label) - len(label.lstrip())) // 2)}{label.strip()} | {seconds:.2f} |"
+        for label, seconds in breakdown
+    ]
     lines += [""] + [f"- {note}" for note in notes] + ["", MARK_END]
     return "\n".join(lines)
 
 
-def write_readme(block: str, marks: tuple[str, str] = (MARK_START, MARK_END),
-                 title: str = "Remote: pull and push on a local S3 server") -> None:  # fmt: skip
+def write_readme(
+    block: str,
+    marks: tuple[str, str] = (MARK_START, MARK_END),
+    title: str = "Remote: pull and push on a local S3 server",
+) -> None:
     """Replace the text between ``marks`` in bench/README.md by ``block`` (a new section ``title`` if absent)."""
     start, end = marks
     path = BENCH / "README.md"

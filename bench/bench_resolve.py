@@ -21,9 +21,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_remote import BIN, Check, in_work_dir, machine_facts, make_project, say, sh, write_readme  # noqa: E402
-from eegcache.versions import dvc
+from bench_remote import BIN, Check, in_work_dir, machine_facts, make_project, say, sh, write_readme
 
+from eegcache.versions import dvc
 
 FILES = 6_500
 SAMPLES = (600, 1_400)  # per recording: 19 channels of float16, 23-53 kB each
@@ -53,8 +53,17 @@ def md5_file(path: Path) -> str:
 def resolve_cli(root: Path, vol: Path, *overrides: str) -> tuple[float, dict]:
     """One whole ``eegcache resolve`` process: (wall seconds, its JSON report)."""
     started = time.perf_counter()
-    proc = sh(str(BIN / "eegcache"), "resolve", "--repo", str(root), "--json", "-", f"cache.volume_root={vol}",
-              *overrides, cwd=root)  # fmt: skip
+    proc = sh(
+        str(BIN / "eegcache"),
+        "resolve",
+        "--repo",
+        str(root),
+        "--json",
+        "-",
+        f"cache.volume_root={vol}",
+        *overrides,
+        cwd=root,
+    )
     return time.perf_counter() - started, json.loads(proc.stdout)
 
 
@@ -65,7 +74,9 @@ def run(work: Path) -> tuple[list[Check], str, list[str]]:
     started = time.perf_counter()
     make_project(root, None, np.random.default_rng(0), count=FILES, samples=SAMPLES)
     version = dvc.version_at(root)
-    say(f"  {version.nfiles} files, {version.size / 1e6:.0f} MB, as {version.hash} in {time.perf_counter() - started:.0f} s")
+    say(
+        f"  {version.nfiles} files, {version.size / 1e6:.0f} MB, as {version.hash} in {time.perf_counter() - started:.0f} s"
+    )
 
     say("2. install it on the volume from a directory with the remote's layout (the mount source)")
     vol = work / "volume"
@@ -101,27 +112,52 @@ def run(work: Path) -> tuple[list[Check], str, list[str]]:
     deep_s, report = resolve_cli(root, vol, "cache=volume_first", "cache.validation=deep")
     assert report["source"] == "volume", report
     deep_in = report["seconds"]
-    say(f"  md5 1 thread {single:.2f} s, {threads} threads {parallel:.2f} s; deep resolve {deep_s:.2f} s "
-        f"({deep_in:.2f} s in-process)")  # fmt: skip
+    say(
+        f"  md5 1 thread {single:.2f} s, {threads} threads {parallel:.2f} s; deep resolve {deep_s:.2f} s "
+        f"({deep_in:.2f} s in-process)"
+    )
 
     mb = size / 1e6
     median_warm = statistics.median(w for w, _ in warm)
     checks = [
-        Check(f"install from the mount stand-in ({FILES} files, {mb:.0f} MB), whole process", f"{install_s:.2f} s", "", None),
-        Check(f"warm start, `fast`: whole `eegcache resolve` process, median of {RUNS} (max)",
-              f"**{median_warm:.2f} s** ({max(w for w, _ in warm):.2f} s)", "≤ 1 s", median_warm <= 1.0),
-        Check("same, inside the process (`resolve()`: version from dvc.lock, checks, report), median",
-              f"{statistics.median(i for _, i in warm):.3f} s", "", None),
+        Check(
+            f"install from the mount stand-in ({FILES} files, {mb:.0f} MB), whole process",
+            f"{install_s:.2f} s",
+            "",
+            None,
+        ),
+        Check(
+            f"warm start, `fast`: whole `eegcache resolve` process, median of {RUNS} (max)",
+            f"**{median_warm:.2f} s** ({max(w for w, _ in warm):.2f} s)",
+            "≤ 1 s",
+            median_warm <= 1.0,
+        ),
+        Check(
+            "same, inside the process (`resolve()`: version from dvc.lock, checks, report), median",
+            f"{statistics.median(i for _, i in warm):.3f} s",
+            "",
+            None,
+        ),
         Check("Python start alone (`python -c pass`), best of 3", f"{python_s:.2f} s", "", None),
-        Check(f"single-pass md5 of the version's files from disk, 1 thread / {threads} threads",
-              f"{mb / single:.0f} / {mb / parallel:.0f} MB/s ({single:.2f} / {parallel:.2f} s)", "", None),
-        Check("`deep` validation from disk: whole `eegcache resolve cache.validation=deep` process (in-process)",
-              f"{mb / deep_s:.0f} MB/s ({deep_s:.2f} s; {deep_in:.2f} s in-process) = "
-              f"**{single / deep_in:.2f}×** single-pass speed", "≥ 0.8×", single / deep_in >= 0.8),
-    ]  # fmt: skip
-    data_line = (f"synthetic, {FILES} recordings of {SAMPLES[0]}-{SAMPLES[1]} samples (19 channels, float16, random) + "
-                 f"metadata = {version.nfiles} files, {mb:.0f} MB, committed with `dvc commit build_cache`, installed "
-                 "on a volume directory (same filesystem, hard links into the volume's DVC cache).")  # fmt: skip
+        Check(
+            f"single-pass md5 of the version's files from disk, 1 thread / {threads} threads",
+            f"{mb / single:.0f} / {mb / parallel:.0f} MB/s ({single:.2f} / {parallel:.2f} s)",
+            "",
+            None,
+        ),
+        Check(
+            "`deep` validation from disk: whole `eegcache resolve cache.validation=deep` process (in-process)",
+            f"{mb / deep_s:.0f} MB/s ({deep_s:.2f} s; {deep_in:.2f} s in-process) = "
+            f"**{single / deep_in:.2f}×** single-pass speed",
+            "≥ 0.8×",
+            single / deep_in >= 0.8,
+        ),
+    ]
+    data_line = (
+        f"synthetic, {FILES} recordings of {SAMPLES[0]}-{SAMPLES[1]} samples (19 channels, float16, random) + "
+        f"metadata = {version.nfiles} files, {mb:.0f} MB, committed with `dvc commit build_cache`, installed "
+        "on a volume directory (same filesystem, hard links into the volume's DVC cache)."
+    )
     notes.append("Pages are dropped with `posix_fadvise(DONTNEED)` per file; on a shared machine some may stay cached.")
     return checks, data_line, notes
 
@@ -132,8 +168,14 @@ def sh_time(*args: str, cwd: Path) -> float:
     return time.perf_counter() - started
 
 
-def render(command: str, checks: list[Check], data_line: str, notes: list[str], marks: tuple[str, str] = MARKS,
-           after: str = "bench_remote.py") -> str:  # fmt: skip
+def render(
+    command: str,
+    checks: list[Check],
+    data_line: str,
+    notes: list[str],
+    marks: tuple[str, str] = MARKS,
+    after: str = "bench_remote.py",
+) -> str:
     """The results block between ``marks``: command, machine, data, the checks' table, notes."""
     lines = [marks[0], "", f"Command: `{command}` (what `make bench` runs after `{after}`)", "", "Machine:", ""]
     lines += [f"- {name}: {value}" for name, value in machine_facts()]

@@ -32,18 +32,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_remote import BIN, REPO, Check, client_cpu, in_work_dir, say, sh, write_readme  # noqa: E402
-from bench_resolve import render  # noqa: E402
-from fabricate_tusz import TUSZ_V203, CorpusFacts, plan_layout, write_cache, write_layout, write_zero_recording  # noqa: E402
+from bench_remote import BIN, REPO, Check, client_cpu, in_work_dir, say, sh, write_readme
+from bench_resolve import render
+from fabricate_tusz import TUSZ_V203, CorpusFacts, plan_layout, write_cache, write_layout, write_zero_recording
 
 from eegcache import config
-from eegcache.core import corpus, store  # noqa: E402
-from eegcache.versions import objects, verify
-from eegcache.volume import layout, resolve
 from eegcache.build.plan import make_plan
 from eegcache.build.run import run_build
+from eegcache.core import corpus, store
 from eegcache.devtools.demo import write_demo_corpus
 from eegcache.train.dataset import WindowDataset
+from eegcache.versions import objects, verify
+from eegcache.volume import layout, resolve
 
 MARKS = ("<!-- bench-scale:results -->", "<!-- /bench-scale:results -->")
 MONTAGES = ("ref19", "tcp22")
@@ -67,10 +67,18 @@ def first_median(seconds: list[float]) -> str:
 
 
 def build_config(raw_dir: Path, work: Path, name: str, *overrides: str) -> config.Config:
-    return config.load(REPO, [f"data.raw_dir={raw_dir}", f"build.out_dir={work / name}",
-                              f"build.state_dir={work / (name + '_state')}",
-                              f"build.metrics_file={work / (name + '_metrics.json')}", "build.progress=false",
-                              *overrides], local=False)  # fmt: skip
+    return config.load(
+        REPO,
+        [
+            f"data.raw_dir={raw_dir}",
+            f"build.out_dir={work / name}",
+            f"build.state_dir={work / (name + '_state')}",
+            f"build.metrics_file={work / (name + '_metrics.json')}",
+            "build.progress=false",
+            *overrides,
+        ],
+        local=False,
+    )
 
 
 def bench_plan(work: Path, facts: CorpusFacts) -> dict:
@@ -97,10 +105,19 @@ def bench_cache(recordings: list, work: Path, name: str) -> dict:
     size = sum(e["size"] for e in metadata["files"].values())
     hours = sum(s["seconds"] for s in metadata["splits"].values()) / 3600
     meta_bytes = (cache_dir / store.METADATA_NAME).stat().st_size
-    say(f"  {name}: {len(paths)} files, {size / 1e9:.2f} GB ({disk / 1e6:.0f} MB on disk), {hours:.1f} h, "
-        f"metadata {meta_bytes / 1e6:.2f} MB; written and hashed in {written_s:.0f} s")  # fmt: skip
-    return {"dir": cache_dir, "metadata": metadata, "bytes": size, "disk": disk, "hours": hours,
-            "meta_bytes": meta_bytes, "channels": len(metadata["channels"])}  # fmt: skip
+    say(
+        f"  {name}: {len(paths)} files, {size / 1e9:.2f} GB ({disk / 1e6:.0f} MB on disk), {hours:.1f} h, "
+        f"metadata {meta_bytes / 1e6:.2f} MB; written and hashed in {written_s:.0f} s"
+    )
+    return {
+        "dir": cache_dir,
+        "metadata": metadata,
+        "bytes": size,
+        "disk": disk,
+        "hours": hours,
+        "meta_bytes": meta_bytes,
+        "channels": len(metadata["channels"]),
+    }
 
 
 def bench_readers(cache: dict, work: Path) -> dict:
@@ -130,16 +147,26 @@ def bench_readers(cache: dict, work: Path) -> dict:
         process_s.append(time.perf_counter() - started)
         assert json.loads(out.stdout)["source"] == "volume"
     imports_s, _ = timed(lambda: sh(sys.executable, "-c", "import eegcache.cli, eegcache.volume.resolve", cwd=work))
-    say(f"  verify_version: {first_median(check_s)}; resolve(): {first_median(resolve_s)}; "
-        f"`eegcache resolve`: {first_median(process_s)}; Python + imports alone: {first_median(imports_s)}")  # fmt: skip
+    say(
+        f"  verify_version: {first_median(check_s)}; resolve(): {first_median(resolve_s)}; "
+        f"`eegcache resolve`: {first_median(process_s)}; Python + imports alone: {first_median(imports_s)}"
+    )
 
     startup = {}
     for split in sorted(metadata["splits"]):
         seconds, dataset = timed(lambda split=split: WindowDataset(target, split, window_s=60, stride_s=10))
         startup[split] = (seconds, len(dataset))
         say(f"  WindowDataset {split}: {len(dataset):,} windows, start-up {first_median(seconds)}")
-    return {"verify": verify_s, "check": check_s, "resolve": resolve_s, "process": process_s, "imports": imports_s,
-            "startup": startup, "version": version, "load": load}  # fmt: skip
+    return {
+        "verify": verify_s,
+        "check": check_s,
+        "resolve": resolve_s,
+        "process": process_s,
+        "imports": imports_s,
+        "startup": startup,
+        "version": version,
+        "load": load,
+    }
 
 
 def bench_throughput(work: Path) -> dict:
@@ -155,10 +182,18 @@ def bench_throughput(work: Path) -> dict:
         summary = run_build(cfg)
         cpu, wall = client_cpu() - cpu, time.perf_counter() - wall
         hours = sum(s["seconds"] for s in summary.metadata["splits"].values()) / 3600
-        results[name] = {"hours": hours, "cpu": cpu, "wall": wall, "rate": hours / cpu, "load": load,
-                         "model": size_model_check(summary.cache_dir, summary.metadata, work / "model.npz")}
-        say(f"  {name}: {summary.processed} recordings, {hours:.2f} h in {wall:.1f} s wall, {cpu:.1f} CPU-s = "
-            f"{hours / cpu:.2f} h per CPU-s")  # fmt: skip
+        results[name] = {
+            "hours": hours,
+            "cpu": cpu,
+            "wall": wall,
+            "rate": hours / cpu,
+            "load": load,
+            "model": size_model_check(summary.cache_dir, summary.metadata, work / "model.npz"),
+        }
+        say(
+            f"  {name}: {summary.processed} recordings, {hours:.2f} h in {wall:.1f} s wall, {cpu:.1f} CPU-s = "
+            f"{hours / cpu:.2f} h per CPU-s"
+        )
     return {"recordings": len(edfs), **results}
 
 
@@ -186,62 +221,120 @@ def run(work: Path, facts: CorpusFacts = TUSZ_V203) -> tuple[list[Check], str, l
 
     hours = facts.hours
     checks = [
-        Check(f"discovery + planning, `build.make_plan` ({facts.files:,} EDFs, annotations parsed), first (median "
-              f"of {RUNS})", first_median(planned["plan"]), "", None),
+        Check(
+            f"discovery + planning, `build.make_plan` ({facts.files:,} EDFs, annotations parsed), first (median "
+            f"of {RUNS})",
+            first_median(planned["plan"]),
+            "",
+            None,
+        ),
         Check("of which discovery alone, `corpus.discover`", first_median(planned["discover"]), "", None),
-    ]  # fmt: skip
+    ]
     for name, c in caches.items():
         per_hour = c["bytes"] / c["hours"] / 1e6
         model = (c["channels"] * 2 + 1) * 200 * 3600 / 1e6
         checks += [
-            Check(f"`{name}` cache: bytes per hour of EEG (model: {c['channels']} ch x 200 Hz x 3,600 s x 2 B + labels)",
-                  f"{per_hour:.2f} MB (model {model:.2f} MB)", "", None),
-            Check(f"`{name}` cache for {c['hours']:,.1f} h: recordings + metadata",
-                  f"**{(c['bytes'] + c['meta_bytes']) / 1e9:.1f} GB** ({len(c['metadata']['files']):,} files)", "", None),
-            Check(f"`{name}` metadata (`.cache_metadata.json`, {len(c['metadata']['files']):,} entries)",
-                  f"{c['meta_bytes'] / 1e6:.2f} MB", "", None),
-        ]  # fmt: skip
+            Check(
+                f"`{name}` cache: bytes per hour of EEG (model: {c['channels']} ch x 200 Hz x 3,600 s x 2 B + labels)",
+                f"{per_hour:.2f} MB (model {model:.2f} MB)",
+                "",
+                None,
+            ),
+            Check(
+                f"`{name}` cache for {c['hours']:,.1f} h: recordings + metadata",
+                f"**{(c['bytes'] + c['meta_bytes']) / 1e9:.1f} GB** ({len(c['metadata']['files']):,} files)",
+                "",
+                None,
+            ),
+            Check(
+                f"`{name}` metadata (`.cache_metadata.json`, {len(c['metadata']['files']):,} entries)",
+                f"{c['meta_bytes'] / 1e6:.2f} MB",
+                "",
+                None,
+            ),
+        ]
     n = len(caches["ref19"]["metadata"]["files"])
     checks += [
-        Check(f"fast verify of the {n:,}-file `ref19` cache, first (median of {RUNS}; load average "
-              f"{readers['load']:.1f} before)", first_median(readers["verify"]),
-              "≤ 1 s", readers["verify"][0] <= 1),
-        Check("warm resolve: `verify.verify_version` (version hash of the metadata + fast verify)",
-              first_median(readers["check"]), "", None),
-        Check("warm resolve: `resolve.resolve()` in-process, `cache=volume_first`", first_median(readers["resolve"]),
-              "", None),
-        Check(f"warm resolve: a whole `eegcache resolve` process, first (median of {RUNS})",
-              first_median(readers["process"]), "≤ 1 s", statistics.median(readers["process"]) <= 1),
-        Check("of which Python start and imports (`python -c 'import eegcache.cli, eegcache.volume.resolve'`)",
-              first_median(readers["imports"]), "", None),
-    ]  # fmt: skip
+        Check(
+            f"fast verify of the {n:,}-file `ref19` cache, first (median of {RUNS}; load average "
+            f"{readers['load']:.1f} before)",
+            first_median(readers["verify"]),
+            "≤ 1 s",
+            readers["verify"][0] <= 1,
+        ),
+        Check(
+            "warm resolve: `verify.verify_version` (version hash of the metadata + fast verify)",
+            first_median(readers["check"]),
+            "",
+            None,
+        ),
+        Check(
+            "warm resolve: `resolve.resolve()` in-process, `cache=volume_first`",
+            first_median(readers["resolve"]),
+            "",
+            None,
+        ),
+        Check(
+            f"warm resolve: a whole `eegcache resolve` process, first (median of {RUNS})",
+            first_median(readers["process"]),
+            "≤ 1 s",
+            statistics.median(readers["process"]) <= 1,
+        ),
+        Check(
+            "of which Python start and imports (`python -c 'import eegcache.cli, eegcache.volume.resolve'`)",
+            first_median(readers["imports"]),
+            "",
+            None,
+        ),
+    ]
     for split, (seconds, windows) in readers["startup"].items():
-        checks.append(Check(f"`WindowDataset` start-up, {split} ({windows:,} windows of 60 s, stride 10 s)",
-                            first_median(seconds), "", None))  # fmt: skip
+        checks.append(
+            Check(
+                f"`WindowDataset` start-up, {split} ({windows:,} windows of 60 s, stride 10 s)",
+                first_median(seconds),
+                "",
+                None,
+            )
+        )
     for name in MONTAGES:
         r = rates[name]
         cpu_h = hours / r["rate"] / 3600
         same, total, per_hour = r["model"]
         checks += [
-            Check(f"build throughput per core, `{name}`, `build.workers=1` ({r['hours']:.2f} h demo EEG)",
-                  f"{r['rate']:.2f} h EEG per CPU-s ({r['cpu']:.1f} CPU-s; load average {r['load']:.1f} before)",
-                  "", None),
-            Check(f"projected full build of {hours:,.1f} h, `{name}`: CPU time / wall on 2 cores / on "
-                  f"{CONTAINERS} containers x {CPUS_PER_CONTAINER} CPUs",
-                  f"**{cpu_h:.2f} CPU-h** / {cpu_h / 2 * 60:.0f} min / "
-                  f"{cpu_h / (CONTAINERS * CPUS_PER_CONTAINER) * 60:.1f} min",
-                  "", None),
-            Check(f"size model against the demo build's `{name}` files: sizes equal / files (their MB per hour)",
-                  f"{same} / {total} ({per_hour:.2f} MB)", f"= {total}", same == total),
-        ]  # fmt: skip
-    data_line = (f"fabricated by `fabricate_tusz.py` (seed 0): {facts.files:,} recordings in the TUSZ v2.0.3 layout, "
-                 + ", ".join(f"{name} {s.files:,} EDFs / {s.patients} patients / {s.hours} h / {s.seizure_hours} h "
-                             f"seizures" for name, s in facts.splits.items())
-                 + "; montage folders " + ", ".join(f"`{k}` {v:,}" for k, v in facts.montages.items())
-                 + f"; {facts.no_midline} without FZ/PZ; EDFs sparse ({facts.raw_bytes / 1e9:.1f} GB apparent), "
-                 f"`.csv` and `.csv_bi` real; caches with every file of its real size, EEG a hole "
-                 f"(`ref19` {caches['ref19']['disk'] / 1e6:.0f} MB on disk). Throughput corpus: "
-                 f"`write_demo_corpus(**{DEMO})`, {rates['recordings']} recordings.")  # fmt: skip
+            Check(
+                f"build throughput per core, `{name}`, `build.workers=1` ({r['hours']:.2f} h demo EEG)",
+                f"{r['rate']:.2f} h EEG per CPU-s ({r['cpu']:.1f} CPU-s; load average {r['load']:.1f} before)",
+                "",
+                None,
+            ),
+            Check(
+                f"projected full build of {hours:,.1f} h, `{name}`: CPU time / wall on 2 cores / on "
+                f"{CONTAINERS} containers x {CPUS_PER_CONTAINER} CPUs",
+                f"**{cpu_h:.2f} CPU-h** / {cpu_h / 2 * 60:.0f} min / "
+                f"{cpu_h / (CONTAINERS * CPUS_PER_CONTAINER) * 60:.1f} min",
+                "",
+                None,
+            ),
+            Check(
+                f"size model against the demo build's `{name}` files: sizes equal / files (their MB per hour)",
+                f"{same} / {total} ({per_hour:.2f} MB)",
+                f"= {total}",
+                same == total,
+            ),
+        ]
+    data_line = (
+        f"fabricated by `fabricate_tusz.py` (seed 0): {facts.files:,} recordings in the TUSZ v2.0.3 layout, "
+        + ", ".join(
+            f"{name} {s.files:,} EDFs / {s.patients} patients / {s.hours} h / {s.seizure_hours} h seizures"
+            for name, s in facts.splits.items()
+        )
+        + "; montage folders "
+        + ", ".join(f"`{k}` {v:,}" for k, v in facts.montages.items())
+        + f"; {facts.no_midline} without FZ/PZ; EDFs sparse ({facts.raw_bytes / 1e9:.1f} GB apparent), "
+        f"`.csv` and `.csv_bi` real; caches with every file of its real size, EEG a hole "
+        f"(`ref19` {caches['ref19']['disk'] / 1e6:.0f} MB on disk). Throughput corpus: "
+        f"`write_demo_corpus(**{DEMO})`, {rates['recordings']} recordings."
+    )
     notes = [
         f"Version on the volume: `{readers['version']}`, installed as `install.install`'s checkout leaves it (hard "
         "links into `<volume>/cache/tusz/<hash>/`); fetching it is what `bench_remote.py` measures.",
@@ -250,7 +343,7 @@ def run(work: Path, facts: CorpusFacts = TUSZ_V203) -> tuple[list[Check], str, l
         "Throughput is that of the per-recording pipeline of this commit (channel blocks of issue 13).",
         "The EDFs' md5s in the metadata's `raw_digest` are stand-ins (the sparse EDFs are never read); every cache "
         "file's md5 and size is its own.",
-    ]  # fmt: skip
+    ]
     return checks, data_line, notes
 
 

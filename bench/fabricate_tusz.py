@@ -32,8 +32,18 @@ import numpy as np
 from eegcache import __version__, config
 from eegcache.core import montage, process, signal, store
 from eegcache.core.identity import stable_hash
+from eegcache.devtools.demo import (
+    MONTAGE_FOLDERS,
+    SAMPLE_RATES_HZ,
+    Patient,
+    Recording,
+    Seizure,
+    Session,
+    csv_bi_text,
+    csv_text,
+    patient_ids,
+)
 from eegcache.versions import identity
-from eegcache.devtools.demo import MONTAGE_FOLDERS, Patient, Recording, SAMPLE_RATES_HZ, Seizure, Session, csv_bi_text, csv_text, patient_ids
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,9 +71,15 @@ class CorpusFacts:
 
     def scaled(self, factor: float) -> CorpusFacts:
         """The same corpus ``factor`` times as large (at least one patient and two files per split)."""
-        splits = {name: SplitFacts(max(2, round(s.files * factor)), max(1, round(s.patients * factor)),
-                                   s.hours * factor, s.seizure_hours * factor)
-                  for name, s in self.splits.items()}  # fmt: skip
+        splits = {
+            name: SplitFacts(
+                max(2, round(s.files * factor)),
+                max(1, round(s.patients * factor)),
+                s.hours * factor,
+                s.seizure_hours * factor,
+            )
+            for name, s in self.splits.items()
+        }
         total = sum(s.files for s in splits.values())
         montages = {name: round(count * factor) for name, count in self.montages.items()}
         largest = max(montages, key=montages.get)
@@ -73,12 +89,15 @@ class CorpusFacts:
 
 # TUSZ v2.0.3 (its AAREADME and public channel reports); 01_tcp_ar is published as 5,508 (see the module docstring).
 TUSZ_V203 = CorpusFacts(
-    splits={"train": SplitFacts(4664, 579, 910.3, 48.6), "dev": SplitFacts(1832, 53, 435.6, 20.0),
-            "eval": SplitFacts(865, 43, 127.7, 7.6)},
+    splits={
+        "train": SplitFacts(4664, 579, 910.3, 48.6),
+        "dev": SplitFacts(1832, 53, 435.6, 20.0),
+        "eval": SplitFacts(865, 43, 127.7, 7.6),
+    },
     montages={"01_tcp_ar": 5508 - 3, "02_tcp_le": 547, "03_tcp_ar_a": 1309},
     no_midline=249,
     raw_bytes=81.4e9,
-)  # fmt: skip
+)
 SEIZURE_LABELS = ("fnsz", "gnsz", "cpsz", "absz", "spsz", "tcsz", "tnsz", "mysz")  # the labels TUSZ's .csv uses
 _LABEL_WEIGHTS = (0.45, 0.25, 0.15, 0.03, 0.04, 0.04, 0.03, 0.01)
 SEIZURE_SHARE = 0.2  # of the recordings hold a seizure
@@ -140,12 +159,16 @@ def plan_layout(facts: CorpusFacts = TUSZ_V203, seed: int = 0) -> list[Recording
         at = 0
         for per_patient in _split_counts(rng, s.files, s.patients):
             pid, number, year = next(ids), 0, int(rng.integers(2002, 2016))
-            birthdate = datetime.date(year - int(rng.integers(18, 81)), int(rng.integers(1, 13)), int(rng.integers(1, 29)))
+            birthdate = datetime.date(
+                year - int(rng.integers(18, 81)), int(rng.integers(1, 13)), int(rng.integers(1, 29))
+            )
             patient = Patient(pid, str(rng.choice(["F", "M"])), birthdate)
             while per_patient:
                 tokens = min(per_patient, int(rng.integers(1, 5)))
                 number, year = number + 1, year + int(rng.integers(0, 2))
-                drafts.append((split, patient, number, year, tokens, durations[at : at + tokens], spans[at : at + tokens]))
+                drafts.append(
+                    (split, patient, number, year, tokens, durations[at : at + tokens], spans[at : at + tokens])
+                )
                 at, per_patient = at + tokens, per_patient - tokens
     order = sorted(range(len(drafts)), key=lambda i: (-drafts[i][4], rng.random()))
     folders = _montages([(i, drafts[i][4]) for i in order], facts.montages)
@@ -160,8 +183,20 @@ def plan_layout(facts: CorpusFacts = TUSZ_V203, seed: int = 0) -> list[Recording
             focus = {e for e in electrodes if e[-1] in "13579"} if kind in ("fnsz", "cpsz", "spsz") else set(electrodes)
             seizures = tuple(Seizure(a, b, kind, frozenset(focus)) for a, b in seizure_spans)
             when = start + datetime.timedelta(minutes=20 * token)
-            recordings.append(Recording(split, patient, session, token, when, int(rng.choice(SAMPLE_RATES_HZ)),
-                                        int(duration), electrodes, seizures, ()))  # fmt: skip
+            recordings.append(
+                Recording(
+                    split,
+                    patient,
+                    session,
+                    token,
+                    when,
+                    int(rng.choice(SAMPLE_RATES_HZ)),
+                    int(duration),
+                    electrodes,
+                    seizures,
+                    (),
+                )
+            )
     for i in rng.choice(len(recordings), size=facts.no_midline, replace=False):
         r = recordings[i]
         recordings[i] = dataclasses.replace(r, electrodes=tuple(e for e in r.electrodes if e not in ("FZ", "PZ")))
@@ -219,9 +254,14 @@ def write_zero_recording(path: Path, labels: np.ndarray, facts: store.RecordingF
     """The cache file ``store.encode_recording`` makes of an all-zero ``eeg`` [channels, len(labels)] of ``dtype``,
     written sparse (its EEG a hole) -> its size. Same members, order and alignment as the store's."""
     eeg = np.broadcast_to(np.zeros((), dtype=dtype), (len(facts.channels), len(labels)))  # never materialised
-    members = {"eeg": eeg, "labels": labels, "sample_rate": np.float64(facts.sample_rate),
-               "channels": np.array(facts.channels, dtype="U16"), "zero_filled": np.array(facts.zero_filled, dtype="U16"),
-               "duration_s": np.float64(facts.duration_s)}  # fmt: skip
+    members = {
+        "eeg": eeg,
+        "labels": labels,
+        "sample_rate": np.float64(facts.sample_rate),
+        "channels": np.array(facts.channels, dtype="U16"),
+        "zero_filled": np.array(facts.zero_filled, dtype="U16"),
+        "duration_s": np.float64(facts.duration_s),
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w+b") as handle:
         out = _SparseWriter(handle)
@@ -249,10 +289,18 @@ def _entry_task(args: tuple[Path, str, Recording, str, str, int, tuple[str, str,
     edges = np.flatnonzero(np.diff(np.concatenate(([0], labels.astype(np.int8), [0]))))
     seizures = [[int(a), int(b)] for a, b in zip(edges[::2], edges[1::2])]
     inputs = _input_digests(r)
-    entry = {"split": split, "patient": r.patient.pid, "key": process.recording_key(key_parts, split, *inputs),
-             "size": size, "md5": store.md5_file(cache_dir / rel), "samples": n, "seconds": n / rate,
-             "seizure_seconds": sum(b - a for a, b in seizures) / rate, "seizures": seizures,
-             "zero_filled": list(zero_filled)}  # fmt: skip
+    entry = {
+        "split": split,
+        "patient": r.patient.pid,
+        "key": process.recording_key(key_parts, split, *inputs),
+        "size": size,
+        "md5": store.md5_file(cache_dir / rel),
+        "samples": n,
+        "seconds": n / rate,
+        "seizure_seconds": sum(b - a for a, b in seizures) / rate,
+        "seizures": seizures,
+        "zero_filled": list(zero_filled),
+    }
     return rel, entry
 
 
@@ -261,22 +309,29 @@ def _input_digests(r: Recording) -> tuple[str, str]:
     return hashlib.md5(r.bname.encode()).hexdigest(), hashlib.md5(csv_bi_text(r).encode()).hexdigest()
 
 
-def write_cache(recordings: Sequence[Recording], cache_dir: Path, overrides: Sequence[str] = (),
-                workers: int = 2) -> dict[str, Any]:  # fmt: skip
+def write_cache(
+    recordings: Sequence[Recording], cache_dir: Path, overrides: Sequence[str] = (), workers: int = 2
+) -> dict[str, Any]:
     """The cache a build of ``recordings`` under the repo's config plus ``overrides`` would make (official splits,
     nothing skipped), its EEG all zeros and sparse; the metadata written last -> the metadata."""
     cfg = config.load(Path(__file__).resolve().parents[1], list(overrides), local=False)
     params = identity.stage_params(cfg)
     pre = params["preprocess"]
     key_parts = (stable_hash(params), process.code_digest(), ".csv_bi")
-    jobs = [(cache_dir, r.split, r, pre["montage"], pre["dtype"], int(pre["sample_rate"]), key_parts) for r in recordings]
+    jobs = [
+        (cache_dir, r.split, r, pre["montage"], pre["dtype"], int(pre["sample_rate"]), key_parts) for r in recordings
+    ]
     with ProcessPoolExecutor(workers) as pool:
         files = dict(pool.map(_entry_task, jobs, chunksize=32))
     relpath = {r.bname: "/".join(r.stem(Path()).with_suffix(".edf").parts) for r in recordings}
     metadata = process.cache_metadata(
-        params=params, code=key_parts[1], package_version=__version__,
+        params=params,
+        code=key_parts[1],
+        package_version=__version__,
         inputs=sorted((relpath[r.bname], *_input_digests(r)) for r in recordings),
-        files=files, skipped=[], excluded=[],
-    )  # fmt: skip
+        files=files,
+        skipped=[],
+        excluded=[],
+    )
     store.write_metadata(cache_dir, metadata)
     return metadata

@@ -112,8 +112,9 @@ def process_recording(edf: Path, out_dir: Path) -> Result:
     out = out_dir / f"{edf.stem}.npz"
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, windows=stacked, labels=labels)
-    return Result(edf, out, seconds, len(labels), out.stat().st_size,
-                  time.perf_counter() - wall, time.process_time() - cpu)  # fmt: skip
+    return Result(
+        edf, out, seconds, len(labels), out.stat().st_size, time.perf_counter() - wall, time.process_time() - cpu
+    )
 
 
 def read_window(npz: Path, index: int) -> tuple[np.ndarray, int]:

@@ -22,10 +22,14 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
-from bench_remote import write_readme  # noqa: E402
+from bench_remote import write_readme
 
 MARKS = ("<!-- reliability:results -->", "<!-- /reliability:results -->")
-TESTS = ("tests/integration/test_faults.py", "tests/integration/test_bad_input.py", "tests/integration/test_trust_boundaries.py")
+TESTS = (
+    "tests/integration/test_faults.py",
+    "tests/integration/test_bad_input.py",
+    "tests/integration/test_trust_boundaries.py",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         env = {**os.environ, "EEGCACHE_KILLS": str(args.kills), "EEGCACHE_FAULT_LOG": str(log)}
         started = time.perf_counter()
         tests = [t for t in TESTS if (REPO / t).exists()]
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests], cwd=REPO, env=env)
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests], cwd=REPO, env=env
+        )
         seconds = time.perf_counter() - started
         rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     if proc.returncode != 0:
@@ -47,15 +53,22 @@ def main(argv: list[str] | None = None) -> int:
     groups: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
         groups[row["operation"]].append(row)
-    lines = [MARKS[0], "", f"Command: `.venv/bin/python bench/reliability.py --kills {args.kills}` (`make stress`); "
-             f"{len(rows)} cases in {seconds:.0f} s.", "",
-             "| operation | cases tried | detected | recovered | lost | of which killed mid-run |",
-             "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        MARKS[0],
+        "",
+        f"Command: `.venv/bin/python bench/reliability.py --kills {args.kills}` (`make stress`); "
+        f"{len(rows)} cases in {seconds:.0f} s.",
+        "",
+        "| operation | cases tried | detected | recovered | lost | of which killed mid-run |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for operation, cases in groups.items():
         midway = sum(1 for c in cases if c.get("killed_midway"))
-        lines.append(f"| {operation} | {len(cases)} | {sum(c['detected'] for c in cases)} | "
-                     f"{sum(c['recovered'] for c in cases)} | {sum(c['lost'] for c in cases)} | "
-                     f"{midway if any('killed_midway' in c for c in cases) else '—'} |")  # fmt: skip
+        lines.append(
+            f"| {operation} | {len(cases)} | {sum(c['detected'] for c in cases)} | "
+            f"{sum(c['recovered'] for c in cases)} | {sum(c['lost'] for c in cases)} | "
+            f"{midway if any('killed_midway' in c for c in cases) else '—'} |"
+        )
     lines += ["", "Cases:", ""] + [f"- {r['operation']}: {r['case']}" for r in rows] + ["", MARKS[1]]
     block = "\n".join(lines)
     print(block)

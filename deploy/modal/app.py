@@ -143,10 +143,12 @@ def _spent(step: str, started: float, cpu: float, memory_mib: int, gpu: str | No
 def _no_build(cfg: config.Config) -> config.Config:
     """ConfigError for ``cache.allow_build=true``: prepare and train have no raw data and must not keep a GPU waiting."""
     if cfg.cache.allow_build:
-        raise ConfigError("cache.allow_build=true: prepare and train never build (no raw data mount; the GPU would "
-                          "wait for hours). Build on CPUs with `modal run deploy/modal/app.py::build_cache` (it "
-                          "installs the version on the Volume and prints its hash), then `modal run "
-                          "deploy/modal/app.py::train --version <hash>`")  # fmt: skip
+        raise ConfigError(
+            "cache.allow_build=true: prepare and train never build (no raw data mount; the GPU would "
+            "wait for hours). Build on CPUs with `modal run deploy/modal/app.py::build_cache` (it "
+            "installs the version on the Volume and prints its hash), then `modal run "
+            "deploy/modal/app.py::train --version <hash>`"
+        )
     return cfg
 
 
@@ -157,9 +159,15 @@ def _offline(overrides: list[str]) -> list[str]:
     return [*kept, "cache=offline", "cache.validation=fast"]
 
 
-@app.function(image=image, cpu=SETTINGS.prepare_cpu, memory=SETTINGS.prepare_memory_mib,
-              timeout=SETTINGS.prepare_timeout_s, retries=_retries(SETTINGS.retries),
-              volumes={VOLUME_PATH: results, CACHE_MOUNT: dvc_remote}, secrets=[aws])  # fmt: skip
+@app.function(
+    image=image,
+    cpu=SETTINGS.prepare_cpu,
+    memory=SETTINGS.prepare_memory_mib,
+    timeout=SETTINGS.prepare_timeout_s,
+    retries=_retries(SETTINGS.retries),
+    volumes={VOLUME_PATH: results, CACHE_MOUNT: dvc_remote},
+    secrets=[aws],
+)
 def prepare(version: str, overrides: str = "", project: str = "") -> dict[str, Any]:
     """Resolve ``version`` (``<md5>.dir``) onto the Volume with the configured preset (default: the bucket mount,
     then the DVC remote, then the Volume; never a build) and commit it. Idempotent: a retry finds what it fetched."""
@@ -175,9 +183,15 @@ def prepare(version: str, overrides: str = "", project: str = "") -> dict[str, A
     return {"resolve": report.as_dict(), "spent": spent}
 
 
-@app.function(image=image, gpu=SETTINGS.gpu, timeout=SETTINGS.train_timeout_s, cpu=SETTINGS.train_cpu,
-              memory=SETTINGS.train_memory_mib, retries=_retries(SETTINGS.train_retries),
-              volumes={VOLUME_PATH: results})  # fmt: skip
+@app.function(
+    image=image,
+    gpu=SETTINGS.gpu,
+    timeout=SETTINGS.train_timeout_s,
+    cpu=SETTINGS.train_cpu,
+    memory=SETTINGS.train_memory_mib,
+    retries=_retries(SETTINGS.train_retries),
+    volumes={VOLUME_PATH: results},
+)
 def train(version: str, overrides: str = "", project: str = "", run_id: str = "") -> dict[str, Any]:
     """Train on ``version`` read from the Volume only (preset ``offline``: ``prepare`` put it there; nothing is
     pulled or built while the GPU waits). The trainer ``train.entrypoint`` runs in
@@ -190,8 +204,11 @@ def train(version: str, overrides: str = "", project: str = "", run_id: str = ""
     try:
         report = resolve.resolve(cfg, root, say=print, asked=identity.requested(root, extra))
     except resolve.ResolveError as exc:
-        raise resolve.ResolveError(f"{exc.reason}\nThe GPU reads the version from the Volume only: put it there "
-                                   "with `prepare` (the local entrypoint runs it first)", exc.report) from exc  # fmt: skip
+        raise resolve.ResolveError(
+            f"{exc.reason}\nThe GPU reads the version from the Volume only: put it there "
+            "with `prepare` (the local entrypoint runs it first)",
+            exc.report,
+        ) from exc
     # Modal retries a failed or preempted input under the same input id: without ``run_id``, a retry resumes in its
     # run directory, from its checkpoints (a new run id outside a container); a retry that finished gets its result
     call = modal.current_input_id() or ""
@@ -202,8 +219,14 @@ def train(version: str, overrides: str = "", project: str = "", run_id: str = ""
     return {"resolve": report.as_dict(), "metrics": result["metrics"], "run_dir": str(where), "spent": spent}
 
 
-@app.function(image=image, cpu=SETTINGS.build_cpu, memory=SETTINGS.build_memory_mib, timeout=SETTINGS.build_timeout_s,
-              retries=_retries(SETTINGS.retries), volumes={VOLUME_PATH: results, RAW_MOUNT: raw_data})  # fmt: skip
+@app.function(
+    image=image,
+    cpu=SETTINGS.build_cpu,
+    memory=SETTINGS.build_memory_mib,
+    timeout=SETTINGS.build_timeout_s,
+    retries=_retries(SETTINGS.retries),
+    volumes={VOLUME_PATH: results, RAW_MOUNT: raw_data},
+)
 def build_shard(share, overrides: str = "", project: str = "") -> dict[str, Any]:
     """Process one share of the recordings into the Volume's staging directory -> its ShardResult and seconds.
 
@@ -227,14 +250,23 @@ def build_shard(share, overrides: str = "", project: str = "") -> dict[str, Any]
 def _build_config(root: Path, overrides: list[str]) -> config.Config:
     cfg = _config(root, overrides)
     staging = layout.staging_dir(resolve.volume_root(cfg, root), stable_hash(identity.stage_params(cfg)))
-    extra = [f"build.out_dir={staging / 'cache' / 'tusz'}", f"build.state_dir={staging / 'state'}",
-             f"build.metrics_file={staging / 'cache_stats.json'}", "build.progress=false"]  # fmt: skip
+    extra = [
+        f"build.out_dir={staging / 'cache' / 'tusz'}",
+        f"build.state_dir={staging / 'state'}",
+        f"build.metrics_file={staging / 'cache_stats.json'}",
+        "build.progress=false",
+    ]
     return _config(root, [*overrides, *extra])
 
 
-@app.function(image=image, cpu=SETTINGS.build_cpu, memory=SETTINGS.build_memory_mib,
-              timeout=SETTINGS.build_cache_timeout_s, volumes={VOLUME_PATH: results, RAW_MOUNT: raw_data},
-              secrets=[aws])  # fmt: skip
+@app.function(
+    image=image,
+    cpu=SETTINGS.build_cpu,
+    memory=SETTINGS.build_memory_mib,
+    timeout=SETTINGS.build_cache_timeout_s,
+    volumes={VOLUME_PATH: results, RAW_MOUNT: raw_data},
+    secrets=[aws],
+)
 def build_cache(overrides: str = "", project: str = "", push: bool = True) -> dict[str, Any]:
     """Plan the build once (the corpus listed, annotations parsed), run its shares on ``modal.build_containers``
     CPU containers into a staging directory on the Volume, merge the metadata, push the version to the DVC remote,
@@ -265,8 +297,14 @@ def build_cache(overrides: str = "", project: str = "", push: bool = True) -> di
     return {**summary, "spent": spent}
 
 
-@app.function(image=image, cpu=SETTINGS.verify_cpu, memory=SETTINGS.verify_memory_mib,
-              timeout=SETTINGS.verify_timeout_s, retries=_retries(SETTINGS.retries), secrets=[aws])  # fmt: skip
+@app.function(
+    image=image,
+    cpu=SETTINGS.verify_cpu,
+    memory=SETTINGS.verify_memory_mib,
+    timeout=SETTINGS.verify_timeout_s,
+    retries=_retries(SETTINGS.retries),
+    secrets=[aws],
+)
 def verify(version: str, deep: bool = False, project: str = "") -> dict[str, Any]:
     """``remote-verify`` of ``version`` on the DVC remote: every object present (``deep``: re-hashed). Read-only."""
     try:
@@ -311,6 +349,7 @@ if __name__ == "__main__":  # `make demo`: prepare and train run here, into a te
     import sys
 
     stand_in = sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="eegcache-volume-")
-    outcome = prepare_and_train(dvc.version_at(PROJECT).hash, f"cache.volume_root={stand_in} cache.mount_point=",
-                                local=True)  # fmt: skip
+    outcome = prepare_and_train(
+        dvc.version_at(PROJECT).hash, f"cache.volume_root={stand_in} cache.mount_point=", local=True
+    )
     print(json.dumps({"cache": outcome["resolve"]["path"], "metrics": outcome["metrics"]}, indent=1))

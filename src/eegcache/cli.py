@@ -65,9 +65,12 @@ def _warn_if_outside_dvc(args: argparse.Namespace, config: cfg.Config) -> None:
     staged = cfg.load(Path(), params_file=params_file)
     differs = conflicts(flatten(stage_params(staged)), flatten(stage_params(config)))
     if differs and Path(config.build.out_dir).resolve() == Path(staged.build.out_dir).resolve():
-        print(f"note: building into {config.build.out_dir}, the DVC stage's output, with other params than params.yaml "
-              f"({'; '.join(differs)}): `dvc status` will show it modified. `eegcache params <overrides> && dvc repro` "
-              "records such a build; `paths.cache_dir=<dir>` builds elsewhere.", file=sys.stderr)  # fmt: skip
+        print(
+            f"note: building into {config.build.out_dir}, the DVC stage's output, with other params than params.yaml "
+            f"({'; '.join(differs)}): `dvc status` will show it modified. `eegcache params <overrides> && dvc repro` "
+            "records such a build; `paths.cache_dir=<dir>` builds elsewhere.",
+            file=sys.stderr,
+        )
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -78,9 +81,11 @@ def _train(args: argparse.Namespace) -> int:
     checked_metadata(Path(config.build.out_dir))  # a clear error for malformed metadata, before any training
     result = run_train(config)
     split, m = config.train.eval_split, result.metrics
-    print(f"{split}: AUROC {m[f'{split}_auroc']:.3f}, sensitivity {m[f'{split}_sensitivity']:.3f} and "
-          f"{m[f'{split}_false_alarms_per_24h']:.1f} false alarms per 24 h at threshold {config.train.threshold:g} "
-          f"({m[f'{split}_seizure_windows']} seizure of {m[f'{split}_windows']} windows)")  # fmt: skip
+    print(
+        f"{split}: AUROC {m[f'{split}_auroc']:.3f}, sensitivity {m[f'{split}_sensitivity']:.3f} and "
+        f"{m[f'{split}_false_alarms_per_24h']:.1f} false alarms per 24 h at threshold {config.train.threshold:g} "
+        f"({m[f'{split}_seizure_windows']} seizure of {m[f'{split}_windows']} windows)"
+    )
     print(f"metrics: {result.metrics_file}, ROC: {result.roc_file}, model: {result.model_file}")
     return 0
 
@@ -91,7 +96,9 @@ def _verify(args: argparse.Namespace) -> int:
     verdict = verify(Path(args.cache_dir), deep=args.deep)
     mode = "deep" if args.deep else "fast"
     if verdict.ok:
-        print(f"OK ({mode}): {verdict.where} holds {verdict.files} files, {verdict.bytes / 1e6:.1f} MB as its metadata says")
+        print(
+            f"OK ({mode}): {verdict.where} holds {verdict.files} files, {verdict.bytes / 1e6:.1f} MB as its metadata says"
+        )
         return 0
     print(f"INVALID ({mode}): {verdict.where}: {len(verdict.problems)} problem(s)")
     for problem in verdict.problems[:50]:
@@ -145,8 +152,14 @@ def _versions(args: argparse.Namespace) -> int:
     for version, revs in dvc.versions(Path(args.repo)):
         p = version.params
         summary = f"{p.get('preprocess.montage')} {p.get('preprocess.sample_rate')} Hz {p.get('preprocess.dtype')}"
-        table.add_row(version.dirname[:12], ", ".join(revs[:4]), str(version.nfiles), f"{version.size / 1e6:.1f}",
-                      str(version.split_policy), summary)  # fmt: skip
+        table.add_row(
+            version.dirname[:12],
+            ", ".join(revs[:4]),
+            str(version.nfiles),
+            f"{version.size / 1e6:.1f}",
+            str(version.split_policy),
+            summary,
+        )
     Console().print(table)
     return 0
 
@@ -214,8 +227,10 @@ def _prune(args: argparse.Namespace) -> int:
     result = prune(volume_root(config, Path(args.repo)), args.keep, in_use)
     for name in result.removed:
         print(f"removed {name}")
-    print(f"kept {len(result.kept)} version(s) ({', '.join(result.kept) or 'none'}); removed {len(result.removed)}, "
-          f"and {result.objects_removed} cache object(s) only they used ({result.bytes_freed / 1e6:.1f} MB)")  # fmt: skip
+    print(
+        f"kept {len(result.kept)} version(s) ({', '.join(result.kept) or 'none'}); removed {len(result.removed)}, "
+        f"and {result.objects_removed} cache object(s) only they used ({result.bytes_freed / 1e6:.1f} MB)"
+    )
     return 0
 
 
@@ -293,9 +308,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--deep", action="store_true", help="also re-hash every file and check its arrays")
     p.set_defaults(func=_verify)
 
-    p = sub.add_parser("push", help="dvc push the cache version, then re-send anything missing or damaged on the remote")
+    p = sub.add_parser(
+        "push", help="dvc push the cache version, then re-send anything missing or damaged on the remote"
+    )
     p.add_argument("--jobs", type=int)
-    p.add_argument("--deep", action="store_true", help="re-hash every object on the remote (default: listing, metadata, sizes)")
+    p.add_argument(
+        "--deep", action="store_true", help="re-hash every object on the remote (default: listing, metadata, sizes)"
+    )
     p.add_argument("--repo", default=".")
     p.set_defaults(func=_push)
 
@@ -364,7 +383,10 @@ def main(argv: list[str] | None = None) -> int:
     except EegcacheError as exc:
         print(f"eegcache {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except (OSError, sqlite3.Error) as exc:  # the system's refusal (read-only, full disk, limits): one line, no traceback
+    except (
+        OSError,
+        sqlite3.Error,
+    ) as exc:  # the system's refusal (read-only, full disk, limits): one line, no traceback
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         print(f"eegcache {args.command}: error: {where}{getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
         return 2

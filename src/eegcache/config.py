@@ -136,7 +136,9 @@ class CacheConfig:
         for source in self.sources:
             _choice("cache.sources entry", source, SOURCES)
         if len(set(self.sources)) != len(self.sources) or not self.sources:
-            raise ConfigError(f"cache.sources = {list(self.sources)}; expected distinct entries of {', '.join(SOURCES)}")
+            raise ConfigError(
+                f"cache.sources = {list(self.sources)}; expected distinct entries of {', '.join(SOURCES)}"
+            )
         _choice("cache.validation", self.validation, ("fast", "deep"))
         if self.version:
             try:
@@ -303,8 +305,9 @@ def compose(project: Path, overrides: Sequence[str] = (), local: bool = False) -
 _COMPOSED: dict[tuple[Any, ...], dict[str, Any]] = {}
 
 
-def load(project: Path = Path(), overrides: Sequence[str] = (), *, params_file: Path | None = None,
-         local: bool = True) -> Config:  # fmt: skip
+def load(
+    project: Path = Path(), overrides: Sequence[str] = (), *, params_file: Path | None = None, local: bool = True
+) -> Config:
     """The configuration of a command, a stage or the Modal app: the one road.
 
     ``<project>/conf`` composed by Hydra with ``overrides`` (value overrides and group selections alike), converted
@@ -324,7 +327,9 @@ def load(project: Path = Path(), overrides: Sequence[str] = (), *, params_file: 
     try:
         raw = yaml.safe_load(Path(params_file).read_text()) or {}
     except FileNotFoundError as exc:
-        raise ConfigError("params file not found (run `eegcache params` to compose it from conf/)", params_file) from exc
+        raise ConfigError(
+            "params file not found (run `eegcache params` to compose it from conf/)", params_file
+        ) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"not valid YAML ({exc})", params_file) from exc
     return from_mapping(raw, str(params_file))
@@ -336,5 +341,3 @@ def write_params(project: Path = Path(), overrides: Sequence[str] = (), params_f
     config = from_mapping(raw, str(Path(project) / CONF_DIR))
     (params_file or Path(project) / PARAMS_FILE).write_text(yaml.safe_dump(raw, sort_keys=False))
     return config
-
-

@@ -8,8 +8,8 @@ import errno
 import fcntl
 import json
 import os
-import stat
 import socket
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,8 +84,12 @@ def held(lock_file: Path, shared: bool = False) -> Iterator[None]:
         try:
             if not shared:
                 handle.truncate(0)
-            record = {"pid": os.getpid(), "host": socket.gethostname(), "mode": "shared" if shared else "exclusive",
-                      "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}  # fmt: skip
+            record = {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "mode": "shared" if shared else "exclusive",
+                "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
             handle.write(json.dumps(record, sort_keys=True) + "\n")
             handle.flush()
             yield

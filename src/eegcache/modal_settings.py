@@ -49,14 +49,26 @@ class ModalConfig:
     def __post_init__(self) -> None:
         for name in ("raw_prefix", "cache_prefix"):
             if not getattr(self, name).endswith("/"):
-                raise ConfigError(f"modal.{name} = {getattr(self, name)!r}; a bucket mount's key prefix must end with '/'")
-        timeouts = {n: getattr(self, n) for n in ("train_timeout_s", "prepare_timeout_s", "build_timeout_s",
-                                                   "build_cache_timeout_s", "verify_timeout_s")}  # fmt: skip
+                raise ConfigError(
+                    f"modal.{name} = {getattr(self, name)!r}; a bucket mount's key prefix must end with '/'"
+                )
+        timeouts = {
+            n: getattr(self, n)
+            for n in (
+                "train_timeout_s",
+                "prepare_timeout_s",
+                "build_timeout_s",
+                "build_cache_timeout_s",
+                "verify_timeout_s",
+            )
+        }
         if not all(1 <= t <= MAX_TIMEOUT_S for t in timeouts.values()):
             raise ConfigError(f"modal timeouts must be 1 to {MAX_TIMEOUT_S} s (Modal's limit): {timeouts}")
         if self.build_cache_timeout_s <= self.build_timeout_s:
-            raise ConfigError(f"modal.build_cache_timeout_s = {self.build_cache_timeout_s} must exceed "
-                              f"build_timeout_s = {self.build_timeout_s}: build_cache waits for the shards")  # fmt: skip
+            raise ConfigError(
+                f"modal.build_cache_timeout_s = {self.build_cache_timeout_s} must exceed "
+                f"build_timeout_s = {self.build_timeout_s}: build_cache waits for the shards"
+            )
         sizes = {n: v for n, v in vars(self).items() if n.endswith(("_cpu", "_memory_mib", "_containers"))}
         if any(isinstance(v, bool) or not v > 0 for v in sizes.values()):  # 0: Modal's defaults, reported as free
             raise ConfigError(f"modal cpus, memory and build_containers must be positive: {sizes}")
@@ -82,11 +94,16 @@ class Spent:
 
 def cost_lines(spent: list[Spent], settings: ModalConfig) -> list[str]:
     """One line per container and a total: seconds, resources and estimated dollars."""
-    lines = [f"{s.step:<10} {s.seconds:9.1f} s  {s.gpu or 'no GPU':<10} {s.cpu:g} CPU {s.memory_mib / 1024:g} GiB  "
-             f"~${s.usd(settings):.4f}" for s in spent]  # fmt: skip
+    lines = [
+        f"{s.step:<10} {s.seconds:9.1f} s  {s.gpu or 'no GPU':<10} {s.cpu:g} CPU {s.memory_mib / 1024:g} GiB  "
+        f"~${s.usd(settings):.4f}"
+        for s in spent
+    ]
     total = sum(s.usd(settings) for s in spent)
-    lines.append(f"{'total':<10} {sum(s.seconds for s in spent):9.1f} s  estimated ~${total:.4f} "
-                 f"(prices: conf/modal/default.yaml)")  # fmt: skip
+    lines.append(
+        f"{'total':<10} {sum(s.seconds for s in spent):9.1f} s  estimated ~${total:.4f} "
+        f"(prices: conf/modal/default.yaml)"
+    )
     return lines
 
 

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from eegcache import config
-from tests.conftest import REPO
 from eegcache.versions import dvc
+from tests.conftest import REPO
 
 BIN = Path(sys.executable).parent
 GIT_IDENTITY = {
@@ -26,8 +26,13 @@ GIT_IDENTITY = {
 
 
 def sh(*args: str, cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1", **GIT_IDENTITY,
-           **(env or {})}  # fmt: skip
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        **GIT_IDENTITY,
+        **(env or {}),
+    }
     proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env, timeout=900)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
@@ -40,9 +45,13 @@ def files(root: Path) -> dict[str, bytes]:
 
 def connect(root: Path, server, prefix: str) -> None:
     dvc.configure(
-        root, f"s3://{server.bucket}/{prefix}", endpoint_url=server.endpoint_url,
-        access_key=server.access_key, secret_key=server.secret_key, jobs=8,
-    )  # fmt: skip
+        root,
+        f"s3://{server.bucket}/{prefix}",
+        endpoint_url=server.endpoint_url,
+        access_key=server.access_key,
+        secret_key=server.secret_key,
+        jobs=8,
+    )
 
 
 def _not_this_machines(folder: str, names: list[str]) -> list[str]:
@@ -117,6 +126,13 @@ def record(operation: str, case: str, detected: bool, recovered: bool, lost: int
     """One fault case for the reliability table (``bench/reliability.py``), when ``EEGCACHE_FAULT_LOG`` names a file."""
     log = os.environ.get("EEGCACHE_FAULT_LOG")
     if log:
-        row = {"operation": operation, "case": case, "detected": detected, "recovered": recovered, "lost": lost, **extra}
+        row = {
+            "operation": operation,
+            "case": case,
+            "detected": detected,
+            "recovered": recovered,
+            "lost": lost,
+            **extra,
+        }
         with open(log, "a") as handle:
             handle.write(json.dumps(row) + "\n")

@@ -22,15 +22,15 @@ import numpy as np
 import pytest
 from edfio import Bdf, BdfSignal, Edf, EdfAnnotation, EdfSignal
 
+from eegcache.build.run import run_build
 from eegcache.core import corpus, store
 from eegcache.core.montage import electrode_of
 from eegcache.errors import AnnotationError, CorpusError, EegcacheError, RecordingError
+from eegcache.train.dataset import WindowDataset
+from eegcache.versions.verify import verify
 from tests.conftest import make_config
 from tests.integration.projects import record
 from tests.unit.core.test_edf import as_edf_plus_d
-from eegcache.build.run import run_build
-from eegcache.train.dataset import WindowDataset
-from eegcache.versions.verify import verify
 
 pytestmark = pytest.mark.integration
 
@@ -43,10 +43,15 @@ def target(root: Path) -> corpus.RecordingRef:
 def eeg_edf(path: Path, channels: list[tuple[str, float]], seconds: float, record_s: float = 1.0) -> Path:
     """A real EDF (edfio) of ``seconds`` s: a 10 Hz, 50 µV tone on each (label, rate) channel."""
     signals = [
-        EdfSignal(50 * np.sin(2 * np.pi * 10 * np.arange(round(seconds * rate)) / rate), rate, label=label,
-                  physical_dimension="uV", physical_range=(-500, 500))
+        EdfSignal(
+            50 * np.sin(2 * np.pi * 10 * np.arange(round(seconds * rate)) / rate),
+            rate,
+            label=label,
+            physical_dimension="uV",
+            physical_range=(-500, 500),
+        )
         for label, rate in channels
-    ]  # fmt: skip
+    ]
     Edf(signals, data_record_duration=record_s).write(path)
     return path
 
@@ -169,8 +174,14 @@ def bdf_named_edf(root: Path) -> Path:
     """A BDF (24-bit samples, version byte 0xFF 'BIOSEMI') written by edfio under the EDF's name, same length."""
     ref = target(root)
     n = round(duration_of(ref) * 256)
-    Bdf([BdfSignal(50 * np.sin(np.arange(n) / 4), 256, label=label, physical_dimension="uV",
-                   physical_range=(-500, 500)) for label in ("EEG FP1-REF", "EEG F7-REF")]).write(ref.edf)  # fmt: skip
+    Bdf(
+        [
+            BdfSignal(
+                50 * np.sin(np.arange(n) / 4), 256, label=label, physical_dimension="uV", physical_range=(-500, 500)
+            )
+            for label in ("EEG FP1-REF", "EEG F7-REF")
+        ]
+    ).write(ref.edf)
     return ref.edf
 
 
@@ -189,8 +200,10 @@ def edf_plus_d_with_a_gap(root: Path) -> Path:
     """An EDF+D file whose data records from 30 s on start 10 s late (edfio writes EDF+C, then patched)."""
     ref = target(root)
     seconds = round(duration_of(ref))
-    signals = [EdfSignal(50 * np.sin(np.arange(seconds * 256) / 4), 256, label=label, physical_range=(-500, 500))
-               for label in ("EEG FP1-REF", "EEG F7-REF")]  # fmt: skip
+    signals = [
+        EdfSignal(50 * np.sin(np.arange(seconds * 256) / 4), 256, label=label, physical_range=(-500, 500))
+        for label in ("EEG FP1-REF", "EEG F7-REF")
+    ]
     Edf(signals, annotations=[EdfAnnotation(1.0, None, "start")]).write(ref.edf)
     return as_edf_plus_d(ref.edf, 30, 10)
 
@@ -288,33 +301,47 @@ class Case:
 
 CASES = {
     # EDF
-    "truncated EDF (in the data)": Case(truncated_in_data, RecordingError,
-                                        ("file ends after", "data records", "(truncated)")),
+    "truncated EDF (in the data)": Case(
+        truncated_in_data, RecordingError, ("file ends after", "data records", "(truncated)")
+    ),
     "BDF named .edf": Case(bdf_named_edf, RecordingError, ("BDF file (24-bit samples", "not EDF")),
-    "record count -1": Case(record_count_unknown, RecordingError,
-                            ("header gives -1 data records (unknown, written by a recorder that did not finish)",)),
-    "EDF longer than its header": Case(longer_than_its_header, RecordingError,
-                                       ("file has 1000 bytes more than its header's",)),
-    "EDF+D with a gap": Case(edf_plus_d_with_a_gap, RecordingError,
-                             ("EDF+D (discontinuous) recording with 1 gap(s) between data records: 10 s at 30 s",)),
+    "record count -1": Case(
+        record_count_unknown,
+        RecordingError,
+        ("header gives -1 data records (unknown, written by a recorder that did not finish)",),
+    ),
+    "EDF longer than its header": Case(
+        longer_than_its_header, RecordingError, ("file has 1000 bytes more than its header's",)
+    ),
+    "EDF+D with a gap": Case(
+        edf_plus_d_with_a_gap,
+        RecordingError,
+        ("EDF+D (discontinuous) recording with 1 gap(s) between data records: 10 s at 30 s",),
+    ),
     "truncated EDF (in the header)": Case(truncated_in_header, RecordingError, ("not a readable EDF file",)),
     "random bytes named .edf": Case(random_bytes, RecordingError, ("not a readable EDF file",)),
     "empty .edf": Case(empty_edf, RecordingError, ("not a readable EDF file",)),
-    "EDF is a broken link": Case(edf_broken_link, RecordingError,
-                                 ("cannot read the EDF file", "No such file or directory")),
+    "EDF is a broken link": Case(
+        edf_broken_link, RecordingError, ("cannot read the EDF file", "No such file or directory")
+    ),
     "no EEG channels": Case(no_eeg_channels, RecordingError, ("no EEG channels",)),
-    "EEG rate below the target": Case(rate_below_target, RecordingError,
-                                      ("unsupported sampling rate 100", "below the target 200 Hz")),
-    "mixed EEG rates": Case(mixed_rates, RecordingError,
-                            ("mixed sampling rates among EEG channels", "FP1 256 Hz", "FP2 512 Hz")),
+    "EEG rate below the target": Case(
+        rate_below_target, RecordingError, ("unsupported sampling rate 100", "below the target 200 Hz")
+    ),
+    "mixed EEG rates": Case(
+        mixed_rates, RecordingError, ("mixed sampling rates among EEG channels", "FP1 256 Hz", "FP2 512 Hz")
+    ),
     "duplicated electrode": Case(duplicated_electrode, RecordingError, ("duplicated EEG channels: FP1",)),
     "nan physical range": Case(nan_physical_range, RecordingError, ("non-finite samples in EEG channels",)),
-    "huge physical range": Case(huge_physical_range, RecordingError,
-                                ("non-finite values after preprocessing channel(s) FP1", "too large")),
-    "record duration 0": Case(record_duration_zero, RecordingError,
-                              ("data record duration 0 s in the header is not positive",)),
-    "shorter than the filters": Case(shorter_than_the_filters, RecordingError,
-                                     ("recording too short", "0.1 s", "need at least 34 samples")),
+    "huge physical range": Case(
+        huge_physical_range, RecordingError, ("non-finite values after preprocessing channel(s) FP1", "too large")
+    ),
+    "record duration 0": Case(
+        record_duration_zero, RecordingError, ("data record duration 0 s in the header is not positive",)
+    ),
+    "shorter than the filters": Case(
+        shorter_than_the_filters, RecordingError, ("recording too short", "0.1 s", "need at least 34 samples")
+    ),
     "EDF shorter than its annotation": Case(length_disagrees, RecordingError, ("annotation says", "the EDF holds")),
     # annotation
     "annotation: bad header": Case(bad_header, AnnotationError, ("unsupported annotation version", "csv_v2.0.0")),
@@ -323,15 +350,19 @@ CASES = {
     "annotation: stop before start": Case(stop_before_start, AnnotationError, ("is before start_time",)),
     "annotation: row past the end": Case(row_past_the_end, AnnotationError, ("past the end of the recording",)),
     "annotation: overlapping rows": Case(overlapping_rows, AnnotationError, ("row overlaps the row on line 6",)),
-    "annotation: a broken link": Case(annotation_broken_link, AnnotationError,
-                                      ("cannot read annotation file", "No such file or directory")),
+    "annotation: a broken link": Case(
+        annotation_broken_link, AnnotationError, ("cannot read annotation file", "No such file or directory")
+    ),
     "annotation: 2 GiB": Case(huge_annotation, AnnotationError, ("annotation file larger than 64 MiB",)),
     "annotation: missing": Case(missing_annotation, CorpusError, ("no annotation file (.csv_bi or .csv)",)),
     # corpus
-    "patient in two splits": Case(patient_in_two_splits, CorpusError,
-                                  ("appears in train and eval", "splits must be patient-disjoint"),
-                                  corpus_level=True),
-}  # fmt: skip
+    "patient in two splits": Case(
+        patient_in_two_splits,
+        CorpusError,
+        ("appears in train and eval", "splits must be patient-disjoint"),
+        corpus_level=True,
+    ),
+}
 
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
@@ -390,9 +421,10 @@ def test_a_recording_shorter_than_a_window_is_built_and_left_out_by_the_dataset(
     assert dataset.short_recordings == 1 and f"train/{ref.bname}{store.SUFFIX}" in dataset.files
 
 
-REBUILD_DAMAGE = {"broken link": (broken_link, "cannot read the EDF file"),
-                  "random bytes": (lambda edf: edf.write_bytes(np.random.default_rng(4).bytes(5000)),
-                                   "not a readable EDF file")}  # fmt: skip
+REBUILD_DAMAGE = {
+    "broken link": (broken_link, "cannot read the EDF file"),
+    "random bytes": (lambda edf: edf.write_bytes(np.random.default_rng(4).bytes(5000)), "not a readable EDF file"),
+}
 
 
 @pytest.mark.parametrize("on_error", ["fail", "skip"])
@@ -448,8 +480,15 @@ def test_an_electrode_without_calibration_is_built_as_missing_and_recorded(base_
 def test_an_electrode_without_calibration_under_missing_channels_error(base_config, corpus_copy, tmp_path):
     ref = target(corpus_copy)
     without_calibration(ref.edf, "CZ")
-    cfg = make_config(base_config, corpus_copy, tmp_path / "work", build={"on_error": "skip", "workers": 1},
-                      preprocess={"missing_channels": "error"})  # fmt: skip
+    cfg = make_config(
+        base_config,
+        corpus_copy,
+        tmp_path / "work",
+        build={"on_error": "skip", "workers": 1},
+        preprocess={"missing_channels": "error"},
+    )
     skipped = {s["file"]: s["reason"] for s in run_build(cfg).metadata["skipped"]}
-    assert skipped[ref.relpath] == (f"{ref.edf.name}: required channels missing: CZ (physical minimum equals maximum "
-                                    "(-5000): no calibration) (preprocess.missing_channels=error)")  # fmt: skip
+    assert skipped[ref.relpath] == (
+        f"{ref.edf.name}: required channels missing: CZ (physical minimum equals maximum "
+        "(-5000): no calibration) (preprocess.missing_channels=error)"
+    )

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from eegcache.build.run import run_build
 from eegcache.core import corpus, store
 from eegcache.errors import CorpusError, RecordingError
-from tests.conftest import make_config
-from eegcache.build.run import run_build
 from eegcache.versions.verify import verify
+from tests.conftest import make_config
 
 pytestmark = pytest.mark.integration
 
@@ -178,13 +178,25 @@ def test_rerun_with_skip_after_a_failed_build_reuses_what_it_built(base_config, 
     second = run_build(skip)
     assert (second.reused, second.processed) == (built, recordings - built)
     assert len(second.metadata["files"]) == recordings - 1 and len(second.metadata["skipped"]) == 1
-    preferred = make_config(base_config, corpus_copy, work, build={"workers": 1, "on_error": "skip"},
-                            data={"prefer_montage_folders": ("03_tcp_ar_a",)})  # fmt: skip
+    preferred = make_config(
+        base_config,
+        corpus_copy,
+        work,
+        build={"workers": 1, "on_error": "skip"},
+        data={"prefer_montage_folders": ("03_tcp_ar_a",)},
+    )
     third = run_build(preferred)
     assert (third.reused, third.processed) == (recordings - 1, 1)  # the junk is tried again, nothing else
     assert third.metadata["params"]["data"]["prefer_montage_folders"] == ["03_tcp_ar_a"]
-    clean = run_build(make_config(base_config, corpus_copy, tmp_path / "clean", data={"prefer_montage_folders":
-                                  ("03_tcp_ar_a",)}, build={"workers": 1, "on_error": "skip"}))  # fmt: skip
+    clean = run_build(
+        make_config(
+            base_config,
+            corpus_copy,
+            tmp_path / "clean",
+            data={"prefer_montage_folders": ("03_tcp_ar_a",)},
+            build={"workers": 1, "on_error": "skip"},
+        )
+    )
     assert tree_bytes(third.cache_dir) == tree_bytes(clean.cache_dir)
 
 

@@ -15,17 +15,17 @@ from pathlib import Path
 
 import pytest
 
+from eegcache.build import ownership
+from eegcache.build.plan import make_plan
+from eegcache.build.run import run_build
+from eegcache.build.shards import build_share, merge_shards, share_of, split_plan
 from eegcache.core import store
 from eegcache.errors import CacheError, ConfigError
+from eegcache.versions.verify import verify
 from tests.conftest import make_config
 from tests.integration.projects import read_only
 from tests.integration.test_build import tree_bytes
 from tests.integration.test_cli import EEGCACHE, build_args, run
-from eegcache.build import ownership
-from eegcache.build.run import run_build
-from eegcache.build.plan import make_plan
-from eegcache.build.shards import build_share, merge_shards, share_of, split_plan
-from eegcache.versions.verify import verify
 
 pytestmark = pytest.mark.integration
 
@@ -37,8 +37,11 @@ def built(base_config, corpus_copy, tmp_path):
 
 
 def _plant_user_files(cache: Path) -> dict[Path, bytes]:
-    files = {cache / "model_weights.npz": b"a user's weights", cache / "sub" / "other.npz": b"another user file",
-             cache / "train" / "notes.txt": b"notes"}  # fmt: skip
+    files = {
+        cache / "model_weights.npz": b"a user's weights",
+        cache / "sub" / "other.npz": b"another user file",
+        cache / "train" / "notes.txt": b"notes",
+    }
     for path, data in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
@@ -106,8 +109,10 @@ def test_paths_in_the_records_never_lead_out_of_out_dir(built, tmp_path):
 def test_temp_files_of_killed_writes_are_removed_only_when_ours(built):
     cfg, first = built
     cache = first.cache_dir
-    ours = [cache / "train" / f".{next(iter(first.metadata['files'])).split('/')[1]}.tmp-abcd_123",
-            cache / f".{store.METADATA_NAME}.tmp-zzzzzzzz"]  # fmt: skip
+    ours = [
+        cache / "train" / f".{next(iter(first.metadata['files'])).split('/')[1]}.tmp-abcd_123",
+        cache / f".{store.METADATA_NAME}.tmp-zzzzzzzz",
+    ]
     for path in ours:
         path.write_bytes(b"half written")
     assert run_build(cfg).removed == 2 and not any(path.exists() for path in ours)
@@ -169,7 +174,9 @@ def test_a_sharded_build_over_a_cache_removes_outputs_the_old_metadata_owned(bas
     cfg = make_config(base_config, corpus_copy, tmp_path)
     first = run_build(cfg)
     shutil.rmtree(next((corpus_copy / "edf" / "train").iterdir()))
-    merged = merge_shards(cfg, [build_share(cfg, share_of(cfg, rels)) for rels in [s.rels for s in split_plan(make_plan(cfg, Path()), 2)]])
+    merged = merge_shards(
+        cfg, [build_share(cfg, share_of(cfg, rels)) for rels in [s.rels for s in split_plan(make_plan(cfg, Path()), 2)]]
+    )
     assert len(merged["files"]) < len(first.metadata["files"]) and verify(first.cache_dir, deep=True).ok
 
 
@@ -226,8 +233,15 @@ def test_a_file_size_limit_is_one_clear_error_and_a_rerun_repairs(project, demo_
     without the limit completes a cache equal to a clean build."""
     work, clean = tmp_path / "w", tmp_path / "clean"
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    proc = subprocess.run([*EEGCACHE, *build_args(demo_corpus, work, "build.progress=false")], cwd=project, env=env,
-                          capture_output=True, text=True, timeout=600, preexec_fn=_file_size_limit(64 * 1024))  # fmt: skip
+    proc = subprocess.run(
+        [*EEGCACHE, *build_args(demo_corpus, work, "build.progress=false")],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        preexec_fn=_file_size_limit(64 * 1024),
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert ".npz: cannot write this file: file too large" in proc.stderr and "rerun" in proc.stderr
@@ -275,8 +289,12 @@ def test_cli_commands_on_malformed_metadata_are_one_clear_error(project, demo_co
     else:
         metadata["files"] = []
     (cache / store.METADATA_NAME).write_text(json.dumps(metadata))
-    for args, code in ((["summary", str(cache)], 2), (["verify", str(cache)], 1), (["verify", str(cache), "--deep"], 1),
-                       (["train", f"build.out_dir={cache}", f"train.metrics_file={work / 't.json'}"], 2)):  # fmt: skip
+    for args, code in (
+        (["summary", str(cache)], 2),
+        (["verify", str(cache)], 1),
+        (["verify", str(cache), "--deep"], 1),
+        (["train", f"build.out_dir={cache}", f"train.metrics_file={work / 't.json'}"], 2),
+    ):
         proc = run(*args, cwd=project, check=False)
         assert proc.returncode == code and "Traceback" not in proc.stderr, (args, proc.stderr)
         assert "malformed metadata" in proc.stderr + proc.stdout, (args, proc.stdout, proc.stderr)

@@ -29,9 +29,13 @@ def run(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProces
 
 def build_args(corpus: Path, work: Path, *extra: str) -> list[str]:
     return [
-        "build", f"data.raw_dir={corpus}", f"build.out_dir={work / 'cache'}", f"build.state_dir={work / 'state'}",
-        f"build.metrics_file={work / 'metrics.json'}", *extra,
-    ]  # fmt: skip
+        "build",
+        f"data.raw_dir={corpus}",
+        f"build.out_dir={work / 'cache'}",
+        f"build.state_dir={work / 'state'}",
+        f"build.metrics_file={work / 'metrics.json'}",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +121,9 @@ def test_killed_build_is_never_accepted_and_rerun_completes(project, demo_corpus
     rng = np.random.default_rng(seed)
     work = tmp_path / "w"
     args = [*EEGCACHE, *build_args(demo_corpus, work, "build.workers=2", "build.progress=false")]
-    proc = subprocess.Popen(args, cwd=project, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        args, cwd=project, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     target = int(rng.integers(1, 6))
     deadline = time.monotonic() + 120
     while journal_lines(work / "cache") < target and proc.poll() is None and time.monotonic() < deadline:

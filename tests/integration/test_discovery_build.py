@@ -19,15 +19,15 @@ from pathlib import Path
 
 import pytest
 
+from eegcache.build.plan import make_plan
+from eegcache.build.run import run_build
+from eegcache.build.shards import build_share, merge_shards, share_of, split_plan
 from eegcache.core import corpus, store
 from eegcache.errors import AnnotationError, CorpusError
+from eegcache.versions.verify import verify
 from tests.conftest import REPO, make_config
 from tests.integration.test_bad_input import eeg_edf
 from tests.unit.core.test_discover import unreadable_folder
-from eegcache.build.run import run_build
-from eegcache.build.plan import make_plan
-from eegcache.build.shards import build_share, merge_shards, share_of, split_plan
-from eegcache.versions.verify import verify
 
 pytestmark = pytest.mark.integration
 NAME_RULE = "EDF name does not follow <patient>_sNNN_tNNN.edf (patient = 8 lowercase letters)"
@@ -139,9 +139,15 @@ def test_montage_duplicates_keep_the_preferred_folder(on_error, small, base_conf
     _, summary = build(small, tmp_path / "a", base_config, on_error=on_error)
     meta = summary.metadata
     assert set(meta["files"]) == outputs(small) and meta["files"][out]["seconds"] > 30  # the demo's, 1-2 min
-    assert meta["skipped"] == [{"file": rel(small, other), "reason": (
-        f"{ref.bname}.edf: duplicate of {ref.relpath}, montage folder 01_tcp_ar preferred "
-        "(data.prefer_montage_folders)")}]  # fmt: skip
+    assert meta["skipped"] == [
+        {
+            "file": rel(small, other),
+            "reason": (
+                f"{ref.bname}.edf: duplicate of {ref.relpath}, montage folder 01_tcp_ar preferred "
+                "(data.prefer_montage_folders)"
+            ),
+        }
+    ]
     _, summary = build(small, tmp_path / "b", base_config, prefer_montage_folders=("03_tcp_ar_a", "01_tcp_ar"))
     assert summary.metadata["files"][out]["seconds"] == 30.0  # the 03_tcp_ar_a copy
     assert [s["file"] for s in summary.metadata["skipped"]] == [ref.relpath]
@@ -152,8 +158,10 @@ def test_montage_duplicates_without_a_preference_build_no_copy(small, base_confi
     ref, other = montage_duplicate(small)
     _, summary = build(small, tmp_path / "skip", base_config, prefer_montage_folders=())
     assert set(summary.metadata["files"]) == outputs(small, but=ref.bname)  # the two eval recordings
-    why = (f"{ref.bname}.edf: 2 EDFs share the name {ref.bname} ({ref.relpath}, {rel(small, other)}); none is built: "
-           "no montage folder of data.prefer_montage_folders among them")  # fmt: skip
+    why = (
+        f"{ref.bname}.edf: 2 EDFs share the name {ref.bname} ({ref.relpath}, {rel(small, other)}); none is built: "
+        "no montage folder of data.prefer_montage_folders among them"
+    )
     assert skipped_of(summary.metadata) == {ref.relpath: why, rel(small, other): why}
     with pytest.raises(CorpusError, match=f"2 EDFs share the name {ref.bname}") as err:
         build(small, tmp_path / "fail", base_config, on_error="fail", prefer_montage_folders=())
@@ -165,8 +173,10 @@ def test_a_duplicate_across_sessions_builds_no_copy(small, base_config, tmp_path
     copy = copy_recording(ref, small / "edf/train" / ref.patient / "s009_2015" / "01_tcp_ar")
     _, summary = build(small, tmp_path / "skip", base_config)
     assert set(summary.metadata["files"]) == outputs(small, but=ref.bname)
-    why = (f"{ref.bname}.edf: 2 EDFs share the name {ref.bname} ({ref.relpath}, {rel(small, copy)}); none is built: "
-           "not montage folders of one session")  # fmt: skip
+    why = (
+        f"{ref.bname}.edf: 2 EDFs share the name {ref.bname} ({ref.relpath}, {rel(small, copy)}); none is built: "
+        "not montage folders of one session"
+    )
     assert skipped_of(summary.metadata) == {ref.relpath: why, rel(small, copy): why}
     assert verify(summary.cache_dir, deep=True).ok
     with pytest.raises(CorpusError, match="not montage folders of one session"):
@@ -211,9 +221,17 @@ def cli(project: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def cli_build(project: Path, root: Path, work: Path, *extra: str) -> subprocess.CompletedProcess:
-    return cli(project, "build", f"data.raw_dir={root}", f"build.out_dir={work / 'cache'}",
-               f"build.state_dir={work / 'state'}", f"build.metrics_file={work / 'metrics.json'}", "build.workers=1",
-               "build.progress=false", *extra)  # fmt: skip
+    return cli(
+        project,
+        "build",
+        f"data.raw_dir={root}",
+        f"build.out_dir={work / 'cache'}",
+        f"build.state_dir={work / 'state'}",
+        f"build.metrics_file={work / 'metrics.json'}",
+        "build.workers=1",
+        "build.progress=false",
+        *extra,
+    )
 
 
 def test_fifos_devices_and_links_out_of_the_corpus_are_refused(small, project, tmp_path):
@@ -335,7 +353,9 @@ def test_every_recording_failing_is_a_failed_build_and_an_invalid_cache(small, p
 def test_a_sharded_build_with_no_recording_fails_at_the_merge(small, base_config, tmp_path):
     garbage(small)
     cfg = make_config(base_config, small, tmp_path / "work", build={"on_error": "skip", "workers": 1})
-    results = [build_share(cfg, share_of(cfg, rels)) for rels in [s.rels for s in split_plan(make_plan(cfg, Path()), 2)]]
+    results = [
+        build_share(cfg, share_of(cfg, rels)) for rels in [s.rels for s in split_plan(make_plan(cfg, Path()), 2)]
+    ]
     assert sum(len(r.skipped) for r in results) == 3 and not any(r.entries for r in results)
     with pytest.raises(CorpusError, match="no recording was built: 3 skipped"):
         merge_shards(cfg, results)

@@ -46,9 +46,13 @@ def test_repro_builds_and_locks_the_cache(repo):
     assert yaml.safe_load((repo / "metrics" / "cache_stats.json").read_text())["train"]["files"] > 0
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["build_cache"]
     assert set(lock["params"]["params.yaml"]) == {
-        "data.split_policy", "data.dev_ratio", "data.split_seed", "data.prefer_montage_folders", "preprocess",
+        "data.split_policy",
+        "data.dev_ratio",
+        "data.split_seed",
+        "data.prefer_montage_folders",
+        "preprocess",
         "build.on_error",
-    }  # fmt: skip
+    }
     assert "up to date" in sh("dvc", "status", cwd=repo)
     assert "didn't change" in sh("dvc", "repro", cwd=repo)
 
@@ -61,8 +65,12 @@ def dvc_json(*args: str, cwd: Path) -> dict:
 def test_train_stage_metrics_and_roc_plot_render_in_dvc(repo):
     sh("dvc", "repro", "train", cwd=repo)
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["train"]
-    code = [d for d in yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["train"]["deps"] if d.startswith("src/")]
-    assert {"src/eegcache/train/baseline.py", "src/eegcache/train/dataset.py", "src/eegcache/core/store.py"} <= set(code)
+    code = [
+        d for d in yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["train"]["deps"] if d.startswith("src/")
+    ]
+    assert {"src/eegcache/train/baseline.py", "src/eegcache/train/dataset.py", "src/eegcache/core/store.py"} <= set(
+        code
+    )
     assert {d["path"] for d in lock["deps"]} == {"cache/tusz", *code}
     assert set(lock["params"]["params.yaml"]) == {"train"}
     assert {o["path"] for o in lock["outs"]} == {"metrics/train.json", "metrics/roc.json", "models/baseline.json"}

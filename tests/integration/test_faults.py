@@ -26,11 +26,11 @@ from pathlib import Path
 import pytest
 
 from eegcache.core import store
-from tests.integration.projects import BIN, connect, files, make_project, record, settings, sh
 from eegcache.devtools import s3local
 from eegcache.versions import dvc, objects, verify
 from eegcache.versions.expected import expected_version
 from eegcache.volume import layout, resolve
+from tests.integration.projects import BIN, connect, files, make_project, record, settings, sh
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 KILLS = int(os.environ.get("EEGCACHE_KILLS", "2"))
@@ -45,8 +45,9 @@ def project(tmp_path_factory, demo_corpus, s3_server) -> Path:
 def run_killed(cmd: list[str], cwd: Path, delay: float) -> bool:
     """Run ``cmd`` in its own process group and SIGKILL the group after ``delay`` s; True if it was still running."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         proc.wait(timeout=delay)
         return False
@@ -62,8 +63,14 @@ def timed(cmd: list[str], cwd: Path) -> float:
     return time.perf_counter() - started
 
 
-def kill_rounds(operation: str, cmd: Callable[[int], list[str]], cwd: Path, seconds: float,
-                after_kill: Callable[[int], bool], rerun_ok: Callable[[int], bool]) -> None:  # fmt: skip
+def kill_rounds(
+    operation: str,
+    cmd: Callable[[int], list[str]],
+    cwd: Path,
+    seconds: float,
+    after_kill: Callable[[int], bool],
+    rerun_ok: Callable[[int], bool],
+) -> None:
     """KILLS rounds: kill ``cmd(i)`` at a random moment of its ``seconds``-long run, check with ``after_kill`` that
     nothing partial is accepted (True), rerun to completion and check with ``rerun_ok``."""
     rng = random.Random(operation)
@@ -77,8 +84,9 @@ def kill_rounds(operation: str, cmd: Callable[[int], list[str]], cwd: Path, seco
         sh(*cmd(i), cwd=cwd)
         recovered = rerun_ok(i)
         assert recovered, f"{operation}: the rerun after a kill at {delay:.2f} s did not give the clean result"
-        record(operation, f"SIGKILL at {delay:.2f} s of ~{seconds:.2f} s", detected, recovered,
-               killed_midway=was_running)  # fmt: skip
+        record(
+            operation, f"SIGKILL at {delay:.2f} s of ~{seconds:.2f} s", detected, recovered, killed_midway=was_running
+        )
     assert midway or KILLS < 2, f"{operation}: no kill landed before the end; the moments are too late"
 
 
@@ -87,8 +95,15 @@ def test_kill_build(project, demo_corpus, tmp_path):
 
     def cmd(i: int) -> list[str]:
         w = tmp_path / f"w{i}"
-        return [EEGCACHE, "build", f"data.raw_dir={demo_corpus}", f"build.out_dir={w / 'cache'}",
-                f"build.state_dir={w / 'state'}", f"build.metrics_file={w / 'm.json'}", "build.progress=false"]  # fmt: skip
+        return [
+            EEGCACHE,
+            "build",
+            f"data.raw_dir={demo_corpus}",
+            f"build.out_dir={w / 'cache'}",
+            f"build.state_dir={w / 'state'}",
+            f"build.metrics_file={w / 'm.json'}",
+            "build.progress=false",
+        ]
 
     def nothing_partial(i: int) -> bool:
         cache = tmp_path / f"w{i}" / "cache"
@@ -102,8 +117,16 @@ def test_kill_build(project, demo_corpus, tmp_path):
 
 def _objects_on_remote(root: Path, server) -> set[str]:
     url = dvc.remote_settings(root)["url"]
-    out = sh(str(BIN / "s5cmd"), "--endpoint-url", server.endpoint_url, "ls", f"{url}/files/md5/*", cwd=root,
-             env=server.env(), check=False).stdout  # fmt: skip
+    out = sh(
+        str(BIN / "s5cmd"),
+        "--endpoint-url",
+        server.endpoint_url,
+        "ls",
+        f"{url}/files/md5/*",
+        cwd=root,
+        env=server.env(),
+        check=False,
+    ).stdout
     return {line.split()[-1].replace("/", "") for line in out.splitlines() if line.strip()}
 
 
@@ -128,7 +151,9 @@ def test_kill_push(project, tmp_path, s3_server):
         return verify.verify_remote(clone).ok == complete
 
     seconds = timed(cmd(99), clone)
-    kill_rounds("push", cmd, clone, seconds, verify_tells_the_truth, lambda i: verify.verify_remote(clone, deep=True).ok)
+    kill_rounds(
+        "push", cmd, clone, seconds, verify_tells_the_truth, lambda i: verify.verify_remote(clone, deep=True).ok
+    )
 
 
 def test_kill_pull_into_volume(project, tmp_path):
@@ -144,8 +169,14 @@ def test_kill_pull_into_volume(project, tmp_path):
         return not final.exists() or verify.verify_version(final, expected, deep=True).ok
 
     seconds = timed(cmd(99), project)
-    kill_rounds("pull into a volume", cmd, project, seconds, absent_or_whole,
-                lambda i: files(tmp_path / f"vol{i}" / version.dirname) == clean)  # fmt: skip
+    kill_rounds(
+        "pull into a volume",
+        cmd,
+        project,
+        seconds,
+        absent_or_whole,
+        lambda i: files(tmp_path / f"vol{i}" / version.dirname) == clean,
+    )
 
 
 def test_kill_resolve(project, tmp_path):
@@ -157,7 +188,14 @@ def test_kill_resolve(project, tmp_path):
         return layout.versions_root(tmp_path / f"vol{i}") / version.dirname
 
     def cmd(i: int) -> list[str]:
-        return [EEGCACHE, "resolve", "--repo", str(project), "cache=volume_first", f"cache.volume_root={tmp_path / f'vol{i}'}"]
+        return [
+            EEGCACHE,
+            "resolve",
+            "--repo",
+            str(project),
+            "cache=volume_first",
+            f"cache.volume_root={tmp_path / f'vol{i}'}",
+        ]
 
     def absent_or_whole(i: int) -> bool:
         return not final(i).exists() or verify.verify_version(final(i), expected, deep=True).ok
@@ -228,7 +266,11 @@ MATRIX = {
     "flipped byte": (_on_npz("flip"), "deep", "content hash differs"),
     "deleted file": (_on_npz("delete"), "fast", "missing"),
     "stray extra file": (_stray, "fast", "not in the metadata"),
-    "metadata: wrong split policy": (_rewrite_metadata("split_policy", "patient_disjoint"), "fast", "its file list makes version"),
+    "metadata: wrong split policy": (
+        _rewrite_metadata("split_policy", "patient_disjoint"),
+        "fast",
+        "its file list makes version",
+    ),
     "metadata: wrong params hash": (_rewrite_metadata("params_hash", "0" * 64), "fast", "its file list makes version"),
     "metadata: wrong schema": (_rewrite_metadata("schema_version", 99), "fast", "schema version 99"),
 }
@@ -242,7 +284,9 @@ def test_corruption_matrix(project, second_version, tmp_path, case):
     (vol / BYSTANDER[0]).parent.mkdir(parents=True)
     (vol / BYSTANDER[0]).write_bytes(BYSTANDER[1])
     v1 = Path(resolve.resolve(settings(project, vol, "cache=volume_first"), project).path)
-    v2 = Path(resolve.resolve(settings(second_version, vol, "cache=volume_first", "preprocess.clip=5.0"), second_version).path)
+    v2 = Path(
+        resolve.resolve(settings(second_version, vol, "cache=volume_first", "preprocess.clip=5.0"), second_version).path
+    )
     v2_files = files(v2)
     change(v1)
     if level == "deep":  # fast must not read content: it accepts the same-size change, deep must not
@@ -263,16 +307,26 @@ def test_corruption_matrix(project, second_version, tmp_path, case):
 @pytest.mark.parametrize("case", ["object removed from the remote", ".dir removed from the remote"])
 def test_remote_missing_objects_fall_to_the_next_source(project, tmp_path, s3_server, case):
     version = dvc.version_at(project)
-    listing = json.loads((project / ".dvc" / "cache" / "files" / "md5" / version.hash[:2] / version.hash[2:]).read_text())
+    listing = json.loads(
+        (project / ".dvc" / "cache" / "files" / "md5" / version.hash[:2] / version.hash[2:]).read_text()
+    )
     oid = listing[0]["md5"] if case.startswith("object") else version.hash
     url = dvc.remote_settings(project)["url"]
-    sh(str(BIN / "s5cmd"), "--endpoint-url", s3_server.endpoint_url, "rm", f"{url}/{objects.object_key(oid)}",
-       cwd=tmp_path, env=s3_server.env())  # fmt: skip
+    sh(
+        str(BIN / "s5cmd"),
+        "--endpoint-url",
+        s3_server.endpoint_url,
+        "rm",
+        f"{url}/{objects.object_key(oid)}",
+        cwd=tmp_path,
+        env=s3_server.env(),
+    )
     detected = not verify.verify_remote(project).ok
     mount = tmp_path / "mount"
     shutil.copytree(project / ".dvc" / "cache", mount)
-    report = resolve.resolve(settings(project, tmp_path / "vol", "cache.sources=[remote,mount]",
-                                      f"cache.mount_point={mount}"), project)  # fmt: skip
+    report = resolve.resolve(
+        settings(project, tmp_path / "vol", "cache.sources=[remote,mount]", f"cache.mount_point={mount}"), project
+    )
     fell_through = [(a.source, a.outcome) for a in report.attempts] == [("remote", "rejected"), ("mount", "used")]
     assert "not" in report.attempts[0].reason and oid[2:] in report.attempts[0].reason
     repaired = dvc.push(project) >= 1 and verify.verify_remote(project, deep=True).ok
@@ -292,8 +346,13 @@ def _remote_fault(case: str, clone: Path, server, tmp_path: Path) -> str:
         dvc.configure_access(clone, secret_key="not-the-secret")
         return "SignatureDoesNotMatch"
     if case == "bucket missing":
-        dvc.configure(clone, f"s3://no-such-bucket/{prefix}", endpoint_url=server.endpoint_url,
-                         access_key=server.access_key, secret_key=server.secret_key)  # fmt: skip
+        dvc.configure(
+            clone,
+            f"s3://no-such-bucket/{prefix}",
+            endpoint_url=server.endpoint_url,
+            access_key=server.access_key,
+            secret_key=server.secret_key,
+        )
         return "NoSuchBucket"
     state = tmp_path / "stopped-s3"  # "server stopped": a server of its own, started then stopped
     own = s3local.start(state)
@@ -310,7 +369,9 @@ def test_remote_faults_skip_the_remote_and_never_build_unasked(project, tmp_path
     connect(clone, s3_server, dvc.remote_settings(project)["url"].split("/", 3)[3])
     words = _remote_fault(case, clone, s3_server, tmp_path)
     vol = tmp_path / "vol"
-    report = resolve.resolve(settings(clone, vol, "cache.sources=[remote,mount]", f"cache.mount_point={tmp_path / 'mount'}"), clone)
+    report = resolve.resolve(
+        settings(clone, vol, "cache.sources=[remote,mount]", f"cache.mount_point={tmp_path / 'mount'}"), clone
+    )
     skipped = report.attempts[0]
     assert (skipped.source, skipped.outcome) == ("remote", "skipped") and words in skipped.reason, skipped.reason
     assert "remote 'storage'" in skipped.reason and report.source == "mount"

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from eegcache.core import store
-from tests.integration.projects import files, make_project, make_repo, sh
-from tests.integration.test_modal_app import container, load_app
 from eegcache.versions import dvc
 from eegcache.volume import layout
+from tests.integration.projects import files, make_project, make_repo, sh
+from tests.integration.test_modal_app import container, load_app
 
 pytestmark = [
     pytest.mark.integration,
@@ -49,7 +49,9 @@ def test_dvc_exp_run_then_push_then_resolve_then_modal_train(tmp_path, demo_corp
     assert quarantined(vol) == []
     app = load_app("eegcache_modal_app_flows", root)  # deploying this project: its DVC files and conf/, no git
     with container(app, root, tmp_path / "container") as copy:
-        out = app.prepare_and_train(v2.hash, f"cache.volume_root={vol} cache.mount_point=", local=True, project=str(copy))
+        out = app.prepare_and_train(
+            v2.hash, f"cache.volume_root={vol} cache.mount_point=", local=True, project=str(copy)
+        )
     prepared = out["prepare"]["resolve"]
     assert (prepared["source"], prepared["bytes"], prepared["path"]) == ("remote", 0, cold["path"])
     assert (out["resolve"]["source"], out["resolve"]["bytes"], out["resolve"]["path"]) == ("volume", 0, cold["path"])
@@ -68,9 +70,15 @@ def test_eegcache_params_then_dvc_repro_then_push_then_resolve(tmp_path, demo_co
     report = resolved(root, f"cache.volume_root={vol}", "cache=volume_first")
     assert (report["version"], report["source"]) == (version.hash, "remote")
     metadata = store.read_metadata(Path(report["path"]))
-    assert (metadata["params"]["preprocess"]["montage"], metadata["dtype"], len(metadata["channels"])) == ("tcp22", "float32", 22)
+    assert (metadata["params"]["preprocess"]["montage"], metadata["dtype"], len(metadata["channels"])) == (
+        "tcp22",
+        "float32",
+        22,
+    )
     # asking for what the version is gives it; asking for the conf/ default it was not built with is refused
-    again = resolved(root, f"cache.volume_root={vol}", "cache=volume_first", "preprocess=tcp22", "preprocess.dtype=float32")
+    again = resolved(
+        root, f"cache.volume_root={vol}", "cache=volume_first", "preprocess=tcp22", "preprocess.dtype=float32"
+    )
     assert (again["source"], again["bytes"]) == ("volume", 0)
     refused = sh("eegcache", "resolve", f"cache.volume_root={vol}", "preprocess=tcp22", cwd=root, check=False)
     assert refused.returncode == 2 and "preprocess.dtype: version float32, config float16" in refused.stderr
@@ -86,7 +94,9 @@ def test_eegcache_build_with_a_group_selection(tmp_path, demo_corpus):
     assert sh("eegcache", "verify", "cache/tusz", "--deep", cwd=root).returncode == 0
 
 
-def test_a_version_asked_for_under_another_config_is_a_named_error_and_the_volume_is_untouched(tmp_path, demo_corpus, s3_server):
+def test_a_version_asked_for_under_another_config_is_a_named_error_and_the_volume_is_untouched(
+    tmp_path, demo_corpus, s3_server
+):
     root = make_project(tmp_path / "project", demo_corpus, s3_server, push=True)  # cache-v1: float16, ref19
     vol = tmp_path / "vol"
     first = resolved(root, f"cache.volume_root={vol}", "cache.rev=cache-v1")
@@ -96,8 +106,16 @@ def test_a_version_asked_for_under_another_config_is_a_named_error_and_the_volum
         "by hash, the copy on the volume": [f"cache.version={first['version']}"],
     }
     for how, which in asks.items():
-        proc = sh("eegcache", "resolve", f"cache.volume_root={vol}", *which, "preprocess.dtype=float32",
-                  "data.split_policy=patient_disjoint", cwd=root, check=False)  # fmt: skip
+        proc = sh(
+            "eegcache",
+            "resolve",
+            f"cache.volume_root={vol}",
+            *which,
+            "preprocess.dtype=float32",
+            "data.split_policy=patient_disjoint",
+            cwd=root,
+            check=False,
+        )
         assert proc.returncode == 2, (how, proc.stdout, proc.stderr)
         assert "preprocess.dtype: version float16, config float32" in proc.stderr, how
         assert "data.split_policy: version official_tusz, config patient_disjoint" in proc.stderr, how
@@ -105,8 +123,15 @@ def test_a_version_asked_for_under_another_config_is_a_named_error_and_the_volum
         assert after == before, how  # nothing fetched, moved, marked or quarantined
     assert quarantined(vol) == []
     fresh = tmp_path / "fresh"  # a bare hash the volume does not hold: its metadata is read from the remote first
-    proc = sh("eegcache", "resolve", f"cache.volume_root={fresh}", f"cache.version={first['version']}",
-              "preprocess.dtype=float32", cwd=root, check=False)  # fmt: skip
+    proc = sh(
+        "eegcache",
+        "resolve",
+        f"cache.volume_root={fresh}",
+        f"cache.version={first['version']}",
+        "preprocess.dtype=float32",
+        cwd=root,
+        check=False,
+    )
     assert proc.returncode == 2 and "preprocess.dtype: version float16, config float32" in proc.stderr
     assert not fresh.exists() or not any(fresh.rglob("*.npz"))
 

@@ -23,13 +23,13 @@ import yaml
 
 from eegcache import config
 from eegcache.errors import ConfigError, CorpusError, TrainError
+from eegcache.train import runs
+from eegcache.versions import dvc, verify
+from eegcache.volume import layout, resolve
 from tests.conftest import REPO
 from tests.fixtures import my_trainer
 from tests.integration import modal_image
 from tests.integration.projects import BIN, files, make_project, read_only, sh
-from eegcache.train import runs
-from eegcache.versions import dvc, verify
-from eegcache.volume import layout, resolve
 
 pytestmark = [
     pytest.mark.integration,
@@ -83,13 +83,30 @@ def container(deployed, project: Path, where: Path) -> Iterator[Path]:
 
 def test_only_train_has_a_gpu_and_every_function_its_configured_resources_and_retries(app):
     resources = {  # function -> (gpu, cpu, memory, timeout, retries)
-        app.prepare: ([], MODAL["prepare_cpu"], MODAL["prepare_memory_mib"], MODAL["prepare_timeout_s"], MODAL["retries"]),
-        app.train: ([(MODAL["gpu"], 1)], MODAL["train_cpu"], MODAL["train_memory_mib"], MODAL["train_timeout_s"],
-                    MODAL["train_retries"]),
-        app.build_shard: ([], MODAL["build_cpu"], MODAL["build_memory_mib"], MODAL["build_timeout_s"], MODAL["retries"]),
+        app.prepare: (
+            [],
+            MODAL["prepare_cpu"],
+            MODAL["prepare_memory_mib"],
+            MODAL["prepare_timeout_s"],
+            MODAL["retries"],
+        ),
+        app.train: (
+            [(MODAL["gpu"], 1)],
+            MODAL["train_cpu"],
+            MODAL["train_memory_mib"],
+            MODAL["train_timeout_s"],
+            MODAL["train_retries"],
+        ),
+        app.build_shard: (
+            [],
+            MODAL["build_cpu"],
+            MODAL["build_memory_mib"],
+            MODAL["build_timeout_s"],
+            MODAL["retries"],
+        ),
         app.build_cache: ([], MODAL["build_cpu"], MODAL["build_memory_mib"], MODAL["build_cache_timeout_s"], None),
         app.verify: ([], MODAL["verify_cpu"], MODAL["verify_memory_mib"], MODAL["verify_timeout_s"], MODAL["retries"]),
-    }  # fmt: skip
+    }
     for function, expected in resources.items():
         info = function.info()
         assert (info.gpus, info.cpu, info.memory_mib, info.timeout, info.max_retries) == expected
@@ -105,7 +122,12 @@ def test_the_gpu_reads_the_volume_only_and_the_cpu_functions_hold_the_mounts_and
     prepare = app.prepare.info()
     assert {p: v.name for p, v in prepare.volumes.items()} == volume_only and prepare.secrets == SECRET
     ((path, mount),) = prepare.cloud_bucket_mounts.items()
-    assert (path, mount.bucket_name, mount.key_prefix, mount.read_only) == ("/s3-cache", MODAL["bucket"], MODAL["cache_prefix"], True)
+    assert (path, mount.bucket_name, mount.key_prefix, mount.read_only) == (
+        "/s3-cache",
+        MODAL["bucket"],
+        MODAL["cache_prefix"],
+        True,
+    )
     for function in (app.build_shard, app.build_cache):
         info = function.info()
         assert {p: v.name for p, v in info.volumes.items()} == volume_only
@@ -135,8 +157,10 @@ def test_the_image_adds_the_users_packages_and_extra_pins_from_the_modal_config(
     image = app._image(settings)
     installs = [c for c in modal_image.commands(image) if "pip install" in c and "upgrade" not in c]
     # the extras are constrained by the lock the first step copied into the image: they never move a locked pin
-    assert installs == ["RUN python -m pip install -r /.requirements.txt",
-                        "RUN python -m pip install einops==0.8.0 -c /.requirements.txt"]  # fmt: skip
+    assert installs == [
+        "RUN python -m pip install -r /.requirements.txt",
+        "RUN python -m pip install einops==0.8.0 -c /.requirements.txt",
+    ]
     assert app.IMAGE_LOCK in modal_image.context_files(image)
     modules = [e.module_name for layer in modal_image.layers(image) for e in layer.entries if hasattr(e, "module_name")]
     assert modules == ["eegcache", "tests"]
@@ -146,8 +170,14 @@ def test_the_image_adds_the_users_packages_and_extra_pins_from_the_modal_config(
 def test_the_images_eegcache_source_knows_its_version_without_installed_metadata():
     """The image adds eegcache as source only (no dist-info, like ``python -S`` here) and every cache's metadata
     records ``package_version``: a Modal build writes a local build's bytes only if both know the same version."""
-    proc = sh(sys.executable, "-S", "-c", "import eegcache; print(eegcache.__version__)", cwd=REPO,
-              env={"PYTHONPATH": str(REPO / "src")})  # fmt: skip
+    proc = sh(
+        sys.executable,
+        "-S",
+        "-c",
+        "import eegcache; print(eegcache.__version__)",
+        cwd=REPO,
+        env={"PYTHONPATH": str(REPO / "src")},
+    )
     assert proc.stdout.strip() == metadata.version("eegcache") != ""
 
 
@@ -155,8 +185,10 @@ def test_the_image_adds_conf_and_the_dvc_metadata_and_nothing_else_of_the_projec
     added = modal_image.added_files(app.image, app.CONTAINER_PROJECT)
     assert sorted(n for n in added if not n.startswith("conf/")) == sorted(app.DVC_FILES)
     assert {n for n in added if n.startswith("conf/")} == {
-        p.relative_to(REPO).as_posix() for p in (REPO / "conf").rglob("*.yaml") if p.parent.name != "local" or p.name != "default.yaml"
-    }  # fmt: skip
+        p.relative_to(REPO).as_posix()
+        for p in (REPO / "conf").rglob("*.yaml")
+        if p.parent.name != "local" or p.name != "default.yaml"
+    }
 
 
 def test_the_cache_mount_is_the_dvc_remote_prefix():
@@ -164,7 +196,9 @@ def test_the_cache_mount_is_the_dvc_remote_prefix():
     assert f"url = s3://{MODAL['bucket']}/{MODAL['cache_prefix'].rstrip('/')}\n" in dvc_config
 
 
-def test_prepare_pulls_on_cpus_then_train_reads_the_volume_in_a_read_only_container(deployed, project, tmp_path, capsys):
+def test_prepare_pulls_on_cpus_then_train_reads_the_volume_in_a_read_only_container(
+    deployed, project, tmp_path, capsys
+):
     version = dvc.version_at(project, "cache-v1").hash  # read with git, as the local entrypoint does
     vol = tmp_path / "results"
     stand_ins = f"cache.volume_root={vol} cache.mount_point={tmp_path / 'not-mounted'}"
@@ -205,15 +239,18 @@ def test_two_runs_never_share_a_directory(deployed, project, tmp_path):
         other = deployed.train.local(version, f"{stand_ins} train.epochs=3", project=str(root))
         again = deployed.train.local(version, f"{stand_ins} train.epochs=2", project=str(root))
         with pytest.raises(TrainError, match="finished already"):  # a finished run is never written again
-            deployed.train.local(version, f"{stand_ins} train.epochs=2", project=str(root),
-                                 run_id=Path(first["run_dir"]).name)  # fmt: skip
+            deployed.train.local(
+                version, f"{stand_ins} train.epochs=2", project=str(root), run_id=Path(first["run_dir"]).name
+            )
     dirs = [Path(r["run_dir"]) for r in (first, other, again)]
     assert len(set(dirs)) == 3 and dirs[0].parent == dirs[2].parent != dirs[1].parent  # config hash, then run id
     for run in dirs:
         assert json.loads((run / "result.json").read_text())["metrics"] == json.loads((run / "train.json").read_text())
 
 
-def test_a_users_trainer_gets_the_cache_and_config_and_resumes_from_its_checkpoint(deployed, project, tmp_path, monkeypatch):
+def test_a_users_trainer_gets_the_cache_and_config_and_resumes_from_its_checkpoint(
+    deployed, project, tmp_path, monkeypatch
+):
     version = dvc.version_at(project).hash
     vol = tmp_path / "results"
     stand_ins = f"cache.volume_root={vol} cache.mount_point="
@@ -230,7 +267,9 @@ def test_a_users_trainer_gets_the_cache_and_config_and_resumes_from_its_checkpoi
     run = Path(out["run_dir"])
     assert run.name == "run-1" and (run / "model.txt").read_text() == "0.25\n"
     assert json.loads((run / "checkpoint" / "state.json").read_text())["epoch"] == 5
-    assert json.loads((run / "run.json").read_text())["config"]["train"]["entrypoint"] == "tests.fixtures.my_trainer:fit"
+    assert (
+        json.loads((run / "run.json").read_text())["config"]["train"]["entrypoint"] == "tests.fixtures.my_trainer:fit"
+    )
 
 
 def test_a_retried_train_call_without_a_run_id_resumes_in_its_own_run(deployed, project, tmp_path, monkeypatch):
@@ -270,21 +309,29 @@ def test_an_entrypoint_that_does_not_import_is_a_config_error():
 def test_prepare_uses_the_bucket_mount_when_there_is_one(deployed, project, tmp_path, s3_server):
     mount = tmp_path / "s3-cache"
     url = dvc.remote_settings(project)["url"]
-    sh(str(BIN / "s5cmd"), "--endpoint-url", s3_server.endpoint_url, "cp", f"{url}/*", f"{mount}/", cwd=tmp_path,
-       env=s3_server.env())  # fmt: skip
+    sh(
+        str(BIN / "s5cmd"),
+        "--endpoint-url",
+        s3_server.endpoint_url,
+        "cp",
+        f"{url}/*",
+        f"{mount}/",
+        cwd=tmp_path,
+        env=s3_server.env(),
+    )
     version = dvc.version_at(project).hash
     with container(deployed, project, tmp_path / "project") as root:
-        out = deployed.prepare.local(version, f"cache.volume_root={tmp_path / 'results'} cache.mount_point={mount}",
-                                     project=str(root))  # fmt: skip
+        out = deployed.prepare.local(
+            version, f"cache.volume_root={tmp_path / 'results'} cache.mount_point={mount}", project=str(root)
+        )
     assert out["resolve"]["source"] == "mount" and out["resolve"]["bytes"] > 0
 
 
 def test_train_reads_only_the_volume_and_says_to_prepare_first(deployed, project, tmp_path):
     vol = tmp_path / "results"
     version = dvc.version_at(project).hash
-    with container(deployed, project, tmp_path / "project") as root:
-        with pytest.raises(resolve.ResolveError) as caught:
-            deployed.train.local(version, f"cache.volume_root={vol} cache=s3_first", project=str(root))
+    with container(deployed, project, tmp_path / "project") as root, pytest.raises(resolve.ResolveError) as caught:
+        deployed.train.local(version, f"cache.volume_root={vol} cache=s3_first", project=str(root))
     message = str(caught.value)
     assert "is not on the volume" in message and "`prepare`" in message and "remote" not in message.split("\n")[1]
     assert not (vol / "runs").exists()  # nothing trained
@@ -293,8 +340,9 @@ def test_train_reads_only_the_volume_and_says_to_prepare_first(deployed, project
 @pytest.mark.parametrize("function", ["prepare", "train"])
 def test_allow_build_is_refused_with_the_way_to_build_on_cpus(deployed, project, tmp_path, function):
     with pytest.raises(ConfigError, match="build_cache") as caught:
-        getattr(deployed, function).local(dvc.version_at(project).hash,
-                                          f"cache.volume_root={tmp_path} cache.allow_build=true", project=str(project))  # fmt: skip
+        getattr(deployed, function).local(
+            dvc.version_at(project).hash, f"cache.volume_root={tmp_path} cache.allow_build=true", project=str(project)
+        )
     assert "never build" in str(caught.value)
     assert not any(tmp_path.iterdir())  # refused before anything was written
 
@@ -308,11 +356,14 @@ def test_verify_refuses_a_version_that_is_not_a_cache_version_before_reaching_s3
 @pytest.mark.parametrize("function", ["prepare", "train"])
 def test_an_unclosed_quote_in_the_overrides_is_a_config_error(deployed, project, tmp_path, function):
     with pytest.raises(ConfigError, match="--overrides .*quote"):
-        getattr(deployed, function).local(dvc.version_at(project).hash, "train.entrypoint='my_pkg:fit",
-                                          project=str(project))  # fmt: skip
+        getattr(deployed, function).local(
+            dvc.version_at(project).hash, "train.entrypoint='my_pkg:fit", project=str(project)
+        )
 
 
-def test_build_cache_plans_once_and_matches_dvc_repro_in_a_read_only_container(deployed, project, tmp_path, monkeypatch):
+def test_build_cache_plans_once_and_matches_dvc_repro_in_a_read_only_container(
+    deployed, project, tmp_path, monkeypatch
+):
     """The sharded build (each shard's body run here) gives the version `dvc repro` recorded in dvc.lock; the
     corpus is listed and each annotation parsed once (by build_cache), never by a shard."""
     from eegcache.core import corpus
@@ -362,8 +413,9 @@ def test_the_app_registers_every_function_the_readme_lists():
     assert app_functions() == ["build_cache", "build_shard", "main", "prepare", "train", "verify"]
 
 
-@pytest.mark.parametrize("command", [f"modal run deploy/modal/app.py::{name}" for name in app_functions()]
-                         + documented_commands())  # fmt: skip
+@pytest.mark.parametrize(
+    "command", [f"modal run deploy/modal/app.py::{name}" for name in app_functions()] + documented_commands()
+)
 def test_every_function_and_documented_modal_run_command_parses(command):
     """``modal run`` parses only plain parameter types; ``--help`` after the command's own options parses them all
     (an unknown option or an unparseable annotation fails) and stops before anything reaches Modal."""
@@ -373,5 +425,5 @@ def test_every_function_and_documented_modal_run_command_parses(command):
     assert proc.returncode == 0 and "unparseable" not in proc.stderr, proc.stderr
     target = next(arg for arg in args if "app.py" in arg)
     assert proc.stdout.startswith(f"Usage: modal run {target}")
-    own = [arg for arg in args[args.index(target):] if arg.startswith("--")]  # after the target: the function's
+    own = [arg for arg in args[args.index(target) :] if arg.startswith("--")]  # after the target: the function's
     assert all(f"  {arg} " in proc.stdout for arg in own), proc.stdout

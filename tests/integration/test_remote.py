@@ -16,11 +16,11 @@ import yaml
 
 from eegcache import config
 from eegcache.core import process, store
-from tests.conftest import REPO
-from tests.integration.projects import BIN, connect, files, make_project, sh
 from eegcache.devtools import s3local
 from eegcache.versions import dvc, fetch, identity, lockfile, verify
 from eegcache.volume import install
+from tests.conftest import REPO
+from tests.integration.projects import BIN, connect, files, make_project, sh
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -89,7 +89,9 @@ def test_pull_version_into_another_directory(project, tmp_path, s3_server):
 def test_remote_verify_catches_objects_deleted_behind_dvcs_back(project, tmp_path, s3_server):
     dvc.push(project)
     version = dvc.version_at(project)
-    listing = yaml.safe_load((project / ".dvc" / "cache" / "files" / "md5" / version.hash[:2] / version.hash[2:]).read_text())
+    listing = yaml.safe_load(
+        (project / ".dvc" / "cache" / "files" / "md5" / version.hash[:2] / version.hash[2:]).read_text()
+    )
     victim = next(e for e in listing if e["relpath"].endswith(".npz"))
     url = f"s3://{s3_server.bucket}/{_prefix(project)}/files/md5/{victim['md5'][:2]}/{victim['md5'][2:]}"
     sh(str(BIN / "s5cmd"), "--endpoint-url", s3_server.endpoint_url, "rm", url, cwd=tmp_path, env=s3_server.env())
@@ -127,8 +129,13 @@ def test_versions_and_tag_checkout_round_trip(project, s3_server):
 def test_wrong_credentials_name_the_remote_and_cause(project, s3_server, tmp_path):
     clone = tmp_path / "clone"
     sh("git", "clone", "-q", str(project), str(clone), cwd=tmp_path)
-    dvc.configure(clone, f"s3://{s3_server.bucket}/{_prefix(project)}", endpoint_url=s3_server.endpoint_url,
-                     access_key=s3_server.access_key, secret_key="wrong-secret")  # fmt: skip
+    dvc.configure(
+        clone,
+        f"s3://{s3_server.bucket}/{_prefix(project)}",
+        endpoint_url=s3_server.endpoint_url,
+        access_key=s3_server.access_key,
+        secret_key="wrong-secret",
+    )
     with pytest.raises(dvc.RemoteError) as err:
         dvc.pull(clone)
     message = str(err.value)
@@ -172,8 +179,13 @@ def test_server_down_is_a_clear_error_and_a_rerun_after_restart_completes(projec
 
 def test_missing_bucket_names_it(project, tmp_path, s3_server):
     clone = _clone_with_cache(project, tmp_path)
-    dvc.configure(clone, "s3://no-such-bucket/x", endpoint_url=s3_server.endpoint_url,
-                     access_key=s3_server.access_key, secret_key=s3_server.secret_key)  # fmt: skip
+    dvc.configure(
+        clone,
+        "s3://no-such-bucket/x",
+        endpoint_url=s3_server.endpoint_url,
+        access_key=s3_server.access_key,
+        secret_key=s3_server.secret_key,
+    )
     with pytest.raises(dvc.RemoteError) as err:
         dvc.push(clone)
     assert "s3://no-such-bucket/x" in str(err.value)
@@ -186,7 +198,13 @@ def test_object_missing_on_the_remote_fails_the_pull(project, tmp_path, own_serv
     connect(clone, server, "holes")
     dvc.push(clone)
     version = dvc.version_at(clone)
-    npz = next(e for e in yaml.safe_load(Path(clone / ".dvc" / "cache" / "files" / "md5" / version.hash[:2] / version.hash[2:]).read_text()) if e["relpath"].endswith(".npz"))
+    npz = next(
+        e
+        for e in yaml.safe_load(
+            Path(clone / ".dvc" / "cache" / "files" / "md5" / version.hash[:2] / version.hash[2:]).read_text()
+        )
+        if e["relpath"].endswith(".npz")
+    )
     url = f"s3://{server.bucket}/holes/files/md5/{npz['md5'][:2]}/{npz['md5'][2:]}"
     sh(str(BIN / "s5cmd"), "--endpoint-url", server.endpoint_url, "rm", url, cwd=tmp_path, env=server.env())
     with pytest.raises(fetch.FetchError):
@@ -207,7 +225,6 @@ def test_server_stopped_mid_pull_then_restarted(tmp_path, own_server):
     (the pull failed) or complete, and a rerun ends with a byte-identical version."""
     import numpy as np
 
-
     state, server = own_server
     source = tmp_path / "source"
     source.mkdir()
@@ -218,23 +235,47 @@ def test_server_stopped_mid_pull_then_restarted(tmp_path, own_server):
         (source / "big" / "train").mkdir(parents=True, exist_ok=True)
         data = rng.bytes(4_000_000)
         (source / "big" / "train" / f"f{i:03d}.npz").write_bytes(data)
-        entries[f"train/f{i:03d}.npz"] = {"md5": store.md5_bytes(data), "size": len(data), "split": "train",
-                                          "patient": f"p{i:03d}", "samples": 1, "seconds": 1.0, "seizure_seconds": 0.0,
-                                          "seizures": [], "zero_filled": []}  # fmt: skip
+        entries[f"train/f{i:03d}.npz"] = {
+            "md5": store.md5_bytes(data),
+            "size": len(data),
+            "split": "train",
+            "patient": f"p{i:03d}",
+            "samples": 1,
+            "seconds": 1.0,
+            "seizure_seconds": 0.0,
+            "seizures": [],
+            "zero_filled": [],
+        }
     # a cache as pull-version checks it: files as its metadata lists them (composed as a build composes it)
-    store.write_metadata(source / "big", process.cache_metadata(
-        params=identity.stage_params(config.load(REPO, local=False)), code="test", package_version="test",
-        inputs=[(rel, e["md5"], None) for rel, e in entries.items()], files=entries, skipped=[], excluded=[]))
+    store.write_metadata(
+        source / "big",
+        process.cache_metadata(
+            params=identity.stage_params(config.load(REPO, local=False)),
+            code="test",
+            package_version="test",
+            inputs=[(rel, e["md5"], None) for rel, e in entries.items()],
+            files=entries,
+            skipped=[],
+            excluded=[],
+        ),
+    )
     sh("dvc", "add", "-q", "big", cwd=source)
-    dvc.configure(source, f"s3://{server.bucket}/mid", endpoint_url=server.endpoint_url,
-                     access_key=server.access_key, secret_key=server.secret_key)  # fmt: skip
+    dvc.configure(
+        source,
+        f"s3://{server.bucket}/mid",
+        endpoint_url=server.endpoint_url,
+        access_key=server.access_key,
+        secret_key=server.secret_key,
+    )
     sh("dvc", "push", "-q", cwd=source)
     out = yaml.safe_load((source / "big.dvc").read_text())["outs"][0]
     version = lockfile.Version("big", out["md5"], out["nfiles"], out["size"])
     vol = tmp_path / "volume"
-    code = (f"from pathlib import Path; from eegcache.versions.lockfile import Version; "
-            f"from eegcache.volume.install import pull_version; "
-            f"pull_version(Path({str(source)!r}), {version!r}, Path({str(vol)!r}), jobs=1)")  # fmt: skip
+    code = (
+        f"from pathlib import Path; from eegcache.versions.lockfile import Version; "
+        f"from eegcache.volume.install import pull_version; "
+        f"pull_version(Path({str(source)!r}), {version!r}, Path({str(vol)!r}), jobs=1)"
+    )
     pull = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     fetched = vol / ".dvc" / "cache" / "files" / "md5"
     deadline = time.monotonic() + 60

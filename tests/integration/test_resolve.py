@@ -9,17 +9,16 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from eegcache.core import store
-from tests.integration.projects import BIN, connect, files, make_project, settings, sh
 from eegcache.versions import dvc, verify
 from eegcache.versions.expected import expected_version
 from eegcache.volume import layout, prune, resolve
+from tests.integration.projects import BIN, connect, files, make_project, settings, sh
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -161,8 +160,16 @@ def test_mount_source_with_a_plain_directory(project, tmp_path, s3_server):
     """A directory holding a copy of the remote prefix stands in for the bucket mount."""
     mount = tmp_path / "s3-cache"
     url = dvc.remote_settings(project)["url"]
-    sh(str(BIN / "s5cmd"), "--endpoint-url", s3_server.endpoint_url, "cp", f"{url}/*", f"{mount}/", cwd=tmp_path,
-       env=s3_server.env())  # fmt: skip
+    sh(
+        str(BIN / "s5cmd"),
+        "--endpoint-url",
+        s3_server.endpoint_url,
+        "cp",
+        f"{url}/*",
+        f"{mount}/",
+        cwd=tmp_path,
+        env=s3_server.env(),
+    )
     vol = with_bystanders(tmp_path / "vol")
     report = resolve.resolve(settings(project, vol, "cache=s3_first", f"cache.mount_point={mount}"), project)
     assert attempts(report) == [("mount", "used")] and report.bytes == dvc.version_at(project).size
@@ -192,7 +199,9 @@ def test_two_processes_resolving_at_once(project, tmp_path):
     reports = [json.loads((tmp_path / f"r{i}.json").read_text()) for i in range(2)]
     assert reports[0]["path"] == reports[1]["path"]
     assert files(Path(reports[0]["path"])) == files(project / "cache" / "tusz")
-    leftovers = [p.name for p in layout.versions_root(vol).iterdir() if p.name.startswith((".partial", layout.QUARANTINE))]
+    leftovers = [
+        p.name for p in layout.versions_root(vol).iterdir() if p.name.startswith((".partial", layout.QUARANTINE))
+    ]
     assert leftovers == []
     assert_bystanders(vol)
 
@@ -211,7 +220,10 @@ def test_resolve_killed_midway_then_rerun(project, tmp_path):
         killed_midway += not final.exists() and run.poll() is None
         run.send_signal(signal.SIGKILL)
         run.wait(timeout=60)
-        assert not final.exists() or verify.verify_version(final, expected_version(settings(project, vol), project).hash).ok
+        assert (
+            not final.exists()
+            or verify.verify_version(final, expected_version(settings(project, vol), project).hash).ok
+        )
         if final.exists():
             shutil.rmtree(final)  # start the next round without the version dir (its objects stay cached)
     assert killed_midway, "every resolve finished before it could be killed"
@@ -238,7 +250,7 @@ def test_no_source_is_one_clear_error_and_deletes_nothing(project, tmp_path, s3_
     run = _resolve_cli(clone, vol, "cache=s3_first")
     out, err = run.communicate(timeout=300)
     assert run.returncode != 0 and out == ""
-    message = err[err.index("eegcache resolve: error:"):]
+    message = err[err.index("eegcache resolve: error:") :]
     version = dvc.version_at(project).hash
     assert f"no valid source for cache version {version} (preset s3_first" in message
     lines = [line.strip() for line in message.splitlines() if line.strip().startswith("- ")]

@@ -23,9 +23,9 @@ import botocore.session
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+
 from eegcache.devtools import s3local
 from eegcache.versions import dvc
-
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
@@ -34,10 +34,13 @@ EEGCACHE = [sys.executable, "-m", "eegcache.cli"]
 
 def client(server: s3local.S3Server, access_key: str | None = None, secret_key: str | None = None):
     return botocore.session.get_session().create_client(
-        "s3", endpoint_url=server.endpoint_url, region_name="us-east-1",
-        aws_access_key_id=access_key or server.access_key, aws_secret_access_key=secret_key or server.secret_key,
+        "s3",
+        endpoint_url=server.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id=access_key or server.access_key,
+        aws_secret_access_key=secret_key or server.secret_key,
         config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"}, proxies={}),
-    )  # fmt: skip
+    )
 
 
 def error_code(call) -> str:
@@ -97,8 +100,13 @@ def test_objects_round_trip_with_the_servers_keys(s3_server):
     # A subprocess gets the same access through env(), as dvc will.
     url = f"s3://{s3_server.bucket}/t/round-trip.bin"
     env = {**os.environ, **s3_server.env()}
-    out = subprocess.run([str(BIN / "s5cmd"), "--endpoint-url", s3_server.endpoint_url, "cat", url],
-                         env=env, capture_output=True, check=True, timeout=60)  # fmt: skip
+    out = subprocess.run(
+        [str(BIN / "s5cmd"), "--endpoint-url", s3_server.endpoint_url, "cat", url],
+        env=env,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
     assert out.stdout == body
 
 
@@ -111,16 +119,25 @@ def test_the_bucket_exists_from_the_start(s3_server):
 def test_wrong_or_missing_credentials_are_refused(s3_server):
     bucket = s3_server.bucket
     assert error_code(lambda: client(s3_server, secret_key="0" * 40).list_objects_v2(Bucket=bucket)) in {
-        "SignatureDoesNotMatch", "403"}  # fmt: skip
+        "SignatureDoesNotMatch",
+        "403",
+    }
     assert error_code(lambda: client(s3_server, access_key="NOSUCHKEY").list_objects_v2(Bucket=bucket)) in {
-        "InvalidAccessKeyId", "403"}  # fmt: skip
+        "InvalidAccessKeyId",
+        "403",
+    }
     no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with pytest.raises(urllib.error.HTTPError) as anonymous:
         no_proxy.open(f"{s3_server.endpoint_url}/{bucket}", timeout=5)
     assert anonymous.value.code == 403
     wrong = {**os.environ, **s3_server.env(), "AWS_SECRET_ACCESS_KEY": "x" * 40}
-    out = subprocess.run([str(BIN / "s5cmd"), "--endpoint-url", s3_server.endpoint_url, "ls", f"s3://{bucket}"],
-                         env=wrong, capture_output=True, text=True, timeout=60)  # fmt: skip
+    out = subprocess.run(
+        [str(BIN / "s5cmd"), "--endpoint-url", s3_server.endpoint_url, "ls", f"s3://{bucket}"],
+        env=wrong,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode != 0 and "SignatureDoesNotMatch" in out.stderr
 
 
@@ -139,8 +156,11 @@ def unauthenticated(scheme: str, port: int, method: str, path: str, body: bytes 
     (0, b"") if the port will not talk (TLS required, a gRPC port, a closed connection)."""
     context = ssl.create_default_context()
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # an intruder need not trust the server
-    conn = (http.client.HTTPSConnection("127.0.0.1", port, timeout=5, context=context) if scheme == "https"
-            else http.client.HTTPConnection("127.0.0.1", port, timeout=5))  # fmt: skip
+    conn = (
+        http.client.HTTPSConnection("127.0.0.1", port, timeout=5, context=context)
+        if scheme == "https"
+        else http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    )
     try:
         conn.request(method, path, body=body)
         response = conn.getresponse()
@@ -162,8 +182,14 @@ def test_no_port_of_the_server_serves_or_takes_bucket_data_without_credentials(s
     accepted = []
     for port in ports:
         for scheme in ("http", "https"):
-            for path in (f"/buckets/{bucket}/", f"/buckets/{bucket}/t/", f"/{bucket}?list-type=2", "/dir/assign",
-                         f"/buckets/{bucket}/t/canary.txt", f"/{bucket}/t/canary.txt"):  # fmt: skip
+            for path in (
+                f"/buckets/{bucket}/",
+                f"/buckets/{bucket}/t/",
+                f"/{bucket}?list-type=2",
+                "/dir/assign",
+                f"/buckets/{bucket}/t/canary.txt",
+                f"/{bucket}/t/canary.txt",
+            ):
                 status, body = unauthenticated(scheme, port, "GET", path)
                 if 200 <= status < 300 or canary in body:  # (a 403 may name the key, never give its bytes)
                     accepted.append((port, scheme, "GET", path, status))
@@ -176,8 +202,13 @@ def test_no_port_of_the_server_serves_or_takes_bucket_data_without_credentials(s
     assert "t/canary.txt" in keys and [k for k in keys if "intruder" in k] == []
     # The S3 API itself still works with the keys, for botocore and s5cmd.
     assert s3.get_object(Bucket=bucket, Key="t/canary.txt")["Body"].read() == canary
-    out = subprocess.run([str(BIN / "s5cmd"), "--endpoint-url", s3_server.endpoint_url, "ls", f"s3://{bucket}/t/"],
-                         env={**os.environ, **s3_server.env()}, capture_output=True, text=True, timeout=60)  # fmt: skip
+    out = subprocess.run(
+        [str(BIN / "s5cmd"), "--endpoint-url", s3_server.endpoint_url, "ls", f"s3://{bucket}/t/"],
+        env={**os.environ, **s3_server.env()},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0 and "canary.txt" in out.stdout and "intruder" not in out.stdout
 
 
@@ -188,12 +219,24 @@ def test_grpc_ports_take_only_clients_with_the_certificate(s3_server, tmp_path):
     ports, state_dir = record(s3_server)["ports"], s3_server.data_dir.parent
 
     def shell(cwd: Path) -> str:
-        cmd = [str(BIN / "weed"), f"-logdir={tmp_path}", "shell", f"-master=127.0.0.1:{ports['master']}",
-               f"-filer=127.0.0.1:{ports['filer']}"]  # fmt: skip
+        cmd = [
+            str(BIN / "weed"),
+            f"-logdir={tmp_path}",
+            "shell",
+            f"-master=127.0.0.1:{ports['master']}",
+            f"-filer=127.0.0.1:{ports['filer']}",
+        ]
         env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}  # no ~/.seaweedfs/security.toml either
         try:
-            done = subprocess.run(cmd, input=f"fs.ls /buckets/{s3_server.bucket}/t\nexit\n", cwd=cwd, env=env,
-                                  capture_output=True, text=True, timeout=8)  # fmt: skip
+            done = subprocess.run(
+                cmd,
+                input=f"fs.ls /buckets/{s3_server.bucket}/t\nexit\n",
+                cwd=cwd,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=8,
+            )
             return done.stdout + done.stderr
         except subprocess.TimeoutExpired as exc:  # it keeps retrying a server that refuses it
             return str(exc.stdout or "") + str(exc.stderr or "")
@@ -219,9 +262,11 @@ def test_state_files_keep_the_secret_private_and_logs_clean(s3_server):
     secret_files = [state_dir / name for name in ("server.json", "reuse.json", "security.toml", "s3-identities.json")]
     secret_files += sorted((state_dir / "tls").iterdir())  # ca.crt, node.crt, node.key
     assert len(secret_files) == 7
-    assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in secret_files} == {p.name: "0o600" for p in secret_files}
+    assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in secret_files} == {
+        p.name: "0o600" for p in secret_files
+    }
     toml = (state_dir / "security.toml").read_text()
-    assert toml.count("key = ") >= 4 and f"ca = \"{state_dir / 'tls' / 'ca.crt'}\"" in toml
+    assert toml.count("key = ") >= 4 and f'ca = "{state_dir / "tls" / "ca.crt"}"' in toml
     assert record(s3_server)["secret_key"] == s3_server.secret_key
     log = s3_server.log_file.read_text()
     assert "S3 Endpoint:" in log and s3_server.endpoint_url.rsplit(":", 1)[1] in log
@@ -245,7 +290,10 @@ def test_stop_restart_keeps_data_endpoint_and_keys(tmp_path):
     second = s3local.start(state_dir, bucket="persist", timeout_s=30)
     try:
         assert (second.endpoint_url, second.access_key, second.secret_key) == (
-            first.endpoint_url, first.access_key, first.secret_key)  # fmt: skip
+            first.endpoint_url,
+            first.access_key,
+            first.secret_key,
+        )
         assert second.pid != first.pid
         assert client(second).get_object(Bucket="persist", Key="kept.txt")["Body"].read() == b"still here"
         s3local.stop(state_dir)
@@ -319,8 +367,13 @@ def test_no_key_in_any_log_or_output_even_verbose(tmp_path):
     dvc_project(tmp_path)
 
     def cli(*args: str) -> str:
-        done = subprocess.run([*EEGCACHE, "-v", "s3-local", *args, "--dir", "state"], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        done = subprocess.run(
+            [*EEGCACHE, "-v", "s3-local", *args, "--dir", "state"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stderr
         return done.stdout + done.stderr
 
@@ -355,8 +408,9 @@ def test_no_key_in_any_log_or_output_even_verbose(tmp_path):
 
 def test_cli_start_status_stop(tmp_path):
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([*EEGCACHE, "s3-local", *args, "--dir", "state"], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        return subprocess.run(
+            [*EEGCACHE, "s3-local", *args, "--dir", "state"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
 
     assert cli("status").returncode == 1
     try:

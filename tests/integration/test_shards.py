@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from eegcache.core import corpus, store
-from eegcache.errors import AnnotationError, CacheError, ConfigError, CorpusError
-from tests.conftest import make_config
-from tests.integration.test_build import _plant_junk, tree_bytes
 from eegcache.build.plan import make_plan
 from eegcache.build.run import run_build
 from eegcache.build.shards import build_share, merge_shards, share_of, split_plan
+from eegcache.core import corpus, store
+from eegcache.errors import AnnotationError, CacheError, ConfigError, CorpusError
 from eegcache.versions.verify import verify
+from tests.conftest import make_config
+from tests.integration.test_build import _plant_junk, tree_bytes
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,9 @@ pytestmark = pytest.mark.integration
 def outputs(work: Path) -> dict[str, bytes]:
     """Every file of a build's results under ``work`` (make_config's layout): the cache and the metrics file (not
     the build lock beside the cache, which names the last holder)."""
-    return {f"{part}/{rel}": data for part in ("cache/tusz", "metrics") for rel, data in tree_bytes(work / part).items()}
+    return {
+        f"{part}/{rel}": data for part in ("cache/tusz", "metrics") for rel, data in tree_bytes(work / part).items()
+    }
 
 
 def sharded_build(cfg, shards: int, concurrent: bool = False) -> tuple[list[list[str]], dict]:
@@ -76,8 +78,9 @@ def test_concurrent_shards_in_separate_processes(reference, base_config, demo_co
     assert outputs(tmp_path) == reference
 
 
-def test_work_planned_once_builds_in_other_processes_without_listing_the_corpus(reference, base_config, demo_corpus,
-                                                                              tmp_path, monkeypatch):  # fmt: skip
+def test_work_planned_once_builds_in_other_processes_without_listing_the_corpus(
+    reference, base_config, demo_corpus, tmp_path, monkeypatch
+):
     """split_plan once, build_share per share in fresh interpreters (the work pickled, as to containers), then merge
     with that plan: byte-identical, and the corpus was listed only by the one make_plan here."""
     cfg = make_config(base_config, demo_corpus, tmp_path, build={"workers": 1})
@@ -104,8 +107,9 @@ def test_build_share_refuses_work_planned_with_other_params_or_outside_the_raw_d
     assert not (tmp_path / "cache").exists()
 
 
-def test_an_annotation_changed_after_planning_is_refused_not_built_with_the_planned_labels(base_config, corpus_copy,
-                                                                                          tmp_path):  # fmt: skip
+def test_an_annotation_changed_after_planning_is_refused_not_built_with_the_planned_labels(
+    base_config, corpus_copy, tmp_path
+):
     """Planned once, built later (minutes apart on Modal): the labels a shard writes are the plan's parse, so an
     annotation edited in between would give a cache whose labels and recorded input digest disagree."""
     cfg = make_config(base_config, corpus_copy, tmp_path)
@@ -142,8 +146,11 @@ def test_skipped_recordings_are_recorded_as_run_build_records_them(base_config, 
     metadata = merge_shards(cfg, results)
     assert outputs(tmp_path / "sharded") == outputs(tmp_path / "single")
     assert metadata["skipped"] == single.metadata["skipped"] and len(metadata["skipped"]) == 3
-    assert metadata["unsearched"] == single.metadata["unsearched"] == [
-        {"folder": "edf/.trash", "reason": "hidden folder: not searched"}]
+    assert (
+        metadata["unsearched"]
+        == single.metadata["unsearched"]
+        == [{"folder": "edf/.trash", "reason": "hidden folder: not searched"}]
+    )
     assert metadata["raw_digest"] == single.metadata["raw_digest"]
 
 
@@ -197,7 +204,9 @@ def test_merge_refuses_missing_truncated_and_foreign_outputs(two_shards):
 def test_merge_removes_only_leftovers_of_killed_writes(reference, two_shards):
     cfg, plan, results = two_shards
     out_dir = Path(cfg.build.out_dir)
-    killed = out_dir / Path(plan[0][0]).parent / f".{Path(plan[0][0]).name}{store.TMP_MARK}x1y2z3w4"  # mkstemp adds 8 characters
+    killed = (
+        out_dir / Path(plan[0][0]).parent / f".{Path(plan[0][0]).name}{store.TMP_MARK}x1y2z3w4"
+    )  # mkstemp adds 8 characters
     killed.write_bytes(b"half an output")  # what a shard killed inside store.atomic_write leaves
     (out_dir / store.JOURNAL_NAME).write_text("")  # and an interrupted run_build before it
     merge_shards(cfg, results)

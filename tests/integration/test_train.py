@@ -13,14 +13,22 @@ import numpy as np
 import pytest
 
 from eegcache import config
-from tests.conftest import REPO, make_config
 from eegcache.build.run import run_build
 from eegcache.train.baseline import run_train
 from eegcache.train.dataset import WindowDataset
+from tests.conftest import REPO, make_config
 
 pytestmark = pytest.mark.integration
-METRICS = ("windows", "seizure_windows", "hours", "auroc", "sensitivity", "specificity", "false_alarms",
-           "false_alarms_per_24h")  # fmt: skip
+METRICS = (
+    "windows",
+    "seizure_windows",
+    "hours",
+    "auroc",
+    "sensitivity",
+    "specificity",
+    "false_alarms",
+    "false_alarms_per_24h",
+)
 
 
 def with_outputs(cfg: config.Config, out: Path) -> config.Config:
@@ -63,7 +71,8 @@ def test_metrics_file_is_flat_and_consistent(trained):
         assert m[f"{split}_hours"] == pytest.approx(len(ds) * cfg.train.stride_s / 3600, abs=1e-6)
         assert 0 <= m[f"{split}_false_alarms"] <= len(ds) - m[f"{split}_seizure_windows"]
         assert m[f"{split}_false_alarms_per_24h"] == pytest.approx(
-            m[f"{split}_false_alarms"] / (len(ds) * cfg.train.stride_s) * 86400, abs=1e-5)
+            m[f"{split}_false_alarms"] / (len(ds) * cfg.train.stride_s) * 86400, abs=1e-5
+        )
         assert all(0 <= m[f"{split}_{k}"] <= 1 for k in ("auroc", "sensitivity", "specificity"))
     assert m["threshold"] == cfg.train.threshold
 
@@ -91,8 +100,9 @@ def test_model_file_describes_its_features(trained):
 def test_same_seed_gives_identical_files_another_seed_other_weights(trained, tmp_path):
     cfg, first = trained
     again = run_train(with_outputs(cfg, tmp_path / "again"))
-    for a, b in zip((first.metrics_file, first.roc_file, first.model_file),
-                    (again.metrics_file, again.roc_file, again.model_file)):  # fmt: skip
+    for a, b in zip(
+        (first.metrics_file, first.roc_file, first.model_file), (again.metrics_file, again.roc_file, again.model_file)
+    ):
         assert a.read_bytes() == b.read_bytes(), a.name
     other = with_outputs(cfg, tmp_path / "other")
     other = run_train(dataclasses.replace(other, train=dataclasses.replace(other.train, seed=1)))
@@ -101,9 +111,16 @@ def test_same_seed_gives_identical_files_another_seed_other_weights(trained, tmp
 
 def test_cli_trains_with_overrides_and_reports_errors(demo_cache, tmp_path):
     shutil.copytree(REPO / "conf", tmp_path / "conf", ignore=shutil.ignore_patterns("local"))
-    cmd = [sys.executable, "-m", "eegcache.cli", "train", f"build.out_dir={Path(demo_cache.build.out_dir)}",
-           f"train.metrics_file={tmp_path / 'm.json'}", f"train.roc_file={tmp_path / 'roc.json'}",
-           f"train.model_file={tmp_path / 'model.json'}"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "eegcache.cli",
+        "train",
+        f"build.out_dir={Path(demo_cache.build.out_dir)}",
+        f"train.metrics_file={tmp_path / 'm.json'}",
+        f"train.roc_file={tmp_path / 'roc.json'}",
+        f"train.model_file={tmp_path / 'model.json'}",
+    ]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     m = json.loads((tmp_path / "m.json").read_text())
@@ -112,5 +129,7 @@ def test_cli_trains_with_overrides_and_reports_errors(demo_cache, tmp_path):
 
     proc = subprocess.run([*cmd, "train.window_s=600"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
-    assert "eegcache train: error:" in proc.stderr and ".cache_metadata.json: split 'train' has no 600 s windows" \
-        in proc.stderr  # fmt: skip
+    assert (
+        "eegcache train: error:" in proc.stderr
+        and ".cache_metadata.json: split 'train' has no 600 s windows" in proc.stderr
+    )

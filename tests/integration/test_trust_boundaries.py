@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from eegcache.core import store
-from tests.integration.projects import BIN, connect, files, make_project, read_only, record, settings, sh
 from eegcache.versions import dvc, objects, verify
 from eegcache.volume import layout, prune, resolve
+from tests.integration.projects import BIN, connect, files, make_project, read_only, record, settings, sh
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -31,8 +31,16 @@ def put(server, url: str, key: str, data: bytes, where: Path) -> None:
     """An object written straight into the bucket, behind DVC's back (as an attacker with write access would)."""
     source = where / "upload.bin"
     source.write_bytes(data)
-    sh(str(BIN / "s5cmd"), "--endpoint-url", server.endpoint_url, "cp", str(source), f"{url}/{key}", cwd=where,
-       env=server.env())  # fmt: skip
+    sh(
+        str(BIN / "s5cmd"),
+        "--endpoint-url",
+        server.endpoint_url,
+        "cp",
+        str(source),
+        f"{url}/{key}",
+        cwd=where,
+        env=server.env(),
+    )
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
@@ -73,13 +81,21 @@ def test_hostile_object_ids_in_metadata_delete_nothing_outside(project, tmp_path
     record("trust", "object id '../..' in metadata: quarantine and prune", True, victim.is_file())
 
 
-@pytest.mark.parametrize("version", ["../../../victim_rel_0123456789a.dir", "/tmp/" + "a" * 27 + ".dir", "A" * 32 + ".dir"])
+@pytest.mark.parametrize(
+    "version", ["../../../victim_rel_0123456789a.dir", "/tmp/" + "a" * 27 + ".dir", "A" * 32 + ".dir"]
+)
 def test_a_hostile_cache_version_is_a_config_error(project, tmp_path, version):
     outside = tmp_path / "victim_rel_0123456789a"
     outside.mkdir()
     (outside / "keep.txt").write_text("keep\n")
-    proc = sh("eegcache", "resolve", f"cache.volume_root={tmp_path / 'a' / 'b' / 'c'}", f"cache.version={version}",
-              cwd=project, check=False)  # fmt: skip
+    proc = sh(
+        "eegcache",
+        "resolve",
+        f"cache.volume_root={tmp_path / 'a' / 'b' / 'c'}",
+        f"cache.version={version}",
+        cwd=project,
+        check=False,
+    )
     assert proc.returncode == 2 and "cache.version" in proc.stderr and "not a DVC object id" in proc.stderr
     assert (outside / "keep.txt").read_text() == "keep\n" and not (tmp_path / "a").exists()
     pulled = sh("eegcache", "pull-version", str(tmp_path / "t"), "--hash", version, cwd=project, check=False)
@@ -101,8 +117,10 @@ def test_a_listing_with_a_path_out_of_the_target_is_refused(project, tmp_path, s
     record("trust", "'..' relpath in a remote .dir listing", True, True)
 
 
-@pytest.mark.parametrize("command", [["remote-verify", "--rev=--output={out}"], ["pull-version", "{tmp}/t", "--rev=--output={out}"],
-                                     ["versions"]])
+@pytest.mark.parametrize(
+    "command",
+    [["remote-verify", "--rev=--output={out}"], ["pull-version", "{tmp}/t", "--rev=--output={out}"], ["versions"]],
+)
 def test_revisions_are_never_git_options(project, tmp_path, command):
     out = tmp_path / "written-by-git"
     args = [part.format(out=out, tmp=tmp_path) for part in command]
@@ -110,8 +128,9 @@ def test_revisions_are_never_git_options(project, tmp_path, command):
     assert not out.exists()
     if command != ["versions"]:
         assert proc.returncode == 2 and "not a git revision" in proc.stderr
-    resolve_rev = sh("eegcache", "resolve", f"cache.volume_root={tmp_path}/v", f"cache.rev=--output={out}", cwd=project,
-                     check=False)  # fmt: skip
+    resolve_rev = sh(
+        "eegcache", "resolve", f"cache.volume_root={tmp_path}/v", f"cache.rev=--output={out}", cwd=project, check=False
+    )
     assert resolve_rev.returncode == 2 and not out.exists()
 
 
@@ -168,7 +187,9 @@ def test_metadata_edited_in_place_is_evicted_and_recovered_in_one_resolve(projec
     assert [(a.source, a.outcome) for a in again.attempts] == [("volume", "rejected"), ("remote", "used")]
     assert files(Path(again.path)) == files(project / "cache" / "tusz")
     third = resolve.resolve(settings(project, vol, "cache=volume_first"), project)
-    assert third.source == "volume" and len(list((layout.versions_root(vol) / layout.QUARANTINE).glob("*.why.txt"))) == 1
+    assert (
+        third.source == "volume" and len(list((layout.versions_root(vol) / layout.QUARANTINE).glob("*.why.txt"))) == 1
+    )
     record("trust", "metadata edited in place (hard-linked object)", True, True)
 
 
@@ -213,9 +234,11 @@ def test_links_planted_in_a_volume_lead_nowhere(project, tmp_path):
     victim.write_text("precious\n")
     sh("rm", "-rf", str(first), cwd=tmp_path)
     host = socket.gethostname()  # the partial's name: .partial-<hash>.<host>.<pid>; bash's $$ is the pid exec keeps
-    plant = (f'ln -s {outside} {versions}/.partial-{name}.{host}.$$ && '
-             f'ln -s {victim} {versions}/.partial-{name}.{host}.$$.dvc && '
-             f'exec eegcache resolve cache=volume_first cache.volume_root={vol}')  # fmt: skip
+    plant = (
+        f"ln -s {outside} {versions}/.partial-{name}.{host}.$$ && "
+        f"ln -s {victim} {versions}/.partial-{name}.{host}.$$.dvc && "
+        f"exec eegcache resolve cache=volume_first cache.volume_root={vol}"
+    )
     proc = sh("bash", "-c", plant, cwd=project, check=False)
     assert (outside / "thesis.txt").read_text() == "years of work\n" and victim.read_text() == "precious\n"
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
@@ -228,7 +251,11 @@ def test_links_planted_in_a_volume_lead_nowhere(project, tmp_path):
     for prefix in range(256):
         (cache / f"{prefix:02x}").symlink_to(outside)
     proc = sh("eegcache", "resolve", "cache=volume_first", f"cache.volume_root={vol}", cwd=project, check=False)
-    assert proc.returncode == 2 and "leads outside" in proc.stderr and sorted(p.name for p in outside.iterdir()) == ["thesis.txt"]
+    assert (
+        proc.returncode == 2
+        and "leads outside" in proc.stderr
+        and sorted(p.name for p in outside.iterdir()) == ["thesis.txt"]
+    )
     record("trust", "symlinks planted in the volume (partial, pointer, DVC cache)", True, True)
 
 
@@ -251,20 +278,36 @@ def test_a_damaged_object_in_the_volumes_cache_is_fetched_again_under_deep(proje
 def test_careless_targets_and_read_only_places_are_one_clear_error(project, tmp_path):
     config_before = (project / ".dvc" / "config").read_bytes()
     proc = sh("eegcache", "pull-version", ".", cwd=project, check=False)
-    assert proc.returncode == 2 and "not a volume" in proc.stderr and (project / ".dvc" / "config").read_bytes() == config_before
+    assert (
+        proc.returncode == 2
+        and "not a volume" in proc.stderr
+        and (project / ".dvc" / "config").read_bytes() == config_before
+    )
     ro = tmp_path / "ro"
     ro.mkdir()
     with read_only(ro):
-        for args in (["pull-version", str(ro)], ["prune", "--keep", "0", f"cache.volume_root={ro}"],
-                     ["s3-local", "start", "--dir", str(ro / "s3")], ["resolve", f"cache.volume_root={ro}", "--json", str(ro / "r.json")]):  # fmt: skip
+        for args in (
+            ["pull-version", str(ro)],
+            ["prune", "--keep", "0", f"cache.volume_root={ro}"],
+            ["s3-local", "start", "--dir", str(ro / "s3")],
+            ["resolve", f"cache.volume_root={ro}", "--json", str(ro / "r.json")],
+        ):
             proc = sh("eegcache", *args, cwd=project, check=False)
             assert proc.returncode in (0, 2) and "Traceback" not in proc.stderr, (args, proc.stderr)  # 0: nothing to do
     mount = tmp_path / "mnt"
     listing = objects.object_key(dvc.version_at(project).hash)
     (mount / listing).parent.mkdir(parents=True)
     (mount / listing).symlink_to("/dev/zero")  # a source that never ends
-    proc = sh("eegcache", "resolve", "cache=s3_first", "cache.sources=[mount]", f"cache.mount_point={mount}",
-              f"cache.volume_root={tmp_path / 'v'}", cwd=project, check=False)  # fmt: skip
+    proc = sh(
+        "eegcache",
+        "resolve",
+        "cache=s3_first",
+        "cache.sources=[mount]",
+        f"cache.mount_point={mount}",
+        f"cache.volume_root={tmp_path / 'v'}",
+        cwd=project,
+        check=False,
+    )
     assert proc.returncode == 2 and "bytes: refused" in proc.stderr
     record("trust", "careless targets, read-only places, an endless source", True, True)
 

@@ -13,9 +13,10 @@ from eegcache.core import montage, store
 from tests.conftest import REPO, make_config
 
 sys.path.insert(0, str(REPO / "bench"))
-import fabricate_tusz as fab  # noqa: E402
-from eegcache.versions import verify
+import fabricate_tusz as fab
+
 from eegcache.build.plan import make_plan
+from eegcache.versions import verify
 
 FACTS = fab.TUSZ_V203.scaled(0.02)
 
@@ -57,7 +58,9 @@ def test_layout_plans_like_a_corpus(recordings, base_config, tmp_path):
     assert planned_seizures == pytest.approx(sum(f.seizure_hours for f in FACTS.splits.values()) * 3600, abs=0.01)
 
 
-@pytest.mark.parametrize("samples, name, zero_filled", [(37, "ref19", ("FZ", "PZ")), (30_000, "tcp22", ("A1-T3", "T4-A2"))])
+@pytest.mark.parametrize(
+    "samples, name, zero_filled", [(37, "ref19", ("FZ", "PZ")), (30_000, "tcp22", ("A1-T3", "T4-A2"))]
+)
 def test_sparse_file_is_the_stores_encoding_of_zeros(tmp_path, samples, name, zero_filled):
     labels = np.zeros(samples, dtype=np.uint8)
     labels[samples // 3 : samples // 2] = 1

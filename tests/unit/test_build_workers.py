@@ -5,16 +5,24 @@ import logging
 import os
 
 import pytest
-from eegcache.build.run import available_cpus, worker_count
 
+from eegcache.build.run import available_cpus, worker_count
 
 CPUS = len(os.sched_getaffinity(0))
 
 
-@pytest.mark.parametrize(("cpu_max", "expected"), [
-    ("max 100000\n", CPUS), ("100000 100000\n", 1), ("50000 100000\n", 1), ("150000 100000\n", min(2, CPUS)),
-    ("800000 100000\n", min(8, CPUS)), ("garbage\n", CPUS), (None, CPUS),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("cpu_max", "expected"),
+    [
+        ("max 100000\n", CPUS),
+        ("100000 100000\n", 1),
+        ("50000 100000\n", 1),
+        ("150000 100000\n", min(2, CPUS)),
+        ("800000 100000\n", min(8, CPUS)),
+        ("garbage\n", CPUS),
+        (None, CPUS),
+    ],
+)
 def test_available_cpus_are_the_affinity_mask_lowered_by_a_cgroup_quota(tmp_path, cpu_max, expected):
     path = tmp_path / "cpu.max"
     if cpu_max is not None:
@@ -31,4 +39,5 @@ def test_workers_are_capped_by_the_recordings_and_the_cpus(caplog):
         assert caplog.records == []
         assert worker_count(cpus + 7, 1000) == cpus
     assert [r.getMessage() for r in caplog.records] == [
-        f"build.workers={cpus + 7} but {cpus} CPUs are available: running {cpus} worker processes"]
+        f"build.workers={cpus + 7} but {cpus} CPUs are available: running {cpus} worker processes"
+    ]

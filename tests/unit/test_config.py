@@ -4,9 +4,9 @@ import pytest
 import yaml
 
 from eegcache import config
+from eegcache.core.identity import stable_hash
 from eegcache.errors import ConfigError
 from eegcache.versions import identity, lockfile
-from eegcache.core.identity import stable_hash
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,7 +26,12 @@ def test_composition_converts_into_frozen_dataclasses():
 
 def test_group_selection_and_values_on_the_one_road():
     cfg = config.load(REPO, ["preprocess=tcp22", "build.workers=2", "preprocess.dtype=float32", "data.dev_ratio=0.25"])
-    assert (cfg.preprocess.montage, cfg.preprocess.dtype, cfg.build.workers, cfg.data.dev_ratio) == ("tcp22", "float32", 2, 0.25)
+    assert (cfg.preprocess.montage, cfg.preprocess.dtype, cfg.build.workers, cfg.data.dev_ratio) == (
+        "tcp22",
+        "float32",
+        2,
+        0.25,
+    )
 
 
 def test_write_params_writes_what_load_reads_back(tmp_path):
@@ -39,8 +44,16 @@ def test_write_params_writes_what_load_reads_back(tmp_path):
 
 def test_paths_live_in_one_group_and_the_modal_paths_are_selected():
     local, modal = config.load(REPO, local=False), config.load(REPO, ["paths=modal", "data=tusz"], local=False)
-    assert (local.data.raw_dir, local.build.out_dir, local.cache.volume_root) == ("data/tusz_demo", "cache/tusz", ".eegcache/volume")
-    assert (modal.data.raw_dir, modal.cache.volume_root, modal.cache.mount_point) == ("/data/tusz", "/results", "/s3-cache")
+    assert (local.data.raw_dir, local.build.out_dir, local.cache.volume_root) == (
+        "data/tusz_demo",
+        "cache/tusz",
+        ".eegcache/volume",
+    )
+    assert (modal.data.raw_dir, modal.cache.volume_root, modal.cache.mount_point) == (
+        "/data/tusz",
+        "/results",
+        "/s3-cache",
+    )
     moved = config.load(REPO, ["paths.data_dir=/mnt/eeg", "paths.cache_dir=/fast/cache"], local=False)
     assert (moved.data.raw_dir, moved.build.out_dir) == ("/mnt/eeg/tusz_demo", "/fast/cache")
 

@@ -32,9 +32,16 @@ def runs(labels: np.ndarray) -> list[list[int]]:
 
 def entry(split: str, patient: str, labels: np.ndarray, size: int = 0, md5: str = "") -> dict:
     seizures = runs(labels)
-    return {"split": split, "patient": patient, "size": size, "md5": md5, "samples": len(labels),
-            "seconds": len(labels) / RATE, "seizure_seconds": sum(b - a for a, b in seizures) / RATE,
-            "seizures": seizures}  # fmt: skip
+    return {
+        "split": split,
+        "patient": patient,
+        "size": size,
+        "md5": md5,
+        "samples": len(labels),
+        "seconds": len(labels) / RATE,
+        "seizure_seconds": sum(b - a for a, b in seizures) / RATE,
+        "seizures": seizures,
+    }
 
 
 def write_cache(root: Path, recordings: dict[str, tuple[np.ndarray, np.ndarray]], write_files: bool = True) -> Path:
@@ -47,8 +54,13 @@ def write_cache(root: Path, recordings: dict[str, tuple[np.ndarray, np.ndarray]]
             facts = store.RecordingFacts(RATE, CHANNELS, (), eeg.shape[1] / RATE)
             size, md5 = store.write_recording(store.recording_path(root, split, bname), eeg, labels, facts)
         files[f"{key}{store.SUFFIX}"] = entry(split, bname.split("_")[0], labels, size, md5)
-    metadata = {"schema_version": store.SCHEMA_VERSION, "split_policy": "official_tusz", "sample_rate": RATE,
-                "channels": list(CHANNELS), "files": files}  # fmt: skip
+    metadata = {
+        "schema_version": store.SCHEMA_VERSION,
+        "split_policy": "official_tusz",
+        "sample_rate": RATE,
+        "channels": list(CHANNELS),
+        "files": files,
+    }
     store.write_metadata(root, metadata)
     return root
 
@@ -255,8 +267,10 @@ def test_unknown_split_lists_the_present_ones(cache):
     assert err.value.path == str(cache / store.METADATA_NAME)
 
 
-@pytest.mark.parametrize("window_s, stride_s, bad", [(0.0, 1.0, "window_s"), (4.0, -1.0, "stride_s"),
-                                                     (4.01, 1.0, "window_s"), (4.0, 0.005, "stride_s")])  # fmt: skip
+@pytest.mark.parametrize(
+    "window_s, stride_s, bad",
+    [(0.0, 1.0, "window_s"), (4.0, -1.0, "stride_s"), (4.01, 1.0, "window_s"), (4.0, 0.005, "stride_s")],
+)
 def test_window_and_stride_must_be_positive_whole_samples(cache, window_s, stride_s, bad):
     with pytest.raises(ConfigError, match=rf"{bad}=.* not a positive whole number of samples at 50 Hz"):
         WindowDataset(cache, "train", window_s=window_s, stride_s=stride_s)
@@ -292,8 +306,12 @@ def test_missing_file_is_named_on_access(cache):
 def test_file_disagreeing_with_metadata_is_an_error(tmp_path):
     eeg, labels = recording(400, 1)
     cache = write_cache(tmp_path, {"train/aaaaaaab_s001_t000": (eeg, labels)})
-    store.write_recording(cache / "train" / "aaaaaaab_s001_t000.npz", eeg[:, :300], labels[:300],
-                          store.RecordingFacts(RATE, CHANNELS, (), 6.0))  # fmt: skip
+    store.write_recording(
+        cache / "train" / "aaaaaaab_s001_t000.npz",
+        eeg[:, :300],
+        labels[:300],
+        store.RecordingFacts(RATE, CHANNELS, (), 6.0),
+    )
     ds = WindowDataset(cache, "train", window_s=4.0, stride_s=4.0)
     with pytest.raises(CacheError, match=r"eeg shape \(4, 300\) but the metadata says 4 channels × 400 samples"):
         ds[1]

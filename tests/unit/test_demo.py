@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from scipy.signal import welch
 
 from eegcache.core.montage import ELECTRODES, TCP_BIPOLAR
-from eegcache.errors import ConfigError
 from eegcache.devtools import demo
+from eegcache.errors import ConfigError
 
 FILE = re.compile(
     r"^edf/(train|dev|eval)/([a-z]{8})/s(\d{3})_(\d{4})/(01_tcp_ar|02_tcp_le|03_tcp_ar_a)/"
@@ -185,7 +185,7 @@ def test_csv_bi_covers_the_whole_recording(edfs):
         assert rows[0][1] == 0 and rows[-1][2] == edf.duration
         assert all(prev[2] == row[1] and prev[3] != row[3] for prev, row in zip(rows, rows[1:]))
         spans = seizure_spans(path)
-        assert all(5 <= a and b <= edf.duration - 5 and 10 <= b - a <= 60 for a, b in spans)
+        assert all(a >= 5 and b <= edf.duration - 5 and 10 <= b - a <= 60 for a, b in spans)
         with_seizures += bool(spans)
     assert 0.3 <= with_seizures / len(edfs) <= 0.8
 
@@ -236,7 +236,7 @@ def test_same_seed_gives_identical_bytes_and_another_seed_does_not(tmp_path):
 def test_seizures_fit_inside_the_recording_without_overlap(duration, count, seed):
     spans = demo.place_seizures(np.random.default_rng(seed), duration, count)
     assert len(spans) <= count and bool(spans) == (duration >= 34)
-    assert all(5 <= a and b <= duration - 5 and 10 <= round(b - a, 4) <= 60 for a, b in spans)
+    assert all(a >= 5 and b <= duration - 5 and 10 <= round(b - a, 4) <= 60 for a, b in spans)
     assert sum(b - a for a, b in spans) <= 0.3 * duration + 1e-3
     assert all(prev[1] < nxt[0] for prev, nxt in zip(spans, spans[1:]))
 

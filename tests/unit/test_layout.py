@@ -133,11 +133,18 @@ def test_train_depends_on_exactly_the_modules_train_imports():
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        ("eegcache.core.store", ["src/eegcache/__init__.py", "src/eegcache/core/__init__.py",
-                                 "src/eegcache/core/store.py", "src/eegcache/errors.py"]),
+        (
+            "eegcache.core.store",
+            [
+                "src/eegcache/__init__.py",
+                "src/eegcache/core/__init__.py",
+                "src/eegcache/core/store.py",
+                "src/eegcache/errors.py",
+            ],
+        ),
         ("eegcache.errors", ["src/eegcache/__init__.py", "src/eegcache/errors.py"]),
     ],
-)  # fmt: skip
+)
 def test_import_closure_follows_imports_and_the_packages_above_them(name, expected):
     assert import_closure(name) == expected
 
@@ -146,8 +153,9 @@ def test_import_closure_matches_what_python_imports():
     """The ``ast`` reading agrees with the interpreter: a fresh process importing the baseline trainer loads exactly
     those of the package's modules."""
     code = f"import sys, {TRAINING}; print('\\n'.join(sorted(m for m in sys.modules if m.startswith('eegcache'))))"
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            env={"PYTHONPATH": str(SRC)}).stdout.split()  # fmt: skip
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONPATH": str(SRC)}
+    ).stdout.split()
     assert sorted(MODULES[m].relative_to(REPO).as_posix() for m in loaded) == import_closure(TRAINING)
 
 
@@ -159,9 +167,17 @@ def _strings(name: str) -> set[str]:
 @pytest.mark.parametrize(
     ("what", "owner", "found_in"),
     [
-        ("imports DVC", "eegcache.versions.dvc", lambda m: any(i == "dvc" or i.startswith("dvc.") for i in _imports(m))),
+        (
+            "imports DVC",
+            "eegcache.versions.dvc",
+            lambda m: any(i == "dvc" or i.startswith("dvc.") for i in _imports(m)),
+        ),
         ("runs the dvc or git command", "eegcache.versions.dvc", lambda m: bool({"dvc", "git"} & _strings(m))),
-        ("starts SeaweedFS", "eegcache.devtools.s3local", lambda m: any(s == "mini" or s.endswith("/weed") for s in _strings(m))),
+        (
+            "starts SeaweedFS",
+            "eegcache.devtools.s3local",
+            lambda m: any(s == "mini" or s.endswith("/weed") for s in _strings(m)),
+        ),
         ("imports modal", None, lambda m: any(i == "modal" or i.startswith("modal.") for i in _imports(m))),
     ],
 )

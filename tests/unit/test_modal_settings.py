@@ -8,8 +8,8 @@ import pytest
 
 from eegcache import config
 from eegcache.errors import ConfigError
-from tests.conftest import REPO
 from eegcache.modal_settings import ModalConfig, Spent, cost_lines, modal_settings
+from tests.conftest import REPO
 
 PRICES = ModalConfig(gpu_usd_per_hour=2.5, cpu_usd_per_core_hour=0.05, memory_usd_per_gib_hour=0.01)
 

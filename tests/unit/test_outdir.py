@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eegcache import locks
-from eegcache.core import store
 from eegcache.build import ownership
+from eegcache.core import store
 
 
 @pytest.mark.parametrize("rel", ["train/a.npz", "model_weights.npz", "a/b/c"])
@@ -20,8 +20,25 @@ def test_safe_relative_paths(rel, tmp_path):
     assert ownership.inside(tmp_path, rel) == tmp_path / rel
 
 
-@pytest.mark.parametrize("rel", ["", "/etc/passwd", "../x", "train/../../x", "a//b", "./a", "a/.", "a/", "a\0b",
-                                 "a\nb", "a\\..\\b", None, 3, ["a"]])  # fmt: skip
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "",
+        "/etc/passwd",
+        "../x",
+        "train/../../x",
+        "a//b",
+        "./a",
+        "a/.",
+        "a/",
+        "a\0b",
+        "a\nb",
+        "a\\..\\b",
+        None,
+        3,
+        ["a"],
+    ],
+)
 def test_unsafe_relative_paths(rel, tmp_path):
     assert ownership.inside(tmp_path, rel) is None
 
@@ -37,17 +54,20 @@ def test_no_relative_path_leads_outside_the_root(rel):
         assert path is None or path.resolve().is_relative_to(root.resolve())
 
 
-@pytest.mark.parametrize(("rel", "ours"), [
-    (f"train/.x_s001_t000.npz{store.TMP_MARK}abcd_123", True),
-    (f".{store.METADATA_NAME}{store.TMP_MARK}zzzzzzzz", True),
-    (f".{store.JOURNAL_NAME}{store.TMP_MARK}00000000", True),
-    (f"train/.x.npz{store.TMP_MARK}abc", False),  # not mkstemp's 8 characters
-    (f"train/.x.npz{store.TMP_MARK}ABCDEFGH", False),
-    (f"sub/.x.npz{store.TMP_MARK}abcdefgh", False),  # not a split folder
-    (f"train/.notes.txt{store.TMP_MARK}abcdefgh", False),  # not an output
-    (f".model.npz{store.TMP_MARK}abcdefgh", False),  # outputs are one folder down
-    (f"train/x.npz{store.TMP_MARK}abcdefgh", False),  # no leading dot
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("rel", "ours"),
+    [
+        (f"train/.x_s001_t000.npz{store.TMP_MARK}abcd_123", True),
+        (f".{store.METADATA_NAME}{store.TMP_MARK}zzzzzzzz", True),
+        (f".{store.JOURNAL_NAME}{store.TMP_MARK}00000000", True),
+        (f"train/.x.npz{store.TMP_MARK}abc", False),  # not mkstemp's 8 characters
+        (f"train/.x.npz{store.TMP_MARK}ABCDEFGH", False),
+        (f"sub/.x.npz{store.TMP_MARK}abcdefgh", False),  # not a split folder
+        (f"train/.notes.txt{store.TMP_MARK}abcdefgh", False),  # not an output
+        (f".model.npz{store.TMP_MARK}abcdefgh", False),  # outputs are one folder down
+        (f"train/x.npz{store.TMP_MARK}abcdefgh", False),  # no leading dot
+    ],
+)
 def test_own_temp_files_are_exactly_atomic_writes(rel, ours):
     assert ownership.own_temp(rel) is ours
 
@@ -66,8 +86,6 @@ def test_shared_holders_share_and_exclude_an_exclusive_one(tmp_path):
         with pytest.raises(locks.Busy, match=f"pid {os.getpid()} .*shared"):
             with locks.held(lock):
                 pass
-    with locks.held(lock):
-        with pytest.raises(locks.Busy, match="exclusive"):
-            with locks.held(lock, shared=True):
-                pass
+    with locks.held(lock), pytest.raises(locks.Busy, match="exclusive"), locks.held(lock, shared=True):
+        pass
     assert lock.read_text().count("\n") == 1  # an exclusive holder starts the record afresh

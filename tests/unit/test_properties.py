@@ -46,14 +46,44 @@ NUMBER_TEXT = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
     st.floats(-1e3, 1e3).map(lambda x: f"{x:.4f}"),
     st.integers(-10, 10**6).map(str),
-    st.sampled_from(["", " ", "nan", "NaN", "inf", "-inf", "1e999", "-0", "+1", ".5", "5.", "1e-3", "1_0", "0x10",
-                     "\uff15", "\u0665", "1,5", "\u00a0 1", "٣.0", "1e", "e1", "--1", "0.0O00"]),
-)  # fmt: skip
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "nan",
+            "NaN",
+            "inf",
+            "-inf",
+            "1e999",
+            "-0",
+            "+1",
+            ".5",
+            "5.",
+            "1e-3",
+            "1_0",
+            "0x10",
+            "\uff15",
+            "\u0665",
+            "1,5",
+            "\u00a0 1",
+            "٣.0",
+            "1e",
+            "e1",
+            "--1",
+            "0.0O00",
+        ]
+    ),
+)
 LABEL = st.sampled_from(["seiz", "bckg", "fnsz", "gnsz", "SEIZ", "", "seiz ", "s\u00e9iz", "bckg,1"])
 CHANNEL = st.sampled_from(["TERM", "TERM", "TERM", "FP1-F7", "F7-T3", "term", "", "FP1"])
 SUFFIX = st.sampled_from([".csv_bi", ".csv"])
-JUNK_LINE = st.one_of(st.just(""), st.just("#"), st.just(",".join(corpus.COLUMNS)), st.text(max_size=30),
-                      st.lists(NUMBER_TEXT, max_size=6).map(",".join))  # fmt: skip
+JUNK_LINE = st.one_of(
+    st.just(""),
+    st.just("#"),
+    st.just(",".join(corpus.COLUMNS)),
+    st.text(max_size=30),
+    st.lists(NUMBER_TEXT, max_size=6).map(",".join),
+)
 
 
 def _float_or_none(text: str) -> float | None:
@@ -72,16 +102,24 @@ def near_valid_annotation(draw) -> tuple[str, str]:
     ``.csv_bi``, montage pairs in a ``.csv``), some gaps, then 0-3 mutations of rows (about a quarter untouched)."""
     suffix = draw(SUFFIX)
     duration = draw(st.sampled_from(["240.0000", "20", "0.5", "1e3", "3e300"]))
-    head = ["# version = csv_v1.0.0", f"# bname = {BNAME}", f"# duration = {duration} secs", "#",
-            ",".join(corpus.COLUMNS)]  # fmt: skip
+    head = [
+        "# version = csv_v1.0.0",
+        f"# bname = {BNAME}",
+        f"# duration = {duration} secs",
+        "#",
+        ",".join(corpus.COLUMNS),
+    ]
     ticks = round(min(float(duration), 240.0) * 100)
     channels = ["TERM"] if suffix == ".csv_bi" else draw(st.sampled_from([["FP1-F7"], ["FP1-F7", "T3-T5"]]))
     labels = ["seiz", "bckg"] if suffix == ".csv_bi" else ["bckg", "fnsz", "gnsz"]
     rows = []
     for channel in channels:
         cuts = sorted(draw(st.sets(st.integers(0, ticks), min_size=2, max_size=6)) | {0, ticks})
-        rows += [[channel, f"{a / 100:.4f}", f"{b / 100:.4f}", draw(st.sampled_from(labels)), "1.0000"]
-                 for a, b in zip(cuts, cuts[1:]) if draw(st.integers(0, 5))]  # about one piece in 6 is a gap
+        rows += [
+            [channel, f"{a / 100:.4f}", f"{b / 100:.4f}", draw(st.sampled_from(labels)), "1.0000"]
+            for a, b in zip(cuts, cuts[1:])
+            if draw(st.integers(0, 5))
+        ]  # about one piece in 6 is a gap
     rows = rows or [[channels[0], "0.0000", f"{ticks / 100:.4f}", "bckg", "1.0000"]]
     for _ in range(draw(st.sampled_from([0, 1, 1, 2, 3]))):
         whole = [k for k, r in enumerate(rows) if len(r) == len(corpus.COLUMNS)]  # rows not yet cut or lengthened
@@ -190,18 +228,31 @@ HEADER_BYTES = 256 * (1 + len(SIGNALS))
 # Numeric header fields (offset, width) per the EDF spec: record count and duration, then per-signal fields.
 # Where each per-signal field starts after the 256-byte fixed header, in units of the signal count (field widths
 # before it, summed): every signal's value of that field follows, 8 bytes each.
-_PER_SIGNAL = {"physical minimum": 104, "physical maximum": 112, "digital minimum": 120, "digital maximum": 128,
-               "samples per record": 216}
+_PER_SIGNAL = {
+    "physical minimum": 104,
+    "physical maximum": 112,
+    "digital minimum": 120,
+    "digital maximum": 128,
+    "samples per record": 216,
+}
 NUMERIC_FIELDS = [(236, 8), (244, 8), (252, 4)] + [
     (256 + offset * len(SIGNALS) + 8 * i, 8) for offset in _PER_SIGNAL.values() for i in range(len(SIGNALS))
-]  # fmt: skip
+]
 
 
 @pytest.fixture(scope="module")
 def real_edf(folder) -> bytes:
     """A small real EDF: two EEG channels, an EKG and a 1 Hz channel, 4 one-second records."""
-    signals = [EdfSignal(80 * np.sin(np.arange(4 * rate) * 0.3 + k), rate, label=label, physical_dimension="uV",
-                         physical_range=(-500, 500)) for k, (label, rate) in enumerate(SIGNALS)]  # fmt: skip
+    signals = [
+        EdfSignal(
+            80 * np.sin(np.arange(4 * rate) * 0.3 + k),
+            rate,
+            label=label,
+            physical_dimension="uV",
+            physical_range=(-500, 500),
+        )
+        for k, (label, rate) in enumerate(SIGNALS)
+    ]
     Edf(signals).write(folder / "real.edf")
     data = (folder / "real.edf").read_bytes()
     assert len(data) == HEADER_BYTES + 4 * 2 * (3 * 256 + 1)

@@ -8,8 +8,8 @@ import pytest
 
 from eegcache import config
 from eegcache.errors import ConfigError, TrainError
-from tests.conftest import REPO
 from eegcache.train import runs
+from tests.conftest import REPO
 
 
 def _config(entrypoint: str) -> config.Config:
@@ -22,8 +22,10 @@ def test_numpy_metrics_are_written_as_json_numbers(tmp_path):
     assert json.loads((tmp_path / "run" / "result.json").read_text())["metrics"] == {"auroc": 0.75, "windows": 3}
 
 
-@pytest.mark.parametrize(("entrypoint", "message"), [("no_metrics", "returned a NoneType"),
-                                                     ("text_metrics", "not a name and a number: 'auroc'")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("entrypoint", "message"),
+    [("no_metrics", "returned a NoneType"), ("text_metrics", "not a name and a number: 'auroc'")],
+)
 def test_a_trainer_returning_no_metrics_is_a_train_error_and_leaves_the_run_unfinished(tmp_path, entrypoint, message):
     with pytest.raises(TrainError, match=message) as caught:
         runs.train(_config(entrypoint), tmp_path / "cache", tmp_path / "run")

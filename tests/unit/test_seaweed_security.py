@@ -10,15 +10,19 @@ import stat
 import tomllib
 
 from cryptography import x509
-from eegcache.devtools import seaweed_security
 
+from eegcache.devtools import seaweed_security
 
 
 def test_security_toml_locks_every_door_with_fresh_keys(tmp_path):
     first = seaweed_security.write(tmp_path, "127.0.0.1")
     conf = tomllib.loads((tmp_path / "security.toml").read_text())
-    jwt = [conf["jwt"]["signing"], conf["jwt"]["signing"]["read"], conf["jwt"]["filer_signing"],
-           conf["jwt"]["filer_signing"]["read"]]  # fmt: skip
+    jwt = [
+        conf["jwt"]["signing"],
+        conf["jwt"]["signing"]["read"],
+        conf["jwt"]["filer_signing"],
+        conf["jwt"]["filer_signing"]["read"],
+    ]
     assert all(len(section["key"]) == 64 for section in jwt) and len({s["key"] for s in jwt}) == 4
     assert conf["grpc"]["ca"] == str(first.ca)
     for name in ("master", "volume", "filer", "s3", "admin", "worker", "client"):
@@ -37,7 +41,12 @@ def test_every_file_is_private_and_the_ca_key_is_never_written(tmp_path):
     security = seaweed_security.write(tmp_path, "127.0.0.1")
     files = sorted(p for p in tmp_path.rglob("*") if p.is_file())
     assert [p.relative_to(tmp_path).as_posix() for p in files] == [
-        "s3-identities.json", "security.toml", "tls/ca.crt", "tls/node.crt", "tls/node.key"]  # fmt: skip
+        "s3-identities.json",
+        "security.toml",
+        "tls/ca.crt",
+        "tls/node.crt",
+        "tls/node.key",
+    ]
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in files)
     assert stat.S_IMODE((tmp_path / "tls").stat().st_mode) == 0o700
     assert sum("PRIVATE KEY" in p.read_text() for p in files) == 1  # the node's; the CA's stays in memory
@@ -51,10 +60,15 @@ def test_every_file_is_private_and_the_ca_key_is_never_written(tmp_path):
 def test_the_identity_file_names_the_keys_by_variable_and_weed_gets_only_those(tmp_path):
     security = seaweed_security.write(tmp_path, "127.0.0.1")
     identities = json.loads((tmp_path / "s3-identities.json").read_text())["identities"]
-    assert identities[0]["credentials"] == [{"accessKey": "${EEGCACHE_S3_ACCESS_KEY}",
-                                             "secretKey": "${EEGCACHE_S3_SECRET_KEY}"}]  # fmt: skip
-    environ = {"PATH": os.environ.get("PATH", ""), "AWS_ACCESS_KEY_ID": "user-key", "WEED_JWT_SIGNING_KEY": "",
-               "S3_BUCKET": "extra"}  # fmt: skip
+    assert identities[0]["credentials"] == [
+        {"accessKey": "${EEGCACHE_S3_ACCESS_KEY}", "secretKey": "${EEGCACHE_S3_SECRET_KEY}"}
+    ]
+    environ = {
+        "PATH": os.environ.get("PATH", ""),
+        "AWS_ACCESS_KEY_ID": "user-key",
+        "WEED_JWT_SIGNING_KEY": "",
+        "S3_BUCKET": "extra",
+    }
     env = security.weed_env(environ, "id", "secret")
     assert env == {"PATH": environ["PATH"], "EEGCACHE_S3_ACCESS_KEY": "id", "EEGCACHE_S3_SECRET_KEY": "secret"}
 

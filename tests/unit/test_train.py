@@ -12,10 +12,9 @@ from scipy.stats import mannwhitneyu
 from eegcache import config
 from eegcache.core import store
 from eegcache.errors import CacheError, ConfigError, TrainError
-from tests.unit.test_dataset import CHANNELS, RATE, recording, write_cache
-from eegcache.train import baseline
-from eegcache.train import dataset
+from eegcache.train import baseline, dataset
 from eegcache.train.dataset import WindowDataset
+from tests.unit.test_dataset import CHANNELS, RATE, recording, write_cache
 
 BANDS = ((1.0, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 20.0))
 
@@ -88,10 +87,15 @@ def test_detection_metrics_at_the_threshold():
     m = baseline.detection_metrics(labels, scores, threshold=0.5, stride_s=600.0, split="dev")
     # alarms (>= 0.5): three of four seizure windows, two of eight background windows (0.7 and 0.5)
     assert m == {
-        "dev_windows": 12, "dev_seizure_windows": 4, "dev_hours": 2.0,
-        "dev_auroc": pytest.approx(baseline.auroc(labels, scores)), "dev_sensitivity": 0.75, "dev_specificity": 0.75,
-        "dev_false_alarms": 2, "dev_false_alarms_per_24h": 24.0,
-    }  # fmt: skip
+        "dev_windows": 12,
+        "dev_seizure_windows": 4,
+        "dev_hours": 2.0,
+        "dev_auroc": pytest.approx(baseline.auroc(labels, scores)),
+        "dev_sensitivity": 0.75,
+        "dev_specificity": 0.75,
+        "dev_false_alarms": 2,
+        "dev_false_alarms_per_24h": 24.0,
+    }
     # the AUROC by counting pairs: 0.9 and 0.8 beat all 8 negatives, 0.6 beats 7, 0.2 beats 3
     assert m["dev_auroc"] == pytest.approx((8 + 8 + 7 + 3) / 32, abs=1e-6)
     assert json.dumps(m)  # plain numbers only
@@ -145,8 +149,9 @@ def test_sample_weights_and_draw_shift_the_decision_towards_the_rare_class():
     counts = np.bincount(y)
     weighted_w, weighted_b = fit(x, y, epochs=20, sample_weight=(len(y) / (2.0 * counts))[y])
     positives = np.flatnonzero(y)
-    oversampled_w, oversampled_b = fit(x, y, epochs=20, draw=lambda r: r.permutation(np.r_[np.arange(1000),
-                                                                                         np.repeat(positives, 18)]))
+    oversampled_w, oversampled_b = fit(
+        x, y, epochs=20, draw=lambda r: r.permutation(np.r_[np.arange(1000), np.repeat(positives, 18)])
+    )
     # the boundary -b/w sits near the midpoint 0 when the classes weigh equally, far right of it when not
     assert -plain_b / plain_w[0] > 1.0
     assert abs(-weighted_b / weighted_w[0]) < 0.3
@@ -196,21 +201,32 @@ def bursty(n: int, seed: int, seizures) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture
 def small_cache(tmp_path):
-    return write_cache(tmp_path / "cache", {
-        "train/aaaaaaab_s001_t000": bursty(3000, 1, [(520, 1110), (2030, 2400)]),
-        "train/aaaaaaac_s001_t000": bursty(3000, 2, [(1170, 1830)]),
-        "dev/aaaaaaad_s001_t000": bursty(3000, 3, [(930, 1530)]),  # windows partly in it: 35, 85, 65, 15 %
-        "eval/aaaaaaae_s001_t000": bursty(1000, 4, []),
-    })  # fmt: skip
+    return write_cache(
+        tmp_path / "cache",
+        {
+            "train/aaaaaaab_s001_t000": bursty(3000, 1, [(520, 1110), (2030, 2400)]),
+            "train/aaaaaaac_s001_t000": bursty(3000, 2, [(1170, 1830)]),
+            "dev/aaaaaaad_s001_t000": bursty(3000, 3, [(930, 1530)]),  # windows partly in it: 35, 85, 65, 15 %
+            "eval/aaaaaaae_s001_t000": bursty(1000, 4, []),
+        },
+    )
 
 
 def small_config(cache: Path, out: Path, **train_fields) -> config.Config:
-    fields = {"window_s": 4.0, "stride_s": 2.0, "bands": "1-4,4-8,8-13,13-20", "epochs": 20,
-              "metrics_file": str(out / "m.json"), "roc_file": str(out / "roc.json"),
-              "model_file": str(out / "model.json"), **train_fields}  # fmt: skip
+    fields = {
+        "window_s": 4.0,
+        "stride_s": 2.0,
+        "bands": "1-4,4-8,8-13,13-20",
+        "epochs": 20,
+        "metrics_file": str(out / "m.json"),
+        "roc_file": str(out / "roc.json"),
+        "model_file": str(out / "model.json"),
+        **train_fields,
+    }
     base = config.Config()
-    return dataclasses.replace(base, build=dataclasses.replace(base.build, out_dir=str(cache)),
-                               train=dataclasses.replace(base.train, **fields))  # fmt: skip
+    return dataclasses.replace(
+        base, build=dataclasses.replace(base.build, out_dir=str(cache)), train=dataclasses.replace(base.train, **fields)
+    )
 
 
 @pytest.mark.parametrize("balance", config.BALANCE_MODES)
@@ -245,8 +261,11 @@ def test_split_features_do_not_depend_on_the_chunk_size(small_cache, monkeypatch
 
 
 def test_eval_split_without_seizure_windows_is_a_clear_error(small_cache, tmp_path):
-    with pytest.raises(TrainError, match=r"split 'eval' has no seizure windows among its 9 .*AUROC and sensitivity "
-                                         "are undefined") as err:  # fmt: skip
+    with pytest.raises(
+        TrainError,
+        match=r"split 'eval' has no seizure windows among its 9 .*AUROC and sensitivity "
+        "are undefined",
+    ) as err:
         baseline.run_train(small_config(small_cache, tmp_path, eval_split="eval"))
     assert err.value.path == str(small_cache / store.METADATA_NAME)
     assert not (tmp_path / "m.json").exists()
@@ -258,7 +277,8 @@ def test_train_split_without_seizure_windows_and_missing_splits(small_cache, tmp
     with pytest.raises(TrainError, match=r"split 'train' has no 80 s windows: all 2 recordings are shorter"):
         baseline.run_train(small_config(small_cache, tmp_path, window_s=80.0))
     (small_cache / store.METADATA_NAME).write_text(
-        (small_cache / store.METADATA_NAME).read_text().replace('"split": "dev"', '"split": "train"'))
+        (small_cache / store.METADATA_NAME).read_text().replace('"split": "dev"', '"split": "train"')
+    )
     with pytest.raises(CacheError, match=r"no split 'dev' in the cache \(present: eval, train\)"):
         baseline.run_train(small_config(small_cache, tmp_path))
 

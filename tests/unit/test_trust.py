@@ -14,12 +14,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eegcache import trust
-from eegcache.versions import fetch, objects
+from eegcache.versions import objects
 
 HOSTILE = st.one_of(
     st.text(max_size=60),
-    st.lists(st.sampled_from(["..", ".", "", "a", "b.npz", "/", "\\", "\x00", "\n", "~", "-x", "%2e%2e"]), max_size=8).map("/".join),
-    st.sampled_from(["../../../../tmp/victim.txt", "/etc/passwd", "a/../../b", "train/../..", "./a", "a//b", "a/", " "]),
+    st.lists(
+        st.sampled_from(["..", ".", "", "a", "b.npz", "/", "\\", "\x00", "\n", "~", "-x", "%2e%2e"]), max_size=8
+    ).map("/".join),
+    st.sampled_from(
+        ["../../../../tmp/victim.txt", "/etc/passwd", "a/../../b", "train/../..", "./a", "a//b", "a/", " "]
+    ),
 )
 
 
@@ -87,8 +91,11 @@ def test_a_listing_is_checked_against_its_name_and_every_entry_through_the_gate(
     assert objects.parse_listing(good, name) == {"train/x.npz": "a" * 32}
     with pytest.raises(objects.ObjectError, match="corrupt or replaced"):
         objects.parse_listing(good + b" ", name)
-    for bad in ({"md5": "a" * 32, "relpath": "../../../x.txt"}, {"md5": "../../victim", "relpath": "x.npz"},
-                {"md5": "a" * 32, "relpath": "/etc/passwd"}):  # fmt: skip
+    for bad in (
+        {"md5": "a" * 32, "relpath": "../../../x.txt"},
+        {"md5": "../../victim", "relpath": "x.npz"},
+        {"md5": "a" * 32, "relpath": "/etc/passwd"},
+    ):
         data, name = _listing([bad])
         with pytest.raises(trust.UnsafeName):
             objects.parse_listing(data, name)

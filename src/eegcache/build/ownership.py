@@ -61,14 +61,18 @@ def check_paths(config: Config, base_dir: Path) -> None:
     said = f"build.out_dir = {config.build.out_dir}"
     if out == raw or out.is_relative_to(raw) or raw.is_relative_to(out):
         how = "is" if out == raw else "is inside" if out.is_relative_to(raw) else "contains"
-        raise ConfigError(f"{said} {how} data.raw_dir = {config.data.raw_dir} ({raw}): the build must never write "
-                          "into the corpus nor take it for part of the cache; choose an out_dir outside the raw data")  # fmt: skip
+        raise ConfigError(
+            f"{said} {how} data.raw_dir = {config.data.raw_dir} ({raw}): the build must never write "
+            "into the corpus nor take it for part of the cache; choose an out_dir outside the raw data"
+        )
     if out.parent == out:
         raise ConfigError(f"{said} is a filesystem root; choose a directory of its own for the cache")
     for key, value in (("build.state_dir", config.build.state_dir), ("build.metrics_file", config.build.metrics_file)):
         if (base_dir / value).resolve().is_relative_to(out):
-            raise ConfigError(f"{key} = {value} is inside {said}: DVC would version it with the cache and verify "
-                              "would reject the cache; put it outside out_dir")  # fmt: skip
+            raise ConfigError(
+                f"{key} = {value} is inside {said}: DVC would version it with the cache and verify "
+                "would reject the cache; put it outside out_dir"
+            )
 
 
 def lock_file(out_dir: Path) -> Path:
@@ -88,8 +92,11 @@ def lock(out_dir: Path, shared: bool = False) -> Iterator[None]:
             path.parent.mkdir(parents=True, exist_ok=True)
             stack.enter_context(locks.held(path, shared))
         except locks.Busy as exc:
-            raise CacheError(f"another eegcache build is writing into this out_dir: {exc.holders} holds {path}; "
-                             "wait for it to finish (or stop it) and rerun", out_dir) from None  # fmt: skip
+            raise CacheError(
+                f"another eegcache build is writing into this out_dir: {exc.holders} holds {path}; "
+                "wait for it to finish (or stop it) and rerun",
+                out_dir,
+            ) from None
         except OSError as exc:
             if exc.errno not in _NO_LOCKS:
                 raise disk_error(path, exc, "create the build lock") from exc
@@ -116,8 +123,11 @@ def owning(
 def disk_error(path: Path, exc: OSError, doing: str = "write") -> CacheError:
     """An OSError while writing or removing ``path`` as one clear CacheError: the file, the cause, what to do."""
     cause = _CAUSES.get(exc.errno or 0, exc.strerror or str(exc))
-    return CacheError(f"cannot {doing} this file: {cause}; the build stopped unfinished (a cache is complete only "
-                      "once its metadata is written): fix that and rerun, outputs already written are reused", path)  # fmt: skip
+    return CacheError(
+        f"cannot {doing} this file: {cause}; the build stopped unfinished (a cache is complete only "
+        "once its metadata is written): fix that and rerun, outputs already written are reused",
+        path,
+    )
 
 
 @contextlib.contextmanager
@@ -182,18 +192,27 @@ def check_contents(out_dir: Path, ours: set[str], planned: set[str]) -> None:
     if not out_dir.is_dir():
         raise CacheError("build.out_dir is not a directory", out_dir)
     allowed = ours | planned | set(_OWN_NAMES)
-    unknown = sorted(f"{rel} (a symlink)" if link else rel for rel, link in _entries(out_dir)
-                     if link or (rel not in allowed and not own_temp(rel)))  # fmt: skip
+    unknown = sorted(
+        f"{rel} (a symlink)" if link else rel
+        for rel, link in _entries(out_dir)
+        if link or (rel not in allowed and not own_temp(rel))
+    )
     if not unknown:
         return
     shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
     if not any((out_dir / name).exists() for name in _OWN_NAMES):
-        raise CacheError(f"not an eegcache cache (no {store.METADATA_NAME} or {store.JOURNAL_NAME}) and not empty: "
-                         f"{shown}; the build writes only into an empty directory or a cache of its own: choose "
-                         "another build.out_dir or move these files away", out_dir)  # fmt: skip
-    raise CacheError(f"holds {len(unknown)} file(s) the build did not write: {shown}; move them out of out_dir "
-                     "(the build never deletes them, and DVC would version them with the cache, which verify "
-                     "then rejects)", out_dir)  # fmt: skip
+        raise CacheError(
+            f"not an eegcache cache (no {store.METADATA_NAME} or {store.JOURNAL_NAME}) and not empty: "
+            f"{shown}; the build writes only into an empty directory or a cache of its own: choose "
+            "another build.out_dir or move these files away",
+            out_dir,
+        )
+    raise CacheError(
+        f"holds {len(unknown)} file(s) the build did not write: {shown}; move them out of out_dir "
+        "(the build never deletes them, and DVC would version them with the cache, which verify "
+        "then rejects)",
+        out_dir,
+    )
 
 
 def remove_stale(out_dir: Path, ours: set[str], keep: set[str]) -> int:
@@ -255,7 +274,7 @@ class Journal:
         body = claims + "".join(self._line(rel, e) for rel, e in sorted(self._entries.items()))
         with writing(self.path):
             store.atomic_write(self.path, body.encode())
-            self._handle = open(self.path, "a")  # noqa: SIM115 (closed in __exit__)
+            self._handle = open(self.path, "a")
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -75,15 +75,27 @@ def make_plan(config: Config, base_dir: Path) -> Plan:
             log.warning("skipped %s: %s", entry["file"], entry["reason"])
         raise CorpusError(nothing_built(skipped, len(excluded), "nothing was written"), raw_dir)
     unsearched = [{"folder": folder, "reason": reason} for folder, reason in not_searched]
-    return Plan(raw_dir, base_dir / config.build.out_dir, found.refs, excluded, skipped, params, params_hash, code,
-                tasks, unsearched)  # fmt: skip
+    return Plan(
+        raw_dir,
+        base_dir / config.build.out_dir,
+        found.refs,
+        excluded,
+        skipped,
+        params,
+        params_hash,
+        code,
+        tasks,
+        unsearched,
+    )
 
 
 def nothing_built(skipped: Sequence[dict[str, str]], excluded: int, then: str) -> str:
     """Why a build that would hold no recording fails: the counts and the first reasons."""
     first = "; ".join(f"{s['file']} ({s['reason']})" for s in sorted(skipped, key=lambda s: s["file"])[:3])
-    return (f"no recording was built: {len(skipped)} skipped, {excluded} excluded by the split policy; a cache "
-            f"without recordings is no cache, {then}" + (f"; first skipped: {first}" if first else ""))
+    return (
+        f"no recording was built: {len(skipped)} skipped, {excluded} excluded by the split policy; a cache "
+        f"without recordings is no cache, {then}" + (f"; first skipped: {first}" if first else "")
+    )
 
 
 def _annotations(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -37,5 +36,3 @@ class BuildProgress:
     def advance(self, hours: float) -> None:
         self._hours_done += hours
         self._progress.update(self._task, advance=1, hours_done=self._hours_done)
-
-

@@ -31,8 +31,7 @@ def publish(plan: Plan, outcome: Outcome, digests: Mapping[Path, str | None], me
 
     An outcome without any recording (every one skipped) is written too, for its ``skipped`` reasons, and then
     raises CorpusError naming the metadata: ``verify`` rejects such a cache, and the stage fails."""
-    inputs = [(r.relpath, digests[r.edf], digests.get(r.annotation) if r.annotation else None)
-              for r in plan.refs]
+    inputs = [(r.relpath, digests[r.edf], digests.get(r.annotation) if r.annotation else None) for r in plan.refs]
     metadata = cache_metadata(
         params=plan.params,
         code=plan.code,
@@ -51,8 +50,9 @@ def publish(plan: Plan, outcome: Outcome, digests: Mapping[Path, str | None], me
         _write_metrics(metrics_file, metadata)
     if not metadata["files"]:
         then = "the reasons are listed under 'skipped' in this metadata, which verify rejects"
-        raise CorpusError(nothing_built(metadata["skipped"], len(plan.excluded), then),
-                          plan.out_dir / store.METADATA_NAME)  # fmt: skip
+        raise CorpusError(
+            nothing_built(metadata["skipped"], len(plan.excluded), then), plan.out_dir / store.METADATA_NAME
+        )
     return metadata
 
 

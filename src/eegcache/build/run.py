@@ -167,8 +167,11 @@ def run_tasks(plan: Plan, tasks: Sequence[Task], options: BuildConfig, journal: 
                         except OSError as exc:  # the disk, not the recording: never skipped
                             raise disk_error(plan.out_dir / task.rel, exc) from exc
                         except BrokenProcessPool as exc:
-                            raise CacheError("a worker process died building this file (killed? out of memory?); "
-                                             "rerun: outputs already written are reused", plan.out_dir / task.rel) from exc
+                            raise CacheError(
+                                "a worker process died building this file (killed? out of memory?); "
+                                "rerun: outputs already written are reused",
+                                plan.out_dir / task.rel,
+                            ) from exc
                         except EegcacheError as exc:
                             if options.on_error == "fail":
                                 raise
@@ -187,5 +190,3 @@ def run_tasks(plan: Plan, tasks: Sequence[Task], options: BuildConfig, journal: 
                     future.cancel()
                 raise
     return Outcome(done, tuple(skipped), stamps)
-
-

@@ -103,8 +103,11 @@ def build_share(config: Config, work: Share, base_dir: Path = Path()) -> ShardRe
     params = stage_params(config)
     raw_dir, out_dir = base_dir / config.data.raw_dir, base_dir / config.build.out_dir
     if (work.params_hash, work.code) != (stable_hash(params), code_digest()):
-        raise CacheError("this shard's work was planned with other stage params or code than the shard runs "
-                         "(plan and shards must use one configuration and one image)", out_dir)  # fmt: skip
+        raise CacheError(
+            "this shard's work was planned with other stage params or code than the shard runs "
+            "(plan and shards must use one configuration and one image)",
+            out_dir,
+        )
     outside = [t.source for t in work.tasks if not t.edf.is_relative_to(raw_dir) or t.rel not in work.planned]
     if outside:
         raise CacheError(f"tasks outside data.raw_dir {raw_dir} or the plan: {_listed(outside)}", out_dir)
@@ -116,12 +119,16 @@ def build_share(config: Config, work: Share, base_dir: Path = Path()) -> ShardRe
                 metadata.unlink(missing_ok=True)
         outcome = run_tasks(plan, plan.tasks, config.build)
     digests = {_raw_rel(plan, path): stamp.md5 for path, stamp in outcome.stamps.items()}
-    return ShardResult(dict(sorted(outcome.done.items())), dict(sorted(digests.items())),
-                       sorted(outcome.skipped, key=lambda s: s["file"]))  # fmt: skip
+    return ShardResult(
+        dict(sorted(outcome.done.items())),
+        dict(sorted(digests.items())),
+        sorted(outcome.skipped, key=lambda s: s["file"]),
+    )
 
 
-def build_distributed(config: Config, shards: int, run_shares: Callable[[list[Share]], Iterable[ShardResult]],
-                      base_dir: Path = Path()) -> dict[str, Any]:  # fmt: skip
+def build_distributed(
+    config: Config, shards: int, run_shares: Callable[[list[Share]], Iterable[ShardResult]], base_dir: Path = Path()
+) -> dict[str, Any]:
     """The whole sharded build -> the metadata: the corpus planned once (:func:`~eegcache.build.plan.make_plan`),
     split into at most ``shards`` shares (:func:`split_plan`), the shares run by ``run_shares`` (each share through
     :func:`build_share`, wherever it runs), the results merged (:func:`merge_shards`)."""
@@ -130,8 +137,9 @@ def build_distributed(config: Config, shards: int, run_shares: Callable[[list[Sh
     return merge_shards(config, results, base_dir, plan)
 
 
-def merge_shards(config: Config, results: Sequence[ShardResult], base_dir: Path = Path(),
-                 plan: Plan | None = None) -> dict[str, Any]:
+def merge_shards(
+    config: Config, results: Sequence[ShardResult], base_dir: Path = Path(), plan: Plan | None = None
+) -> dict[str, Any]:
     """Write the metadata and metrics for the union of the shards' results, as run_build would -> the metadata.
 
     Raises CacheError (writing nothing) when a planned recording is in no result or in two, a result holds a
@@ -185,8 +193,10 @@ def _gather(plan: Plan, results: Sequence[ShardResult]) -> tuple[Outcome, dict[s
                 problems.append(f"{rel} in result {i} was built with other params, code or inputs than this build")
     missing = sorted(by_rel.keys() - held_by.keys())
     if missing:
-        problems.insert(0, f"{len(missing)} planned recording(s) in no shard result (a shard missing or failed?): "
-                           f"{_listed(missing)}")  # fmt: skip
+        problems.insert(
+            0,
+            f"{len(missing)} planned recording(s) in no shard result (a shard missing or failed?): {_listed(missing)}",
+        )
     if problems:
         raise CacheError(f"cannot merge the shard results: {'; '.join(problems)}", plan.out_dir)
     return Outcome(done, tuple(skipped)), hashed

@@ -41,8 +41,9 @@ LINE_HZ = 60.0
 # Where a focal seizure sits: one hemisphere. Smaller foci would vanish from whole-recording statistics
 # once each channel is z-scored (the cache's preprocessing), which the build tests rely on.
 _FOCI = (
-    ("FP1", "F3", "C3", "P3", "O1", "F7", "T3", "T5", "A1"), ("FP2", "F4", "C4", "P4", "O2", "F8", "T4", "T6", "A2"),
-)  # fmt: skip
+    ("FP1", "F3", "C3", "P3", "O1", "F7", "T3", "T5", "A1"),
+    ("FP2", "F4", "C4", "P4", "O2", "F8", "T4", "T6", "A2"),
+)
 # Alpha is strongest over the occipital and parietal electrodes and faint frontally.
 _ALPHA_WEIGHT = {"O1": 1.0, "O2": 1.0, "P3": 0.8, "P4": 0.8, "PZ": 0.8, "T5": 0.7, "T6": 0.7,
                  "C3": 0.35, "C4": 0.35, "CZ": 0.35, "T3": 0.25, "T4": 0.25}  # fmt: skip
@@ -154,9 +155,17 @@ def plan_corpus(patients_per_split: int, seed: int, minutes: tuple[float, float]
                     key = (seed, split_index, patient_index, session.number, token)
                     # Every 5th recording lacks FZ/PZ, as some TUSZ files do; the first of each split
                     # always has seizures so that no split is ever without them.
-                    plans.append(plan_recording(key, split, patient, session, minutes,
-                                                drop_midline=len(plans) % 5 == 4,
-                                                force_seizures=len(plans) == first_in_split))  # fmt: skip
+                    plans.append(
+                        plan_recording(
+                            key,
+                            split,
+                            patient,
+                            session,
+                            minutes,
+                            drop_midline=len(plans) % 5 == 4,
+                            force_seizures=len(plans) == first_in_split,
+                        )
+                    )
     return plans
 
 
@@ -178,9 +187,14 @@ def plan_patient(seed: int, split_index: int, patient_index: int, pid: str) -> t
 
 
 def plan_recording(
-    key: tuple[int, ...], split: str, patient: Patient, session: Session,
-    minutes: tuple[float, float], drop_midline: bool, force_seizures: bool,
-) -> Recording:  # fmt: skip
+    key: tuple[int, ...],
+    split: str,
+    patient: Patient,
+    session: Session,
+    minutes: tuple[float, float],
+    drop_midline: bool,
+    force_seizures: bool,
+) -> Recording:
     """Recording ``key`` = (seed, split, patient, session, token indices): rate, whole-second duration,
     electrodes present and seizures (times in seconds)."""
     rng = np.random.default_rng([key[0], 2, *key[1:]])  # the tag keeps the streams of (seed, 1/2/3, ...) apart
@@ -316,25 +330,40 @@ def to_edf(plan: Recording, eeg: np.ndarray, ekg: np.ndarray, flashes: np.ndarra
     suffix = REFERENCE_SUFFIX[plan.session.montage_dir]
 
     def signal(data: np.ndarray, rate_hz: int, label: str) -> edfio.EdfSignal:
-        return edfio.EdfSignal(data, rate_hz, label=label, physical_dimension="uV",
-                               physical_range=PHYSICAL_RANGE_UV, digital_range=DIGITAL_RANGE)  # fmt: skip
+        return edfio.EdfSignal(
+            data,
+            rate_hz,
+            label=label,
+            physical_dimension="uV",
+            physical_range=PHYSICAL_RANGE_UV,
+            digital_range=DIGITAL_RANGE,
+        )
 
     signals = [signal(x, plan.rate_hz, tuh_label(e, suffix)) for e, x in zip(plan.electrodes, eeg)]
     signals += [signal(ekg, plan.rate_hz, tuh_label("EKG1", suffix)), signal(flashes, plan.rate_hz, "PHOTIC-REF")]
     # Burst-suppression trends of the TUH recording software: 1 Hz and flat in these demo files.
     signals += [signal(np.zeros(plan.duration_s), 1, label) for label in ("IBI", "BURSTS", "SUPPR")]
     pid = plan.patient.pid
-    patient = edfio.Patient(code=f"PID_{pid}_LEAKCHECK", sex=plan.patient.sex, birthdate=plan.patient.birthdate,
-                            name=f"Demo_Patient_{pid}_LEAKCHECK")  # fmt: skip
-    recording = edfio.Recording(startdate=plan.start.date(), hospital_administration_code=f"ADM_{plan.bname[:13]}",
-                                investigator_technician_code=f"TECH_LEAKCHECK_{pid[-2:]}",
-                                equipment_code="EEGAMP_LEAKCHECK")  # fmt: skip
+    patient = edfio.Patient(
+        code=f"PID_{pid}_LEAKCHECK",
+        sex=plan.patient.sex,
+        birthdate=plan.patient.birthdate,
+        name=f"Demo_Patient_{pid}_LEAKCHECK",
+    )
+    recording = edfio.Recording(
+        startdate=plan.start.date(),
+        hospital_administration_code=f"ADM_{plan.bname[:13]}",
+        investigator_technician_code=f"TECH_LEAKCHECK_{pid[-2:]}",
+        equipment_code="EEGAMP_LEAKCHECK",
+    )
     return edfio.Edf(signals, patient=patient, recording=recording, starttime=plan.start.time(), data_record_duration=1)
 
 
 def _header(plan: Recording) -> str:
-    return (f"# version = csv_v1.0.0\n# bname = {plan.bname}\n# duration = {plan.duration_s:.4f} secs\n#\n"
-            "channel,start_time,stop_time,label,confidence\n")  # fmt: skip
+    return (
+        f"# version = csv_v1.0.0\n# bname = {plan.bname}\n# duration = {plan.duration_s:.4f} secs\n#\n"
+        "channel,start_time,stop_time,label,confidence\n"
+    )
 
 
 def _rows(channel: str, spans: list[tuple[float, float, str]], duration_s: float) -> list[str]:

@@ -33,21 +33,18 @@ import stat
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import quote, urlencode
 
 from eegcache import locks
-from eegcache.devtools import seaweed_security
+from eegcache.devtools import s3probe, seaweed_security
 from eegcache.errors import EegcacheError
 
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
-REGION = "us-east-1"
+REGION = s3probe.REGION
 SERVER_FILE = "server.json"
 REUSE_FILE = "reuse.json"
 LOG_FILE = "weed.log"
@@ -61,8 +58,6 @@ COMPONENTS = ("master", "volume", "filer", "s3", "admin")
 GRPC_OFFSET = 10000
 _SUN_PATH_MAX = 100  # unix socket paths longer than ~107 bytes cannot be bound
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-# No proxy: an HTTP(S)_PROXY in the environment must not intercept requests to loopback.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _CHILDREN: dict[int, subprocess.Popen] = {}  # servers started by this process, so they are reaped, not left as zombies
 
 
@@ -147,7 +142,11 @@ def status(state_dir: Path) -> S3Server | None:
     server = _recorded(Path(state_dir).absolute())
     if server is None or not _owned_alive(server):
         return None
-    return server if _probe(server)[0] == 200 else None
+    return (
+        server
+        if s3probe.probe(server.endpoint_url, server.bucket, server.access_key, server.secret_key)[0] == 200
+        else None
+    )
 
 
 def weed_binary() -> Path:
@@ -167,14 +166,24 @@ def weed_command(weed: Path, state_dir: Path, bucket: str, ports: dict[str, int]
     security.toml and the S3 identities from ``state_dir``, log files into ``state_dir/logs``."""
     cmd = [
         # -logdir and -config_dir are weed's global flags (before the command); without -logdir glog writes to /tmp.
-        str(weed), f"-logdir={state_dir / GLOG_DIR}", f"-config_dir={state_dir}", "mini", f"-dir={state_dir / 'data'}",
-        f"-ip={HOST}", f"-ip.bind={HOST}", f"-bucket={bucket}",
+        str(weed),
+        f"-logdir={state_dir / GLOG_DIR}",
+        f"-config_dir={state_dir}",
+        "mini",
+        f"-dir={state_dir / 'data'}",
+        f"-ip={HOST}",
+        f"-ip.bind={HOST}",
+        f"-bucket={bucket}",
         f"-s3.config={state_dir / seaweed_security.IDENTITIES_FILE}",  # not AWS_* variables: weed logs that key id
         "-master.telemetry=false",  # on by default in 4.48: it would phone home
         # Not needed here: admin UI (its server stays, on loopback, serving /health to the maintenance worker),
         # WebDAV, the IAM API (identities come only from our file), Iceberg and Lance catalogs.
-        "-admin.ui=false", "-webdav=false", "-s3.iam=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
-    ]  # fmt: skip
+        "-admin.ui=false",
+        "-webdav=false",
+        "-s3.iam=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+    ]
     for name in COMPONENTS:
         cmd += [f"-{name}.port={ports[name]}", f"-{name}.port.grpc={ports[name] + GRPC_OFFSET}"]
     if run_dir is not None:
@@ -200,13 +209,19 @@ def _launch(
     env = security.weed_env(os.environ, access_key, secret_key)
     began = time.monotonic()
     with open(log_file, "a", opener=lambda path, flags: os.open(path, flags, 0o600)) as out:
-        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
         out.write(f"\n--- eegcache s3local {stamp}: {' '.join(cmd)}\n")  # argv holds no secret
         out.flush()
         proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=state_dir, umask=0o077,
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=state_dir,
+            umask=0o077,
             start_new_session=True,  # its own process group: it outlives the CLI call and stops as one group
-        )  # fmt: skip
+        )
     _CHILDREN[proc.pid] = proc
     server = S3Server(f"http://{HOST}:{ports['s3']}", bucket, access_key, secret_key, data_dir, log_file, proc.pid)
     record = {**asdict(server), "data_dir": str(data_dir), "log_file": str(log_file), "ports": ports}
@@ -239,7 +254,7 @@ def _wait_ready(
         if proc is not None and proc.poll() is not None:
             reason = f"weed exited with code {proc.returncode} during start-up{_log_tail(server.log_file)}"
             raise S3ServerError(reason, server.log_file)
-        code, last = _probe(server)
+        code, last = s3probe.probe(server.endpoint_url, server.bucket, server.access_key, server.secret_key)
         if code == 200 and volumes:
             known = known_volumes()
             code, last = (200, "OK") if known >= volumes else (0, f"master knows {known} of {volumes} volumes")
@@ -249,34 +264,6 @@ def _wait_ready(
             reason = f"S3 server at {server.endpoint_url} not ready after {timeout_s:g} s (last: {last})"
             raise S3ServerError(reason + _log_tail(server.log_file), server.log_file)
         time.sleep(0.2)
-
-
-def _probe(server: S3Server) -> tuple[int, str]:
-    """One authenticated ListObjectsV2 of the bucket: (HTTP status or 0, a short reason)."""
-    query = {"list-type": "2", "max-keys": "1"}
-    url, headers = _sign_get(server.endpoint_url, f"/{server.bucket}", query, server.access_key, server.secret_key)
-    try:
-        with _OPENER.open(urllib.request.Request(url, headers=headers), timeout=2) as response:
-            return response.status, "OK"
-    except urllib.error.HTTPError as exc:
-        code = re.search(rb"<Code>([^<]+)</Code>", exc.read() or b"")
-        return exc.code, f"HTTP {exc.code} {code.group(1).decode() if code else exc.reason}"
-    except (OSError, urllib.error.URLError) as exc:
-        return 0, f"{type(exc).__name__}: {exc}"
-
-
-def _sign_get(
-    endpoint: str, path: str, query: dict[str, str], access_key: str, secret_key: str
-) -> tuple[str, dict[str, str]]:
-    """URL and headers of a GET signed with AWS Signature V4 (botocore's signer; no client or session needed)."""
-    from botocore.auth import S3SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
-
-    url = f"{endpoint}{quote(path, safe='/-_.~')}?{urlencode(sorted(query.items()))}"
-    request = AWSRequest(method="GET", url=url)
-    S3SigV4Auth(Credentials(access_key, secret_key), "s3", REGION).add_auth(request)
-    return url, dict(request.headers.items())
 
 
 def _free_ports(n: int) -> list[int]:
@@ -341,9 +328,14 @@ def _recorded(state_dir: Path) -> S3Server | None:
         return None
     try:
         return S3Server(
-            record["endpoint_url"], record["bucket"], record["access_key"], record["secret_key"],
-            Path(record["data_dir"]), Path(record["log_file"]), int(record["pid"]),
-        )  # fmt: skip
+            record["endpoint_url"],
+            record["bucket"],
+            record["access_key"],
+            record["secret_key"],
+            Path(record["data_dir"]),
+            Path(record["log_file"]),
+            int(record["pid"]),
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise S3ServerError(f"incomplete server record ({exc})", state_dir / SERVER_FILE) from exc
 

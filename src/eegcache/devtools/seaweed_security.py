@@ -112,8 +112,10 @@ def _security_toml(security: Security) -> str:
         section("filer.expose_directory_metadata", enabled=False),
         section("grpc", ca=str(security.ca)),
         *(section(f"grpc.{name}", cert=str(security.cert), key=str(security.key)) for name in GRPC_COMPONENTS),
-        *(section(f"https.{name}", cert=str(security.cert), key=str(security.key), ca=str(security.ca))
-          for name in HTTPS_COMPONENTS),  # fmt: skip
+        *(
+            section(f"https.{name}", cert=str(security.cert), key=str(security.key), ca=str(security.ca))
+            for name in HTTPS_COMPONENTS
+        ),
         section("https.client", enabled=True, cert=str(security.cert), key=str(security.key), ca=str(security.ca)),
     ]
     return "# written by eegcache at every start of the local S3 server; do not edit\n\n" + "\n".join(parts)
@@ -127,7 +129,7 @@ def _certificates(host: str) -> tuple[str, str, str]:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key, node_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
 
     def certificate(subject: str, public_key, issuer: str, *extensions) -> x509.Certificate:
@@ -144,13 +146,22 @@ def _certificates(host: str) -> tuple[str, str, str]:
             builder = builder.add_extension(extension, critical=critical)
         return builder.sign(ca_key, hashes.SHA256())
 
-    ca = certificate("eegcache local S3 CA", ca_key.public_key(), "eegcache local S3 CA",
-                     (x509.BasicConstraints(ca=True, path_length=0), True))  # fmt: skip
+    ca = certificate(
+        "eegcache local S3 CA",
+        ca_key.public_key(),
+        "eegcache local S3 CA",
+        (x509.BasicConstraints(ca=True, path_length=0), True),
+    )
     names = [x509.IPAddress(ipaddress.ip_address(host)), x509.DNSName("localhost")]
     usage = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-    node = certificate("eegcache local S3", node_key.public_key(), "eegcache local S3 CA",
-                       (x509.BasicConstraints(ca=False, path_length=None), True),
-                       (x509.SubjectAlternativeName(names), False), (x509.ExtendedKeyUsage(usage), False))  # fmt: skip
+    node = certificate(
+        "eegcache local S3",
+        node_key.public_key(),
+        "eegcache local S3 CA",
+        (x509.BasicConstraints(ca=False, path_length=None), True),
+        (x509.SubjectAlternativeName(names), False),
+        (x509.ExtendedKeyUsage(usage), False),
+    )
     key_pem = node_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )

@@ -31,8 +31,8 @@ from scipy.special import expit
 
 from eegcache.config import Config, TrainConfig
 from eegcache.core import store
-from eegcache.train.dataset import WindowDataset
 from eegcache.errors import ConfigError, TrainError
+from eegcache.train.dataset import WindowDataset
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +71,10 @@ def check_bands(bands: tuple[tuple[float, float], ...], rate: float, window_samp
     freqs = np.fft.rfftfreq(_segment_samples(rate, window_samples), d=1.0 / rate)
     for low, high in bands:
         if high > rate / 2 or not np.any((freqs >= low) & (freqs < high)):
-            raise ConfigError(f"train.bands: {low:g}-{high:g} Hz has no frequency bin below Nyquist "
-                              f"({rate / 2:g} Hz) at {freqs[1]:g} Hz resolution")  # fmt: skip
+            raise ConfigError(
+                f"train.bands: {low:g}-{high:g} Hz has no frequency bin below Nyquist "
+                f"({rate / 2:g} Hz) at {freqs[1]:g} Hz resolution"
+            )
 
 
 def _segment_samples(rate: float, window_samples: int) -> int:
@@ -113,9 +115,18 @@ def split_features(ds: WindowDataset, bands: tuple[tuple[float, float], ...]) ->
 Draw = Callable[[np.random.Generator], np.ndarray]  # the row indices of one epoch
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int, learning_rate: float, l2: float,
-                 rng: np.random.Generator, sample_weight: np.ndarray | None = None,
-                 draw: Draw | None = None) -> tuple[np.ndarray, float]:  # fmt: skip
+def fit_logistic(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    l2: float,
+    rng: np.random.Generator,
+    sample_weight: np.ndarray | None = None,
+    draw: Draw | None = None,
+) -> tuple[np.ndarray, float]:
     """Weights [features] and bias of an L2-regularised logistic regression, by mini-batch gradient descent.
 
     ``x`` float [n, features] (standardise it first), ``y`` 0/1 [n]. Each epoch visits the rows that ``draw(rng)``
@@ -176,8 +187,9 @@ def false_alarms_per_24h(false_alarms: int, windows: int, stride_s: float) -> fl
     return false_alarms / (windows * stride_s) * 86400.0
 
 
-def detection_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float, stride_s: float,
-                      split: str) -> dict[str, float | int]:  # fmt: skip
+def detection_metrics(
+    labels: np.ndarray, scores: np.ndarray, threshold: float, stride_s: float, split: str
+) -> dict[str, float | int]:
     """AUROC, sensitivity, specificity and false alarms per 24 h at ``threshold``, keyed ``<split>_<name>``."""
     labels = np.asarray(labels).astype(bool)
     alarms = np.asarray(scores) >= threshold
@@ -206,13 +218,18 @@ def _labelled_split(cache_dir: Path, split: str, cfg: TrainConfig, role: str) ->
     labels = (ds.seizure_fraction >= cfg.min_seizure_fraction).astype(np.uint8)
     where = cache_dir / store.METADATA_NAME
     if len(ds) == 0:
-        raise TrainError(f"split {split!r} has no {cfg.window_s:g} s windows: all {len(ds.files)} recordings are "
-                         "shorter (lower train.window_s)", where)  # fmt: skip
+        raise TrainError(
+            f"split {split!r} has no {cfg.window_s:g} s windows: all {len(ds.files)} recordings are "
+            "shorter (lower train.window_s)",
+            where,
+        )
     for value, kind in ((1, "seizure"), (0, "background")):
         if not np.any(labels == value):
-            raise TrainError(f"split {split!r} has no {kind} windows among its {len(ds)} (a window is seizure when "
-                             f"at least {cfg.min_seizure_fraction:g} of its {cfg.window_s:g} s is): {consequence}",
-                             where)  # fmt: skip
+            raise TrainError(
+                f"split {split!r} has no {kind} windows among its {len(ds)} (a window is seizure when "
+                f"at least {cfg.min_seizure_fraction:g} of its {cfg.window_s:g} s is): {consequence}",
+                where,
+            )
     return ds, labels
 
 
@@ -245,15 +262,24 @@ def run_train(config: Config, base_dir: Path = Path()) -> TrainResult:
 
     rng = np.random.default_rng(cfg.seed)
     sample_weight, draw = _epoch_plan(train_ds, train_labels, cfg.balance)
-    weights, bias = fit_logistic((train_x - mean) / scale, train_labels, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                                 learning_rate=cfg.learning_rate, l2=cfg.l2, rng=rng, sample_weight=sample_weight,
-                                 draw=draw)  # fmt: skip
+    weights, bias = fit_logistic(
+        (train_x - mean) / scale,
+        train_labels,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate,
+        l2=cfg.l2,
+        rng=rng,
+        sample_weight=sample_weight,
+        draw=draw,
+    )
     model = Model(mean, scale, weights, bias)
 
     eval_scores = model.probabilities(eval_x)
     metrics: dict[str, Any] = {"threshold": cfg.threshold}
-    metrics.update(detection_metrics(train_labels, model.probabilities(train_x), cfg.threshold, cfg.stride_s,
-                                     cfg.train_split))  # fmt: skip
+    metrics.update(
+        detection_metrics(train_labels, model.probabilities(train_x), cfg.threshold, cfg.stride_s, cfg.train_split)
+    )
     metrics.update(detection_metrics(eval_labels, eval_scores, cfg.threshold, cfg.stride_s, cfg.eval_split))
     fpr, tpr, _ = roc_curve(eval_labels, eval_scores)
 
@@ -264,15 +290,21 @@ def run_train(config: Config, base_dir: Path = Path()) -> TrainResult:
     return TrainResult(metrics, *paths)
 
 
-def baseline(*, cache_dir: Path, config: Config, run_dir: Path, checkpoint_dir: Path,
-             commit: Callable[[], None]) -> dict[str, Any]:  # fmt: skip
+def baseline(
+    *, cache_dir: Path, config: Config, run_dir: Path, checkpoint_dir: Path, commit: Callable[[], None]
+) -> dict[str, Any]:
     """The default ``train.entrypoint`` (the trainer signature is in :mod:`eegcache.train.runs`): :func:`run_train` on
     ``cache_dir``, its metrics, ROC and model files in ``run_dir``. It fits in seconds on CPUs, so it saves no
     checkpoint: a retried run fits again from the start (``checkpoint_dir`` and ``commit`` are not used)."""
-    files = {name: str(run_dir / Path(getattr(config.train, name)).name) for name in ("metrics_file", "roc_file",
-                                                                                       "model_file")}  # fmt: skip
-    config = dataclasses.replace(config, build=dataclasses.replace(config.build, out_dir=str(cache_dir)),
-                                 train=dataclasses.replace(config.train, **files))  # fmt: skip
+    files = {
+        name: str(run_dir / Path(getattr(config.train, name)).name)
+        for name in ("metrics_file", "roc_file", "model_file")
+    }
+    config = dataclasses.replace(
+        config,
+        build=dataclasses.replace(config.build, out_dir=str(cache_dir)),
+        train=dataclasses.replace(config.train, **files),
+    )
     return run_train(config).metrics
 
 

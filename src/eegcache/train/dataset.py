@@ -67,16 +67,19 @@ class WindowDataset:
     (float64 [windows], 0..1), ``buckets`` (``none``/``partial``/``full`` → int64 window indices, ascending).
     """
 
-    def __init__(self, cache_dir: str | Path, split: str, window_s: float = 60.0, stride_s: float = 10.0,
-                 max_open: int = 128):  # fmt: skip
+    def __init__(
+        self, cache_dir: str | Path, split: str, window_s: float = 60.0, stride_s: float = 10.0, max_open: int = 128
+    ):
         self.cache_dir = Path(cache_dir)
         self.split = split
         metadata = store.read_metadata(self.cache_dir)
         entries = {key: entry for key, entry in sorted(metadata["files"].items()) if entry["split"] == split}
         if not entries:
             present = sorted({entry["split"] for entry in metadata["files"].values()})
-            raise CacheError(f"no split {split!r} in the cache (present: {', '.join(present) or 'none'})",
-                             self.cache_dir / store.METADATA_NAME)  # fmt: skip
+            raise CacheError(
+                f"no split {split!r} in the cache (present: {', '.join(present) or 'none'})",
+                self.cache_dir / store.METADATA_NAME,
+            )
         if int(max_open) < 1:
             raise ConfigError(f"max_open={max_open!r} must be at least 1")
         self.max_open = int(max_open)
@@ -91,15 +94,25 @@ class WindowDataset:
         counts = np.where(fits, (self._samples - self.window_samples) // self.stride_samples + 1, 0)
         self.short_recordings = int(np.count_nonzero(~fits))
         if self.short_recordings:
-            log.info("%s: %d of %d recordings are shorter than one %g s window and give no windows",
-                     split, self.short_recordings, len(self.files), window_s)  # fmt: skip
+            log.info(
+                "%s: %d of %d recordings are shorter than one %g s window and give no windows",
+                split,
+                self.short_recordings,
+                len(self.files),
+                window_s,
+            )
         first = np.concatenate(([0], np.cumsum(counts)[:-1]))
         self._file = np.repeat(np.arange(len(self.files), dtype=np.int64), counts)
         self._start = (np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(first, counts)) * self.stride_samples
 
         overlap = [
-            _seizure_overlap(entries[key].get("seizures", []), self._start[first[k] : first[k] + counts[k]],
-                             self.window_samples, int(self._samples[k]), key)  # fmt: skip
+            _seizure_overlap(
+                entries[key].get("seizures", []),
+                self._start[first[k] : first[k] + counts[k]],
+                self.window_samples,
+                int(self._samples[k]),
+                key,
+            )
             for k, key in enumerate(self.files)
         ]
         self.seizure_samples = np.concatenate(overlap) if overlap else np.zeros(0, dtype=np.int64)
@@ -157,8 +170,11 @@ class WindowDataset:
             raise CacheError("listed in the cache metadata but missing (pull or rebuild the cache)", path)
         recording = store.open_recording(path, mmap=True)
         if recording.eeg.shape != (len(self.channels), int(self._samples[k])):
-            raise CacheError(f"eeg shape {recording.eeg.shape} but the metadata says "
-                             f"{len(self.channels)} channels × {int(self._samples[k])} samples", path)  # fmt: skip
+            raise CacheError(
+                f"eeg shape {recording.eeg.shape} but the metadata says "
+                f"{len(self.channels)} channels × {int(self._samples[k])} samples",
+                path,
+            )
         self._open[k] = recording
         if len(self._open) > self.max_open:
             self._open.popitem(last=False)  # dropping the last reference unmaps the file

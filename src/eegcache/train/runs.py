@@ -28,13 +28,13 @@ import numbers
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from eegcache.config import Config
-from eegcache.core.identity import stable_hash
 from eegcache.core import store
+from eegcache.core.identity import stable_hash
 from eegcache.errors import ConfigError, TrainError
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def config_hash(config: Config) -> str:
 
 def new_run_id() -> str:
     """A fresh run id, sortable by start time: ``20261130T001500Z-1a2b3c4d``."""
-    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
 
 def run_dir(volume: Path, version: str, config: Config, run_id: str) -> Path:
@@ -66,30 +66,43 @@ def run_dir(volume: Path, version: str, config: Config, run_id: str) -> Path:
 def load_trainer(entrypoint: str) -> Trainer:
     """The function ``train.entrypoint`` names; ConfigError when its module does not import or it is not callable."""
     if entrypoint in MOVED:
-        log.warning("train.entrypoint = %s has moved to %s; the old name goes in the next release", entrypoint,
-                    MOVED[entrypoint])  # fmt: skip
+        log.warning(
+            "train.entrypoint = %s has moved to %s; the old name goes in the next release",
+            entrypoint,
+            MOVED[entrypoint],
+        )
         entrypoint = MOVED[entrypoint]
     module_name, _, name = entrypoint.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigError(f"train.entrypoint = {entrypoint!r}: cannot import {module_name} ({exc}); on Modal, add "
-                          "your package with modal.local_packages or modal.pip_extra") from exc  # fmt: skip
+        raise ConfigError(
+            f"train.entrypoint = {entrypoint!r}: cannot import {module_name} ({exc}); on Modal, add "
+            "your package with modal.local_packages or modal.pip_extra"
+        ) from exc
     function = getattr(module, name, None)
     if not callable(function):
         raise ConfigError(f"train.entrypoint = {entrypoint!r}: {module_name} has no function {name}")
     try:
         inspect.signature(function).bind(**dict.fromkeys(KEYWORDS))
     except TypeError as exc:
-        raise ConfigError(f"train.entrypoint = {entrypoint!r} does not take the trainer's keywords "
-                          f"{', '.join(KEYWORDS)} ({exc}); see eegcache/train/runs.py") from exc  # fmt: skip
+        raise ConfigError(
+            f"train.entrypoint = {entrypoint!r} does not take the trainer's keywords "
+            f"{', '.join(KEYWORDS)} ({exc}); see eegcache/train/runs.py"
+        ) from exc
     except ValueError:  # no signature to read (some builtins): the call will tell
         pass
     return function
 
 
-def train(config: Config, cache_dir: Path, where: Path, commit: Callable[[], None] = lambda: None,
-          overrides: tuple[str, ...] = (), call: str = "") -> dict[str, Any]:  # fmt: skip
+def train(
+    config: Config,
+    cache_dir: Path,
+    where: Path,
+    commit: Callable[[], None] = lambda: None,
+    overrides: tuple[str, ...] = (),
+    call: str = "",
+) -> dict[str, Any]:
     """Run the configured trainer on ``cache_dir`` in the run directory ``where`` -> the result (metrics, seconds).
 
     TrainError when ``where`` holds a finished run (runs are never overwritten; a retry of an unfinished one goes
@@ -99,13 +112,20 @@ def train(config: Config, cache_dir: Path, where: Path, commit: Callable[[], Non
     if call and result_file.exists() and json.loads((where / "run.json").read_bytes()).get("call") == call:
         return json.loads(result_file.read_bytes())
     if result_file.exists():
-        raise TrainError(f"run {where.name} has finished already and is never written again: start a new run "
-                         "(a new run id)", where)  # fmt: skip
+        raise TrainError(
+            f"run {where.name} has finished already and is never written again: start a new run (a new run id)", where
+        )
     trainer = load_trainer(config.train.entrypoint)
     checkpoint = where / "checkpoint"
     checkpoint.mkdir(parents=True, exist_ok=True)
-    record = {"run_id": where.name, "version": config.cache.version, "config_hash": where.parent.name,
-              "overrides": list(overrides), "config": dataclasses.asdict(config), "call": call}  # fmt: skip
+    record = {
+        "run_id": where.name,
+        "version": config.cache.version,
+        "config_hash": where.parent.name,
+        "overrides": list(overrides),
+        "config": dataclasses.asdict(config),
+        "call": call,
+    }
     if not (where / "run.json").exists():
         store.atomic_write(where / "run.json", store.dump_json(record))
     commit()
@@ -122,11 +142,18 @@ def _metrics(returned: object, entrypoint: str, where: Path) -> dict[str, int | 
     """The trainer's metrics as JSON numbers (numpy scalars converted); TrainError naming the entrypoint for
     anything else, before result.json is written (the run stays unfinished, its checkpoints kept)."""
     if not isinstance(returned, Mapping):
-        raise TrainError(f"train.entrypoint = {entrypoint!r} returned a {type(returned).__name__}; expected a "
-                         "mapping of metric names to numbers", where)  # fmt: skip
+        raise TrainError(
+            f"train.entrypoint = {entrypoint!r} returned a {type(returned).__name__}; expected a "
+            "mapping of metric names to numbers",
+            where,
+        )
     bad = [repr(k) for k, v in returned.items() if not isinstance(k, str) or not isinstance(v, numbers.Real)]
     if bad:
-        raise TrainError(f"train.entrypoint = {entrypoint!r} returned metrics that are not a name and a number: "
-                         f"{', '.join(bad)}", where)  # fmt: skip
-    return {k: v if isinstance(v, bool) else int(v) if isinstance(v, numbers.Integral) else float(v)
-            for k, v in returned.items()}  # fmt: skip
+        raise TrainError(
+            f"train.entrypoint = {entrypoint!r} returned metrics that are not a name and a number: {', '.join(bad)}",
+            where,
+        )
+    return {
+        k: v if isinstance(v, bool) else int(v) if isinstance(v, numbers.Integral) else float(v)
+        for k, v in returned.items()
+    }

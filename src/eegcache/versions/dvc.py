@@ -182,15 +182,18 @@ def push(root: Path, jobs: int | None = None, deep: bool = False) -> int:
         count = int(repo.push(targets=[_stage(root)], jobs=jobs, remote=REMOTE))
         odb = repo.cloud.get_remote_odb(REMOTE, "push")
         local = repo.cache.local
-        listing = objects.parse_listing(Path(local.oid_to_path(version.hash)).read_bytes(), version.hash, "the local DVC cache")
+        listing = objects.parse_listing(
+            Path(local.oid_to_path(version.hash)).read_bytes(), version.hash, "the local DVC cache"
+        )
         oids = [*listing.values(), version.hash]  # the .dir last: it vouches for the rest
         present = sizes_on_remote(odb)
         checked = set(oids) if deep else {version.hash, listing[store.METADATA_NAME]}
         bad = [
-            oid for oid in oids
+            oid
+            for oid in oids
             if present.get(oid) != Path(local.oid_to_path(oid)).stat().st_size
             or (oid in checked and md5_object(odb, oid) != oid.removesuffix(".dir"))
-        ]  # fmt: skip
+        ]
         for oid in bad:
             log.info("re-sending %s: absent or damaged on the remote although DVC's index lists it", oid)
             odb.fs.put_file(local.oid_to_path(oid), odb.oid_to_path(oid))
@@ -289,5 +292,5 @@ def remote_source(root: Path, jobs: int | None = None) -> tuple[fetch.S3Source, 
     name = f"remote '{REMOTE}' ({settings.get('url')})"
     try:
         return fetch.S3Source(settings, connections=jobs, name=name), jobs
-    except Exception as exc:  # noqa: BLE001 - botocore's configuration errors, named with the remote
+    except Exception as exc:
         raise RemoteUnavailable(f"{name}: {cause(exc)}") from exc

@@ -47,7 +47,9 @@ def expected_version(config: Config, root: Path = Path()) -> Wanted:
         if rev is not None:
             raise
     params_file = root / cfg.PARAMS_FILE
-    recorded = flatten(identity.stage_params(cfg.load(root, params_file=params_file))) if params_file.is_file() else None
+    recorded = (
+        flatten(identity.stage_params(cfg.load(root, params_file=params_file))) if params_file.is_file() else None
+    )
     return Wanted(None, "a build of params.yaml", recorded)
 
 

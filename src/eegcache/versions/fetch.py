@@ -29,7 +29,15 @@ from typing import Any, BinaryIO, Protocol
 from eegcache import trust
 from eegcache.core import store
 from eegcache.errors import CacheError, cause
-from eegcache.versions.objects import CHUNK, LISTING_LIMIT, ObjectError, cache_path, object_key, parse_listing, tree_listing
+from eegcache.versions.objects import (
+    CHUNK,
+    LISTING_LIMIT,
+    ObjectError,
+    cache_path,
+    object_key,
+    parse_listing,
+    tree_listing,
+)
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +135,12 @@ class S3Source:
             aws_secret_access_key=settings.get("secret_access_key"),
             aws_session_token=settings.get("session_token"),
             verify=settings.get("ssl_verify"),
-            config=Config(max_pool_connections=connections, retries={"max_attempts": 3, "mode": "standard"},
-                          connect_timeout=10, read_timeout=60),  # fmt: skip
+            config=Config(
+                max_pool_connections=connections,
+                retries={"max_attempts": 3, "mode": "standard"},
+                connect_timeout=10,
+                read_timeout=60,
+            ),
         )
 
     def chunks(self, oid: str) -> AbstractContextManager[Iterator[bytes]]:
@@ -177,7 +189,13 @@ def read_object(source: Source, oid: str, limit: int = LISTING_LIMIT) -> bytes:
     return b"".join(parts)
 
 
-def fill(source: Source, oids: Iterable[str], cache_dir: Path, jobs: int = 16, transient: tuple[type[BaseException], ...] = ()) -> FillStats:
+def fill(
+    source: Source,
+    oids: Iterable[str],
+    cache_dir: Path,
+    jobs: int = 16,
+    transient: tuple[type[BaseException], ...] = (),
+) -> FillStats:
     """Bring every object of ``oids`` into the DVC cache at ``cache_dir`` (read-only files), verified.
 
     ``transient``: exception types worth retrying for one object (a connection cut mid-stream); anything
@@ -222,15 +240,20 @@ def _fetch_one(source: Source, oid: str, cache_dir: Path) -> int:
             os.fsync(out.fileno())
             on_disk = os.fstat(out.fileno()).st_size
         if digest.hexdigest() != oid.removesuffix(".dir"):
-            raise FetchError(f"object {oid} from {source.name} has content hash {digest.hexdigest()}: corrupt, not used")
+            raise FetchError(
+                f"object {oid} from {source.name} has content hash {digest.hexdigest()}: corrupt, not used"
+            )
         if on_disk != size:
             raise FetchError(f"object {oid}: {on_disk} of {size} bytes reached the disk", tmp.parent)
         os.chmod(tmp, 0o444)
         os.replace(tmp, dest)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS):
-            raise FetchError(f"cannot store object {oid}: {os.strerror(exc.errno)} (free space or raise the limit, "
-                             "then run again: what was fetched is kept)", dest.parent) from exc  # fmt: skip
+            raise FetchError(
+                f"cannot store object {oid}: {os.strerror(exc.errno)} (free space or raise the limit, "
+                "then run again: what was fetched is kept)",
+                dest.parent,
+            ) from exc
         raise
     finally:
         tmp.unlink(missing_ok=True)
@@ -287,7 +310,13 @@ def _cached_listing(source: Source, version: str, cache_dir: Path) -> dict[str, 
 def fill_version(source: Source, version: str, cache_dir: Path, jobs: int = 16) -> FillStats:
     """Bring the version's ``.dir`` object, then every object it lists, into the DVC cache at ``cache_dir``.
     SourceUnavailable when the source cannot be reached; FetchError naming the source for anything else."""
-    from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, IncompleteReadError, ResponseStreamingError
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        ConnectionError,
+        IncompleteReadError,
+        ResponseStreamingError,
+    )
     from urllib3.exceptions import HTTPError
 
     transient = (ConnectionError, IncompleteReadError, ResponseStreamingError, HTTPError)
@@ -297,7 +326,9 @@ def fill_version(source: Source, version: str, cache_dir: Path, jobs: int = 16) 
     try:
         fill(source, [version], cache_dir, jobs=1)
     except MissingObject as exc:
-        raise FetchError(f"{source.name}: version {version} is not there (its .dir object is missing: was it pushed?)") from exc
+        raise FetchError(
+            f"{source.name}: version {version} is not there (its .dir object is missing: was it pushed?)"
+        ) from exc
     except (FetchError, trust.UnsafeName) as exc:
         raise FetchError(f"{source.name}: {exc}") from exc
     except unreachable as exc:

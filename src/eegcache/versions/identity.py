@@ -29,9 +29,10 @@ def requested(project: Path, overrides: Sequence[str]) -> dict[str, Any]:
     asked = flatten(stage_params(load(project, overrides)))
     default = flatten(stage_params(load(project)))
     return {
-        key: value for key, value in asked.items()
+        key: value
+        for key, value in asked.items()
         if value != default.get(key) or any(key == n or key.startswith(f"{n}.") for n in named)
-    }  # fmt: skip
+    }
 
 
 def conflicts(recorded: dict[str, Any], asked: dict[str, Any]) -> list[str]:
@@ -56,5 +57,3 @@ def stage_params(config: Config) -> dict[str, Any]:
         "preprocess": dataclasses.asdict(config.preprocess),
         "build": {"on_error": config.build.on_error},
     }
-
-

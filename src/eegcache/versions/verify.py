@@ -62,18 +62,37 @@ def _listing(cache_dir: Path) -> dict[str, int]:
 # The metadata fields every reader uses (verify, summary, train's dataset) and their types; store.read_metadata
 # checks only that it is a JSON object of our schema version, so hand-edited or damaged metadata stops here.
 _NUMBER = (int, float)
-_FIELDS = {"files": dict, "splits": dict, "skipped": list, "excluded": list, "channels": list, "dtype": str,
-           "sample_rate": _NUMBER}  # fmt: skip
-_ENTRY = {"split": str, "patient": str, "size": int, "md5": str, "samples": int, "seconds": _NUMBER,
-          "seizure_seconds": _NUMBER, "seizures": list, "zero_filled": list}  # fmt: skip
+_FIELDS = {
+    "files": dict,
+    "splits": dict,
+    "skipped": list,
+    "excluded": list,
+    "channels": list,
+    "dtype": str,
+    "sample_rate": _NUMBER,
+}
+_ENTRY = {
+    "split": str,
+    "patient": str,
+    "size": int,
+    "md5": str,
+    "samples": int,
+    "seconds": _NUMBER,
+    "seizure_seconds": _NUMBER,
+    "seizures": list,
+    "zero_filled": list,
+}
 _SPLIT = {"files": int, "patients": int, "seconds": _NUMBER, "seizure_seconds": _NUMBER, "bytes": int}
 
 
 def _type_problems(where: str, value: Any, fields: dict[str, Any]) -> list[str]:
     if not isinstance(value, dict):
         return [f"{where} is {type(value).__name__}, not an object"]
-    return [f"{where}: {key!r} missing or not {getattr(kind, '__name__', 'a number')}" for key, kind in fields.items()
-            if not isinstance(value.get(key), kind) or isinstance(value.get(key), bool)]  # fmt: skip
+    return [
+        f"{where}: {key!r} missing or not {getattr(kind, '__name__', 'a number')}"
+        for key, kind in fields.items()
+        if not isinstance(value.get(key), kind) or isinstance(value.get(key), bool)
+    ]
 
 
 def metadata_problems(metadata: dict[str, Any]) -> list[str]:
@@ -117,7 +136,9 @@ def _summary_problems(metadata: dict[str, Any]) -> list[str]:
     return [] if counted == declared else [f"split counts {declared} do not match the file list {counted}"]
 
 
-def _deep_problems(cache_dir: Path, rel: str, entry: dict[str, Any], metadata: dict[str, Any], arrays: bool) -> list[str]:
+def _deep_problems(
+    cache_dir: Path, rel: str, entry: dict[str, Any], metadata: dict[str, Any], arrays: bool
+) -> list[str]:
     path = cache_dir / rel
     if store.md5_file(path) != entry["md5"]:
         return [f"{rel}: content hash differs from metadata (corrupt or modified)"]
@@ -137,8 +158,9 @@ def _deep_problems(cache_dir: Path, rel: str, entry: dict[str, Any], metadata: d
     return problems
 
 
-def verify(cache_dir: Path, deep: bool = False, threads: int = 4, arrays: bool = True,
-           metadata: dict[str, Any] | None = None) -> Verdict:  # fmt: skip
+def verify(
+    cache_dir: Path, deep: bool = False, threads: int = 4, arrays: bool = True, metadata: dict[str, Any] | None = None
+) -> Verdict:
     """Verdict on ``cache_dir``: expected files present, none extra, sizes right; ``deep`` also hashes content
     and, with ``arrays``, opens every recording to check shapes, dtype, channels and values against the metadata
     (the hash alone proves the files are the ones the metadata lists). ``metadata``: the cache's metadata as the
@@ -150,16 +172,21 @@ def verify(cache_dir: Path, deep: bool = False, threads: int = 4, arrays: bool =
     expected = dict(metadata["files"])
     problems = _summary_problems(metadata)
     if not expected:  # what a build that skipped everything leaves: never a usable cache
-        problems.append(f"the cache holds no recording ({len(metadata['skipped'])} skipped: see 'skipped' in "
-                        f"{store.METADATA_NAME})")  # fmt: skip
+        problems.append(
+            f"the cache holds no recording ({len(metadata['skipped'])} skipped: see 'skipped' in {store.METADATA_NAME})"
+        )
     found = _listing(cache_dir)
     problems += [f"{rel}: missing" for rel in sorted(expected.keys() - found.keys())]
-    problems += [f"{rel}: not in the metadata (extra or partial file)" for rel in sorted(found.keys() - expected.keys())]
+    problems += [
+        f"{rel}: not in the metadata (extra or partial file)" for rel in sorted(found.keys() - expected.keys())
+    ]
     damaged = [rel for rel in sorted(expected.keys() & found.keys()) if found[rel] != expected[rel]["size"]]
     problems += [f"{rel}: {found[rel]} bytes, metadata says {expected[rel]['size']}" for rel in damaged]
     if deep and not problems:
         with ThreadPoolExecutor(max_workers=threads) as pool:  # hashing releases the GIL
-            checked = pool.map(lambda rel: (rel, _deep_problems(cache_dir, rel, expected[rel], metadata, arrays)), sorted(expected))
+            checked = pool.map(
+                lambda rel: (rel, _deep_problems(cache_dir, rel, expected[rel], metadata, arrays)), sorted(expected)
+            )
             for rel, found_problems in checked:
                 problems += found_problems
                 damaged += [rel] if found_problems else []
@@ -167,8 +194,9 @@ def verify(cache_dir: Path, deep: bool = False, threads: int = 4, arrays: bool =
     return Verdict(str(cache_dir), deep, len(expected), size, tuple(problems), tuple(damaged))
 
 
-def verify_remote(root: Path, rev: str | None = None, deep: bool = False, jobs: int = 16,
-                  version: Version | None = None) -> Verdict:  # fmt: skip
+def verify_remote(
+    root: Path, rev: str | None = None, deep: bool = False, jobs: int = 16, version: Version | None = None
+) -> Verdict:
     """Check that the version at ``rev`` (or ``version``) is whole on the remote, trusting no object by its name:
     the ``.dir`` listing must hash to the version, the metadata object to its id in the listing, and the metadata's
     file list must make the same version (so listing and metadata agree entry by entry); every listed object must be
@@ -188,16 +216,22 @@ def verify_remote(root: Path, rev: str | None = None, deep: bool = False, jobs: 
         present = dvc.sizes_on_remote(odb)
         problems = _metadata_problems(version.hash, listing, metadata_bytes)
         sizes = {} if problems else {rel: e["size"] for rel, e in json.loads(metadata_bytes)["files"].items()}
-        problems += [f"{rel} ({oid}): missing on the remote" for rel, oid in sorted(listing.items()) if oid not in present]
+        problems += [
+            f"{rel} ({oid}): missing on the remote" for rel, oid in sorted(listing.items()) if oid not in present
+        ]
         problems += [
             f"{rel} ({listing[rel]}): {present[listing[rel]]} bytes on the remote, metadata says {size}"
-            for rel, size in sorted(sizes.items()) if listing[rel] in present and present[listing[rel]] != size
-        ]  # fmt: skip
+            for rel, size in sorted(sizes.items())
+            if listing[rel] in present and present[listing[rel]] != size
+        ]
         if deep and not problems:
             with ThreadPoolExecutor(max_workers=jobs) as pool:
                 digests = dict(zip(listing, pool.map(lambda oid: dvc.md5_object(odb, oid), listing.values())))
-            problems += [f"{rel} ({listing[rel]}): content hash on the remote is {digests[rel]}"
-                         for rel in sorted(listing) if digests[rel] != listing[rel]]  # fmt: skip
+            problems += [
+                f"{rel} ({listing[rel]}): content hash on the remote is {digests[rel]}"
+                for rel in sorted(listing)
+                if digests[rel] != listing[rel]
+            ]
     return Verdict(where, deep, len(listing) + 1, sum(sizes.values()), tuple(problems))
 
 
@@ -211,8 +245,10 @@ def _metadata_problems(version: str, listing: dict[str, str], metadata_bytes: by
     if store.METADATA_NAME not in listing:
         return [f"{version}: the listing has no {store.METADATA_NAME}"]
     if store.md5_bytes(metadata_bytes) != listing[store.METADATA_NAME]:
-        return [f"{store.METADATA_NAME} ({listing[store.METADATA_NAME]}): content hash on the remote is "
-                f"{store.md5_bytes(metadata_bytes)}"]  # fmt: skip
+        return [
+            f"{store.METADATA_NAME} ({listing[store.METADATA_NAME]}): content hash on the remote is "
+            f"{store.md5_bytes(metadata_bytes)}"
+        ]
     try:
         made = objects.tree_hash(metadata_bytes, json.loads(metadata_bytes)["files"])
     except (ValueError, KeyError, TypeError) as exc:

@@ -26,7 +26,9 @@ from eegcache.volume.quarantine import quarantine
 log = logging.getLogger(__name__)
 
 
-def install(source: fetch.Source, version: str, versions: Path, jobs: int = 16, size: int = 0, nfiles: int = 0) -> tuple[Path, fetch.FillStats]:
+def install(
+    source: fetch.Source, version: str, versions: Path, jobs: int = 16, size: int = 0, nfiles: int = 0
+) -> tuple[Path, fetch.FillStats]:
     """``<versions>/<dirname>/`` filled from ``source`` through the DVC cache at ``<versions>/.dvc/cache``.
 
     Safe to run from several processes at once on one volume: objects enter the cache by atomic renames, each
@@ -57,7 +59,9 @@ def install(source: fetch.Source, version: str, versions: Path, jobs: int = 16, 
     return final, stats
 
 
-def pull_version(root: Path, version: Version, target: Path, jobs: int | None = None, mount: Path | None = None) -> Path:
+def pull_version(
+    root: Path, version: Version, target: Path, jobs: int | None = None, mount: Path | None = None
+) -> Path:
     """``target/<dirname>/`` (read-only files) holding ``version``, fetched from the project's remote (settings and
     credentials passed in memory, never written under ``target``) or, with ``mount``, from a directory holding the
     remote's layout (a read-only bucket mount); every object's md5 is checked before it enters ``target``'s DVC
@@ -85,7 +89,7 @@ def _init_project(versions: Path) -> None:
     text = (
         "[core]\n    no_scm = True\n"
         f"    site_cache_dir = {dvc_dir / 'site'}\n"
-        "[cache]\n    type = \"reflink,hardlink,symlink,copy\"\n"
+        '[cache]\n    type = "reflink,hardlink,symlink,copy"\n'
     )
     config = dvc_dir / "config"
     if not config.is_file() or config.read_text() != text:

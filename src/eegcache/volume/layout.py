@@ -28,10 +28,13 @@ def installed(volume_root: Path) -> list[Path]:
     if not root.is_dir():
         return []
     found = [
-        p for p in root.iterdir()
-        if objects.is_object_id(p.name) and p.is_dir() and not p.is_symlink()
+        p
+        for p in root.iterdir()
+        if objects.is_object_id(p.name)
+        and p.is_dir()
+        and not p.is_symlink()
         and objects.cache_path(root / DVC_CACHE, f"{p.name}.dir").is_file()
-    ]  # fmt: skip
+    ]
     return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 
 

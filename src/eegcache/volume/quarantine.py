@@ -61,7 +61,9 @@ def _evict_corrupt_objects(cache_dir: Path, path: Path, damaged: tuple[str, ...]
     except (objects.ObjectError, trust.UnsafeName):
         listing_path.unlink()  # it would be linked again: the next fetch brings a good one
         return
-    sizes = _sizes(objects.cache_path(cache_dir, listing[store.METADATA_NAME])) if store.METADATA_NAME in listing else None
+    sizes = (
+        _sizes(objects.cache_path(cache_dir, listing[store.METADATA_NAME])) if store.METADATA_NAME in listing else None
+    )
     for rel, oid in listing.items():
         obj = objects.cache_path(cache_dir, oid)
         if not obj.is_file():
@@ -76,7 +78,9 @@ def _sizes(metadata_object: Path) -> dict[str, int] | None:
     try:
         data = metadata_object.read_bytes()
         if store.md5_bytes(data) == objects.object_id(metadata_object.as_posix()):
-            return {rel: entry["size"] for rel, entry in json.loads(data)["files"].items()} | {store.METADATA_NAME: len(data)}
+            return {rel: entry["size"] for rel, entry in json.loads(data)["files"].items()} | {
+                store.METADATA_NAME: len(data)
+            }
         metadata_object.unlink()
     except (OSError, ValueError, KeyError, TypeError):
         pass

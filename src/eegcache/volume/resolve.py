@@ -112,13 +112,16 @@ def volume_root(config: Config, root: Path = Path()) -> Path:
     path = _path(root, config.cache.volume_root)
     versions, output = layout.versions_root(path).resolve(), _path(root, config.build.out_dir).resolve()
     if versions == output or output in versions.parents or versions in output.parents:
-        raise ConfigError(f"cache.volume_root = {config.cache.volume_root!r} puts the volume's versions at {versions}, "
-                          f"which overlaps the project's cache {output} (the DVC stage output): use another directory")
+        raise ConfigError(
+            f"cache.volume_root = {config.cache.volume_root!r} puts the volume's versions at {versions}, "
+            f"which overlaps the project's cache {output} (the DVC stage output): use another directory"
+        )
     return path
 
 
-def resolve(config: Config, root: Path = Path(), say: Callable[[str], None] = log.info,
-            asked: dict[str, Any] | None = None) -> Report:  # fmt: skip
+def resolve(
+    config: Config, root: Path = Path(), say: Callable[[str], None] = log.info, asked: dict[str, Any] | None = None
+) -> Report:
     """Make the expected cache version available on the volume; returns the report (``report.path``).
 
     ``asked``: the stage params the caller's overrides ask for (:func:`eegcache.config.requested`); a version
@@ -160,8 +163,10 @@ def resolve(config: Config, root: Path = Path(), say: Callable[[str], None] = lo
     if run.params is not None:  # the accepted copy's own metadata: what its bytes are
         built = flatten(run.params)
         if run.wanted.params is not None and built != run.wanted.params:
-            say(f"note: {wanted.origin} records other params for {run.wanted.hash} than its metadata "
-                f"({'; '.join(identity.conflicts(built, run.wanted.params))}): the metadata describes the bytes")  # fmt: skip
+            say(
+                f"note: {wanted.origin} records other params for {run.wanted.hash} than its metadata "
+                f"({'; '.join(identity.conflicts(built, run.wanted.params))}): the metadata describes the bytes"
+            )
         refuse_conflicts(run.wanted, built, asked, f"\nThe copy at {report.path} is valid and stays there.")
     return report
 
@@ -227,9 +232,12 @@ def _accept(run: _Run, path: Path) -> None:
     try:
         moved = quarantine.quarantine(path, result.problems, result.damaged)
     except OSError as exc:  # a read-only volume: the copy stays where it is, and is not used
-        raise _Reject(f"{path.name} is damaged: {result.problems[0]}{more}; it could not be moved aside "
-                      f"({exc.strerror or exc})") from exc  # fmt: skip
-    raise _Reject(f"{path.name} is damaged: {result.problems[0]}{more}; moved to {moved or 'quarantine by another run'}")
+        raise _Reject(
+            f"{path.name} is damaged: {result.problems[0]}{more}; it could not be moved aside ({exc.strerror or exc})"
+        ) from exc
+    raise _Reject(
+        f"{path.name} is damaged: {result.problems[0]}{more}; moved to {moved or 'quarantine by another run'}"
+    )
 
 
 def _require_version(run: _Run) -> None:
@@ -272,7 +280,11 @@ def _install(run: _Run, source: fetch.Source, jobs: int) -> tuple[Path, int, str
             if attempt == 2 or stats.present == 0:  # one more install fetches them from the source
                 raise
             run.say(f"the copy made from the volume's DVC cache was damaged ({exc}); fetching again from {source.name}")
-    return path, stats.bytes, f"fetched {stats.fetched} object(s) from {source.name}, {stats.present} already in the volume's DVC cache"
+    return (
+        path,
+        stats.bytes,
+        f"fetched {stats.fetched} object(s) from {source.name}, {stats.present} already in the volume's DVC cache",
+    )
 
 
 def _from_remote(run: _Run) -> tuple[Path, int, str]:
@@ -298,20 +310,26 @@ def _from_build(run: _Run) -> tuple[Path, int, str]:
         raise _Skip(f"raw data directory {raw} not found")
     would_build = flatten(identity.stage_params(cfg.load(root, params_file=root / cfg.PARAMS_FILE)))
     if run.wanted.params is not None and (differs := identity.conflicts(run.wanted.params, would_build)):
-        raise _Skip(f"params.yaml describes another version than {run.wanted.hash} ({'; '.join(differs)}): "
-                    "`dvc repro` here would build that one, so nothing was built (check out the revision that "
-                    "built it, or ask for the version params.yaml describes)")  # fmt: skip
+        raise _Skip(
+            f"params.yaml describes another version than {run.wanted.hash} ({'; '.join(differs)}): "
+            "`dvc repro` here would build that one, so nothing was built (check out the revision that "
+            "built it, or ask for the version params.yaml describes)"
+        )
     count, size, seconds = build_estimate(run.config, root)
     started = time.perf_counter()
-    run.say(f"building from {raw}: {count} EDF files, {size / 1e9:.2f} GB; estimated {seconds / 60:.1f} min, "
-            f"~${seconds / 3600 * cache.gpu_price_per_hour:.2f} at ${cache.gpu_price_per_hour:.2f}/h")  # fmt: skip
+    run.say(
+        f"building from {raw}: {count} EDF files, {size / 1e9:.2f} GB; estimated {seconds / 60:.1f} min, "
+        f"~${seconds / 3600 * cache.gpu_price_per_hour:.2f} at ${cache.gpu_price_per_hour:.2f}/h"
+    )
     try:
         built = dvc.repro(root)
     except EegcacheError as exc:
         raise _Reject(exc.reason) from exc
     if run.wanted.hash not in (None, built.hash):
-        raise _Reject(f"the build made version {built.hash}, not the expected {run.wanted.hash} "
-                      "(raw data, code or params differ from the ones that version was built with)")  # fmt: skip
+        raise _Reject(
+            f"the build made version {built.hash}, not the expected {run.wanted.hash} "
+            "(raw data, code or params differ from the ones that version was built with)"
+        )
     run.wanted = replace(run.wanted, hash=built.hash)
     if cache.push_after_build:
         try:
@@ -343,6 +361,8 @@ def table(report: Report) -> Any:
         style = {"used": "green", "rejected": "red", "skipped": "yellow"}[a.outcome]
         grid.add_row(a.source, a.outcome, f"{a.seconds:.2f}", f"{a.bytes / 1e6:.1f}", a.reason, style=style)
     if report.path:
-        grid.caption = (f"{report.path}: {report.files} recordings in {report.seconds:.2f} s; saved vs a rebuild "
-                        f"on the GPU: {report.saved_gpu_hours:.2f} GPU-h, ${report.saved_usd:.2f}")  # fmt: skip
+        grid.caption = (
+            f"{report.path}: {report.files} recordings in {report.seconds:.2f} s; saved vs a rebuild "
+            f"on the GPU: {report.saved_gpu_hours:.2f} GPU-h, ${report.saved_usd:.2f}"
+        )
     return grid

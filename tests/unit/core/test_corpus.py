@@ -107,9 +107,17 @@ def test_split_folder_above_the_root_does_not_count(tmp_path):
 
 @pytest.mark.parametrize(
     "name",
-    ["AAAAAAAB_s001_t000", "aaaaaab_s001_t000", "aaaaaaaab_s001_t000", "aaaaaaab_s01_t000", "aaaaaaab_s001_t000_x",
-     "aaaaaaab_s001", "aaaaaaa1_s001_t000", "aaaaaaab-s001-t000"],
-)  # fmt: skip
+    [
+        "AAAAAAAB_s001_t000",
+        "aaaaaab_s001_t000",
+        "aaaaaaaab_s001_t000",
+        "aaaaaaab_s01_t000",
+        "aaaaaaab_s001_t000_x",
+        "aaaaaaab_s001",
+        "aaaaaaa1_s001_t000",
+        "aaaaaaab-s001-t000",
+    ],
+)
 def test_badly_named_edf_is_an_error_naming_the_file(tmp_path, name):
     write_recording(tmp_path / "edf/train/aaaaaaab", "aaaaaaab_s001_t000")
     bad = write(tmp_path / "edf/train/aaaaaaab" / f"{name}.edf")
@@ -321,8 +329,29 @@ def test_unknown_suffix_and_missing_file_are_annotation_errors(tmp_path):
 
 # --- annotations: properties -----------------------------------------------------------------------
 
-FIELD = st.sampled_from(["TERM", "FP1-F7", "0", "1", "0.5", "-1", "240", "240.0009", "1e999", "nan", "seiz", "bckg",
-                         "fnsz", "", " ", "x", "1.0000", "36.8100", "\u00e9"])  # fmt: skip
+FIELD = st.sampled_from(
+    [
+        "TERM",
+        "FP1-F7",
+        "0",
+        "1",
+        "0.5",
+        "-1",
+        "240",
+        "240.0009",
+        "1e999",
+        "nan",
+        "seiz",
+        "bckg",
+        "fnsz",
+        "",
+        " ",
+        "x",
+        "1.0000",
+        "36.8100",
+        "\u00e9",
+    ]
+)
 LINE = st.one_of(st.lists(FIELD, max_size=7).map(",".join), st.sampled_from(["", "#", COLUMNS]), st.text())
 
 
@@ -331,8 +360,10 @@ def near_valid(draw) -> str:
     """A full header and mostly plausible rows, so that both parses and late-row errors are common."""
     head = "\n".join(GOOD_LINES[:5]).replace("240.0000", draw(st.sampled_from(["240.0000", "100", "0.5", "3e300"])))
     cuts = [f"{c / 100:.4f}" for c in sorted(draw(st.lists(st.integers(0, 24100), min_size=2, max_size=8)))]
-    rows = [f"{draw(st.sampled_from(['TERM', 'TERM', 'FP1-F7']))},{a},{b},{draw(st.sampled_from(['seiz', 'bckg']))},1"
-            for a, b in zip(cuts, cuts[1:])]  # fmt: skip
+    rows = [
+        f"{draw(st.sampled_from(['TERM', 'TERM', 'FP1-F7']))},{a},{b},{draw(st.sampled_from(['seiz', 'bckg']))},1"
+        for a, b in zip(cuts, cuts[1:])
+    ]
     for _ in range(draw(st.integers(0, 2))):  # spoil a few lines: junk, or a repeated (overlapping) row
         rows.insert(draw(st.integers(0, len(rows))), draw(st.one_of(LINE, st.sampled_from(rows))))
     return head + "\n" + "\n".join(draw(st.permutations(rows)))
@@ -353,7 +384,10 @@ def assert_valid(ann: Annotation) -> None:
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(content=st.one_of(near_valid(), near_valid(), BROKEN_HEADER, st.text(), st.binary()), suffix=st.sampled_from([".csv_bi", ".csv"]))
+@given(
+    content=st.one_of(near_valid(), near_valid(), BROKEN_HEADER, st.text(), st.binary()),
+    suffix=st.sampled_from([".csv_bi", ".csv"]),
+)
 def test_any_content_parses_or_raises_annotation_error(tmp_path_factory, content, suffix):
     path = write(tmp_path_factory.mktemp("prop") / f"{BNAME}{suffix}", content)
     try:
@@ -401,8 +435,11 @@ def test_well_formed_rows_parse_to_their_union(tmp_path_factory, data, multi):
     rows, seizures = [], []
     for channel in channels:
         for start, stop, kind in data.draw(channel_rows(ticks)):
-            label = kind if channel == "TERM" else {"seiz": data.draw(st.sampled_from(["fnsz", "gnsz"])),
-                                                    "bckg": "bckg"}[kind]  # fmt: skip
+            label = (
+                kind
+                if channel == "TERM"
+                else {"seiz": data.draw(st.sampled_from(["fnsz", "gnsz"])), "bckg": "bckg"}[kind]
+            )
             rows.append(f"{channel},{start / 100:.4f},{stop / 100:.4f},{label},1.0000")
             if kind == "seiz":
                 seizures.append((start, stop))
@@ -507,9 +544,17 @@ def test_patient_in_official_train_and_dev_is_fine_under_patient_disjoint():
 
 
 @pytest.mark.parametrize(
-    ("policy", "ratio"), [("random", 0.2), ("", 0.2), ("patient_disjoint", 0.0), ("patient_disjoint", 1.0),
-                          ("official_tusz", -0.1), ("official_tusz", 1.5), ("patient_disjoint", math.nan)],
-)  # fmt: skip
+    ("policy", "ratio"),
+    [
+        ("random", 0.2),
+        ("", 0.2),
+        ("patient_disjoint", 0.0),
+        ("patient_disjoint", 1.0),
+        ("official_tusz", -0.1),
+        ("official_tusz", 1.5),
+        ("patient_disjoint", math.nan),
+    ],
+)
 def test_bad_policy_or_ratio_is_a_config_error(policy, ratio):
     with pytest.raises(ConfigError):
         corpus.assign_splits(official(2), policy, ratio, 0)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from eegcache.config import DataConfig
 from eegcache.core import discover
 from eegcache.errors import CorpusError
 from tests.unit.core.test_corpus import write, write_recording
-from eegcache.config import DataConfig
 
 SESSION = "edf/eval/aaaaaqvx/s003_2015_08_24"
 BNAME = "aaaaaqvx_s003_t000"
@@ -45,9 +45,8 @@ def test_misnamed_and_stray_edfs_are_problems_of_their_own_files(root):
     assert [r.relpath for r in found.refs] == [GOOD]
     assert reasons(found) == {
         "edf/extra/aaaaaaaz_s001_t000.edf": "EDF is not under a train/dev/eval folder below the corpus root",
-        "edf/train/aaaaaaab/s001_2003/01_tcp_ar/recording copy (1).edf":
-            "EDF name does not follow <patient>_sNNN_tNNN.edf (patient = 8 lowercase letters): 'recording copy (1).edf'",
-    }  # fmt: skip
+        "edf/train/aaaaaaab/s001_2003/01_tcp_ar/recording copy (1).edf": "EDF name does not follow <patient>_sNNN_tNNN.edf (patient = 8 lowercase letters): 'recording copy (1).edf'",
+    }
     assert found.problems[0].error.path == str(root / "edf/extra/aaaaaaaz_s001_t000.edf")
     with pytest.raises(CorpusError, match="not under a train/dev/eval folder"):  # the strict form raises the first
         discover.discover(root)
@@ -62,8 +61,10 @@ def test_an_upper_case_extension_is_an_edf_found_and_refused_by_name(root):
     found = discover.survey(root)
     assert [r.relpath for r in found.refs] == [GOOD]
     rule = "EDF name does not follow <patient>_sNNN_tNNN.edf (patient = 8 lowercase letters)"
-    assert reasons(found) == {f"edf/dev/aaaaaaac/s001_2010/01_tcp_ar/aaaaaaac_s001_t00{n}": f"{rule}: 'aaaaaaac_s001_t00{n}'"
-                              for n in ("0.EDF", "1.Edf")}  # fmt: skip
+    assert reasons(found) == {
+        f"edf/dev/aaaaaaac/s001_2010/01_tcp_ar/aaaaaaac_s001_t00{n}": f"{rule}: 'aaaaaaac_s001_t00{n}'"
+        for n in ("0.EDF", "1.Edf")
+    }
 
 
 def test_montage_folder_duplicates_keep_the_preferred_folder(root):
@@ -72,10 +73,12 @@ def test_montage_folder_duplicates_keep_the_preferred_folder(root):
     found = discover.survey(root)
     assert [r.relpath for r in found.refs] == [f"{SESSION}/01_tcp_ar/{BNAME}.edf", GOOD]
     assert found.problems == []
-    assert [(p.relpath, p.error.reason) for p in found.superseded] == [(
-        f"{SESSION}/03_tcp_ar_a/{BNAME}.edf",
-        f"duplicate of {SESSION}/01_tcp_ar/{BNAME}.edf, montage folder 01_tcp_ar preferred (data.prefer_montage_folders)",
-    )]  # fmt: skip
+    assert [(p.relpath, p.error.reason) for p in found.superseded] == [
+        (
+            f"{SESSION}/03_tcp_ar_a/{BNAME}.edf",
+            f"duplicate of {SESSION}/01_tcp_ar/{BNAME}.edf, montage folder 01_tcp_ar preferred (data.prefer_montage_folders)",
+        )
+    ]
     assert found.refs[0].annotation == root / SESSION / "01_tcp_ar" / f"{BNAME}.csv_bi"  # its own annotation
     # another order keeps another copy; no preference, or none among the copies, builds none
     kept = discover.survey(root, prefer=("03_tcp_ar_a",)).refs[0]
@@ -84,8 +87,10 @@ def test_montage_folder_duplicates_keep_the_preferred_folder(root):
         found = discover.survey(root, prefer=prefer)
         assert [r.relpath for r in found.refs] == [GOOD] and found.superseded == []
         assert sorted(reasons(found)) == [f"{SESSION}/01_tcp_ar/{BNAME}.edf", f"{SESSION}/03_tcp_ar_a/{BNAME}.edf"]
-        assert all(r.endswith("none is built: no montage folder of data.prefer_montage_folders among them")
-                   for r in reasons(found).values())  # fmt: skip
+        assert all(
+            r.endswith("none is built: no montage folder of data.prefer_montage_folders among them")
+            for r in reasons(found).values()
+        )
 
 
 def test_duplicates_across_sessions_or_splits_build_no_copy(root):
@@ -93,11 +98,16 @@ def test_duplicates_across_sessions_or_splits_build_no_copy(root):
     write_recording(root / "edf/dev/aaaaaaab/s001_2003/01_tcp_ar", "aaaaaaab_s001_t000")  # another split: not
     found = discover.survey(root)
     assert found.refs == [] and found.superseded == []
-    copies = ["edf/dev/aaaaaaab/s001_2003/01_tcp_ar/aaaaaaab_s001_t000.edf", GOOD,
-              "edf/train/aaaaaaab/s001_2003/02_tcp_le/aaaaaaab_s001_t000.edf"]  # fmt: skip
+    copies = [
+        "edf/dev/aaaaaaab/s001_2003/01_tcp_ar/aaaaaaab_s001_t000.edf",
+        GOOD,
+        "edf/train/aaaaaaab/s001_2003/02_tcp_le/aaaaaaab_s001_t000.edf",
+    ]
     assert sorted(reasons(found)) == sorted(copies)
-    assert reasons(found)[GOOD] == (f"3 EDFs share the name aaaaaaab_s001_t000 ({', '.join(copies)}); none is built: "
-                                    "not montage folders of one session")  # fmt: skip
+    assert reasons(found)[GOOD] == (
+        f"3 EDFs share the name aaaaaaab_s001_t000 ({', '.join(copies)}); none is built: "
+        "not montage folders of one session"
+    )
 
 
 def test_fifo_socket_and_folder_named_edf_are_not_regular_files(root):
@@ -122,8 +132,12 @@ def test_links_are_followed_only_to_regular_files_inside_the_root(root, tmp_path
     outside = write(tmp_path_factory.mktemp("elsewhere") / "aaaaaaae_s001_t000.edf", "x")
     folder = root / "edf/eval/aaaaaaae/s001_2010/01_tcp_ar"
     folder.mkdir(parents=True)
-    links = {"aaaaaaae_s001_t000": outside, "aaaaaaae_s001_t001": Path("/dev/zero"),
-             "aaaaaaae_s001_t002": root / GOOD, "aaaaaaae_s001_t003": folder / "fifo"}  # fmt: skip
+    links = {
+        "aaaaaaae_s001_t000": outside,
+        "aaaaaaae_s001_t001": Path("/dev/zero"),
+        "aaaaaaae_s001_t002": root / GOOD,
+        "aaaaaaae_s001_t003": folder / "fifo",
+    }
     os.mkfifo(folder / "fifo")
     for bname, target in links.items():
         (folder / f"{bname}.edf").symlink_to(target)
@@ -131,8 +145,11 @@ def test_links_are_followed_only_to_regular_files_inside_the_root(root, tmp_path
     rel = "edf/eval/aaaaaaae/s001_2010/01_tcp_ar/aaaaaaae_s001_t00"
     assert [r.relpath for r in found.refs] == [f"{rel}2.edf", GOOD]  # a link to a file inside the root: followed
     outside_reason = "symbolic link to a file outside the corpus root (data.raw_dir): not followed"
-    assert reasons(found) == {f"{rel}0.edf": outside_reason, f"{rel}1.edf": outside_reason,
-                              f"{rel}3.edf": "symbolic link to a FIFO (named pipe), not to a regular file"}  # fmt: skip
+    assert reasons(found) == {
+        f"{rel}0.edf": outside_reason,
+        f"{rel}1.edf": outside_reason,
+        f"{rel}3.edf": "symbolic link to a FIFO (named pipe), not to a regular file",
+    }
 
 
 def test_a_root_reached_through_a_link_still_contains_its_files(root, tmp_path_factory):
@@ -169,8 +186,11 @@ def test_only_corpus_wide_problems_raise(tmp_path, tmp_path_factory):
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     write_recording(elsewhere / "train/aaaaaaab/s001_2003/01_tcp_ar", "aaaaaaab_s001_t000")
     (tmp_path / "edf/eval").symlink_to(elsewhere / "train")  # all the EDFs behind a link: say so
-    with pytest.raises(CorpusError, match=r"no \.edf files found under the corpus root \(not searched: edf/eval: "
-                                          r"symbolic link to a folder: not followed\)$"):  # fmt: skip
+    with pytest.raises(
+        CorpusError,
+        match=r"no \.edf files found under the corpus root \(not searched: edf/eval: "
+        r"symbolic link to a folder: not followed\)$",
+    ):
         discover.survey(tmp_path)
     write(tmp_path / "edf/train/bad name.edf")  # a problem is still an EDF found: the build decides
     assert [p.relpath for p in discover.survey(tmp_path).problems] == ["edf/train/bad name.edf"]
@@ -196,8 +216,9 @@ def test_a_folder_that_cannot_be_read_is_reported_with_its_reason(root):
     deep = unreadable_folder(root / "edf/train")
     found = discover.survey(root)
     assert [r.relpath for r in found.refs] == [GOOD] and found.problems == []
-    assert [(p.relpath, p.error.reason) for p in found.unreadable] == [(f"edf/train/{deep}",
-                                                                         "cannot read folder: File name too long")]
+    assert [(p.relpath, p.error.reason) for p in found.unreadable] == [
+        (f"edf/train/{deep}", "cannot read folder: File name too long")
+    ]
     assert found.unreadable[0].error.path == str(root / "edf/train" / deep)
 
 

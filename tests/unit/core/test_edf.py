@@ -30,10 +30,17 @@ def tone(freq, amp=100.0):
 
 
 def test_reads_electrodes_and_ignores_other_channels(tmp_path):
-    path = write(tmp_path / "a.edf", [
-        ("EEG FP1-REF", 256, tone(10)), ("EEG CZ-REF", 256, tone(5, 50)), ("EEG EKG1-REF", 256, tone(1)),
-        ("PHOTIC-REF", 256, tone(2)), ("IBI", 1, lambda t: t), ("BURSTS", 1, lambda t: t),
-    ])  # fmt: skip
+    path = write(
+        tmp_path / "a.edf",
+        [
+            ("EEG FP1-REF", 256, tone(10)),
+            ("EEG CZ-REF", 256, tone(5, 50)),
+            ("EEG EKG1-REF", 256, tone(1)),
+            ("PHOTIC-REF", 256, tone(2)),
+            ("IBI", 1, lambda t: t),
+            ("BURSTS", 1, lambda t: t),
+        ],
+    )
     sig = edf.read_eeg(path)
     assert sorted(sig.electrodes) == ["CZ", "FP1"]
     assert sig.rate == 256 and sig.n_samples == 2560 and sig.duration_s == 10
@@ -56,8 +63,11 @@ def test_random_bytes_named_edf(tmp_path):
 def test_truncated_edf(tmp_path):
     path = write(tmp_path / "cut.edf", [("EEG FP1-REF", 256, tone(10)), ("EEG F7-REF", 256, tone(8))])
     path.write_bytes(path.read_bytes()[:3000])
-    with pytest.raises(RecordingError, match=r"cut\.edf: file ends after 2 of 10 data records and 184 bytes of the "
-                                             r"next \(truncated\)"):
+    with pytest.raises(
+        RecordingError,
+        match=r"cut\.edf: file ends after 2 of 10 data records and 184 bytes of the "
+        r"next \(truncated\)",
+    ):
         edf.read_eeg(path)
 
 
@@ -98,12 +108,14 @@ PHYSICAL_MIN_1 = (256 + 2 * (16 + 80 + 8), 8)  # physical minimum of the first o
 
 @pytest.mark.parametrize(
     ("field", "text", "reason"),
-    [(RECORD_DURATION, "-1", "data record duration -1 s in the header is not positive"),
-     (RECORD_DURATION, "0", "data record duration 0 s in the header is not positive"),
-     (RECORD_DURATION, "1e308", "recording duration inf s in the header is not a positive number"),
-     (PHYSICAL_MIN_1, "nan", "non-finite samples in EEG channels FP1")],
+    [
+        (RECORD_DURATION, "-1", "data record duration -1 s in the header is not positive"),
+        (RECORD_DURATION, "0", "data record duration 0 s in the header is not positive"),
+        (RECORD_DURATION, "1e308", "recording duration inf s in the header is not a positive number"),
+        (PHYSICAL_MIN_1, "nan", "non-finite samples in EEG channels FP1"),
+    ],
     ids=["negative record duration", "zero record duration", "huge record duration", "nan physical minimum"],
-)  # fmt: skip
+)
 def test_header_numbers_that_edfio_accepts_but_make_no_recording(tmp_path, field, text, reason):
     """edfio reads these without complaint: a negative or huge record duration gives a negative rate or an infinite
     duration, a "nan" physical range gives NaN samples (which z-scoring would silently turn into a zero channel)."""
@@ -136,10 +148,13 @@ def test_a_record_count_of_minus_one(tmp_path):
     assert err.value.reason == "header gives -1 data records (unknown, written by a recorder that did not finish)"
 
 
-@pytest.mark.parametrize(("extra", "reason"), [
-    (b"\0" * 1024, "file has 1024 bytes more than its header's 10 data records of 1024 bytes"),
-    (b"\0" * 7, "file has 7 bytes more than its header's 10 data records of 1024 bytes"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        (b"\0" * 1024, "file has 1024 bytes more than its header's 10 data records of 1024 bytes"),
+        (b"\0" * 7, "file has 7 bytes more than its header's 10 data records of 1024 bytes"),
+    ],
+)
 def test_data_longer_than_the_header_says(tmp_path, extra, reason):
     path = write(tmp_path / "long.edf", TWO)
     path.write_bytes(path.read_bytes() + extra)
@@ -148,11 +163,14 @@ def test_data_longer_than_the_header_says(tmp_path, extra, reason):
     assert (err.value.path, err.value.reason) == (str(path), reason)
 
 
-@pytest.mark.parametrize(("cut", "reason"), [
-    (1024, "file ends after 9 of 10 data records (truncated)"),
-    (1024 * 7 + 100, "file ends after 2 of 10 data records and 924 bytes of the next (truncated)"),
-    (1024 * 10, "file ends after 0 of 10 data records (truncated)"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("cut", "reason"),
+    [
+        (1024, "file ends after 9 of 10 data records (truncated)"),
+        (1024 * 7 + 100, "file ends after 2 of 10 data records and 924 bytes of the next (truncated)"),
+        (1024 * 10, "file ends after 0 of 10 data records (truncated)"),
+    ],
+)
 def test_data_shorter_than_the_header_says(tmp_path, cut, reason):
     path = write(tmp_path / "short.edf", TWO)
     path.write_bytes(path.read_bytes()[:-cut])
@@ -161,10 +179,13 @@ def test_data_shorter_than_the_header_says(tmp_path, cut, reason):
     assert (err.value.path, err.value.reason) == (str(path), reason)
 
 
-@pytest.mark.parametrize(("size", "reason"), [
-    (100, "not a readable EDF file (100 bytes: shorter than the 256-byte header)"),
-    (500, "not a readable EDF file (file ends after 500 bytes, inside the 768-byte header of 2 signals)"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("size", "reason"),
+    [
+        (100, "not a readable EDF file (100 bytes: shorter than the 256-byte header)"),
+        (500, "not a readable EDF file (file ends after 500 bytes, inside the 768-byte header of 2 signals)"),
+    ],
+)
 def test_a_file_that_ends_in_its_header(tmp_path, size, reason):
     path = write(tmp_path / "cut.edf", TWO)
     path.write_bytes(path.read_bytes()[:size])
@@ -193,8 +214,10 @@ def as_edf_plus_d(path, first=None, by=0):
 def edf_plus(path, first=None, by=0):
     """A 10 s EDF+D file of two EEG channels, its records from ``first`` on ``by`` seconds late."""
     t = np.arange(2560) / 256
-    signals = [EdfSignal(100 * np.sin(t * k), 256, label=label, physical_range=(-500, 500))
-               for k, label in enumerate(["EEG FP1-REF", "EEG F7-REF"], 1)]  # fmt: skip
+    signals = [
+        EdfSignal(100 * np.sin(t * k), 256, label=label, physical_range=(-500, 500))
+        for k, label in enumerate(["EEG FP1-REF", "EEG F7-REF"], 1)
+    ]
     Edf(signals, annotations=[EdfAnnotation(1.0, None, "eyes closed")]).write(path)
     return as_edf_plus_d(path, first, by)
 
@@ -203,8 +226,10 @@ def test_edf_plus_d_with_gaps_is_refused_with_the_gap_times(tmp_path):
     path = edf_plus(tmp_path / "gappy.edf", 6, 10)
     with pytest.raises(RecordingError) as err:
         edf.read_eeg(path)
-    assert err.value.reason == ("EDF+D (discontinuous) recording with 1 gap(s) between data records: 10 s at 6 s; "
-                                "the cache needs one continuous signal")  # fmt: skip
+    assert err.value.reason == (
+        "EDF+D (discontinuous) recording with 1 gap(s) between data records: 10 s at 6 s; "
+        "the cache needs one continuous signal"
+    )
 
 
 def test_edf_plus_d_with_records_out_of_order_is_refused(tmp_path):
@@ -228,10 +253,13 @@ PHYSICAL = {"min": 256 + 2 * 104, "max": 256 + 2 * 112}  # of signal 0 of 2
 DIGITAL = {"min": 256 + 2 * 120, "max": 256 + 2 * 128}
 
 
-@pytest.mark.parametrize(("field", "text", "why"), [
-    (PHYSICAL["max"], "-500", "physical minimum equals maximum (-500): no calibration"),
-    (DIGITAL["max"], "-32768", "digital minimum equals maximum (-32768): no calibration"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("field", "text", "why"),
+    [
+        (PHYSICAL["max"], "-500", "physical minimum equals maximum (-500): no calibration"),
+        (DIGITAL["max"], "-32768", "digital minimum equals maximum (-32768): no calibration"),
+    ],
+)
 def test_an_electrode_without_calibration_is_left_out_as_missing(tmp_path, field, text, why):
     """edfio would return its raw integers as µV (with a bare UserWarning, an error here: warnings are errors)."""
     path = header_field(write(tmp_path / "flat.edf", TWO), field, 8, text)
@@ -246,8 +274,10 @@ def test_a_recording_whose_every_electrode_lacks_calibration(tmp_path):
     header_field(path, 256 + 2 * 112 + 8, 8, "-500")  # physical maximum of signal 1
     with pytest.raises(RecordingError) as err:
         edf.read_eeg(path)
-    assert err.value.reason == ("no EEG channel has a calibration (FP1: physical minimum equals maximum (-500): no "
-                                "calibration; F7: physical minimum equals maximum (-500): no calibration)")  # fmt: skip
+    assert err.value.reason == (
+        "no EEG channel has a calibration (FP1: physical minimum equals maximum (-500): no "
+        "calibration; F7: physical minimum equals maximum (-500): no calibration)"
+    )
 
 
 @pytest.mark.parametrize("text", ["abc", "1e999"])
@@ -268,8 +298,9 @@ def test_electrodes_are_read_on_demand_with_edfios_calibration(tmp_path):
 
 
 def test_edfio_warnings_become_recording_errors_naming_the_file(tmp_path):
-    with pytest.raises(RecordingError) as err:
-        with edf.edfio_errors(tmp_path / "w.edf", "reading EEG channel FP1"):
-            warnings.warn("Something edfio did to the data", UserWarning, stacklevel=1)
-    assert str(err.value) == f"{tmp_path / 'w.edf'}: EDF reader warning (reading EEG channel FP1): Something edfio " \
-                             "did to the data"
+    with pytest.raises(RecordingError) as err, edf.edfio_errors(tmp_path / "w.edf", "reading EEG channel FP1"):
+        warnings.warn("Something edfio did to the data", UserWarning, stacklevel=1)
+    assert (
+        str(err.value) == f"{tmp_path / 'w.edf'}: EDF reader warning (reading EEG channel FP1): Something edfio "
+        "did to the data"
+    )

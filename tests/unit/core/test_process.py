@@ -11,11 +11,20 @@ from eegcache.errors import AnnotationError, RecordingError
 
 PARAMS = {
     "data": {"split_policy": "official_tusz", "dev_ratio": 0.2, "split_seed": 0},
-    "preprocess": {"montage": "ref19", "missing_channels": "zero", "sample_rate": 200, "bandpass_low": 0.5,
-                   "bandpass_high": 80.0, "bandpass_order": 4, "notch_freq": 60.0, "notch_q": 30.0, "clip": 10.0,
-                   "dtype": "float16"},
+    "preprocess": {
+        "montage": "ref19",
+        "missing_channels": "zero",
+        "sample_rate": 200,
+        "bandpass_low": 0.5,
+        "bandpass_high": 80.0,
+        "bandpass_order": 4,
+        "notch_freq": 60.0,
+        "notch_q": 30.0,
+        "clip": 10.0,
+        "dtype": "float16",
+    },
     "build": {"on_error": "fail"},
-}  # fmt: skip
+}
 
 
 def entry(split: str, patient: str, seconds: float, seizure_seconds: float, size: int) -> dict:
@@ -31,7 +40,9 @@ def test_runs_are_half_open_sample_intervals_of_ones():
 def test_skipped_entry_names_the_file_and_line_but_not_the_machines_folders():
     exc = AnnotationError("bad row", "/mnt/raw/edf/train/x/aaaaaaab_s001_t000.csv_bi", 7)
     assert process.skipped_entry("edf/train/x/aaaaaaab_s001_t000.edf", exc) == {
-        "file": "edf/train/x/aaaaaaab_s001_t000.edf", "reason": "aaaaaaab_s001_t000.csv_bi:7: bad row"}
+        "file": "edf/train/x/aaaaaaab_s001_t000.edf",
+        "reason": "aaaaaaab_s001_t000.csv_bi:7: bad row",
+    }
     assert process.skipped_entry("a.edf", RecordingError("too short"))["reason"] == "too short"
 
 
@@ -43,8 +54,15 @@ def test_cache_metadata_records_params_code_inputs_and_per_split_totals():
     }
     inputs = [("edf/a.edf", "1" * 32, "2" * 32), ("edf/d.edf", "3" * 32, None)]
     skipped = [{"file": "z.edf", "reason": "late"}, {"file": "b.edf", "reason": "early"}]
-    meta = process.cache_metadata(params=PARAMS, code="c0de", package_version="9.9", inputs=inputs, files=files,
-                                  skipped=skipped, excluded=[{"file": "x.edf", "reason": "why"}])  # fmt: skip
+    meta = process.cache_metadata(
+        params=PARAMS,
+        code="c0de",
+        package_version="9.9",
+        inputs=inputs,
+        files=files,
+        skipped=skipped,
+        excluded=[{"file": "x.edf", "reason": "why"}],
+    )
     assert meta["params_hash"] == stable_hash(PARAMS) and meta["params"] == PARAMS
     assert meta["schema_version"] == store.SCHEMA_VERSION
     assert meta["package_version"] == "9.9" and meta["code_digest"] == "c0de"
@@ -135,12 +153,15 @@ def test_an_electrode_without_calibration_is_zero_filled_recorded_and_logged(tas
     rows = list(cached.facts.channels)
     assert not cached.eeg[rows.index("FZ")].any() and cached.eeg[rows.index("CZ")].any()
     assert [r.getMessage() for r in caplog.records] == [
-        f"{damaged.edf}: EEG channel FZ left out as missing: physical minimum equals maximum (-5000): no calibration"]
+        f"{damaged.edf}: EEG channel FZ left out as missing: physical minimum equals maximum (-5000): no calibration"
+    ]
 
 
 def test_an_electrode_without_calibration_under_missing_channels_error(task, tmp_path):
     damaged = without_calibration(task, tmp_path, "FZ")
     with pytest.raises(RecordingError) as err:
         process.process(damaged, {**PARAMS["preprocess"], "missing_channels": "error"}, tmp_path / "out")
-    assert str(err.value) == (f"{damaged.edf}: required channels missing: FZ (physical minimum equals maximum (-5000): "
-                              "no calibration) (preprocess.missing_channels=error)")  # fmt: skip
+    assert str(err.value) == (
+        f"{damaged.edf}: required channels missing: FZ (physical minimum equals maximum (-5000): "
+        "no calibration) (preprocess.missing_channels=error)"
+    )

@@ -137,17 +137,38 @@ def test_preprocess_outputs_cache_dtype_and_aligned_labels():
     n = int(256 * 30)
     e = {name: sine(10.0, rate=256.0, seconds=30.0, amplitude=20.0) for name in TEN_TWENTY}
     out = signal.preprocess(
-        e, 256.0, n, [(10.0, 20.0)], montage="ref19", missing_channels="error", sample_rate=200,
-        bandpass_low=0.5, bandpass_high=80.0, bandpass_order=4, notch_freq=60.0, notch_q=30.0, clip=10.0,
+        e,
+        256.0,
+        n,
+        [(10.0, 20.0)],
+        montage="ref19",
+        missing_channels="error",
+        sample_rate=200,
+        bandpass_low=0.5,
+        bandpass_high=80.0,
+        bandpass_order=4,
+        notch_freq=60.0,
+        notch_q=30.0,
+        clip=10.0,
         dtype="float16",
-    )  # fmt: skip
+    )
     assert out.eeg.dtype == np.float16 and out.eeg.shape == (19, 6000)
     assert out.labels.shape == (6000,) and out.labels.sum() == 2000 and out.labels[2000] == 1
     assert_allclose(np.asarray(out.eeg[0, 600:-600], dtype=np.float64).std(), 1.0, rtol=0.05)
 
 
-PREPROCESS = dict(montage="ref19", missing_channels="zero", sample_rate=200, bandpass_low=0.5, bandpass_high=80.0,
-                  bandpass_order=4, notch_freq=60.0, notch_q=30.0, clip=10.0, dtype="float16")  # fmt: skip
+PREPROCESS = dict(
+    montage="ref19",
+    missing_channels="zero",
+    sample_rate=200,
+    bandpass_low=0.5,
+    bandpass_high=80.0,
+    bandpass_order=4,
+    notch_freq=60.0,
+    notch_q=30.0,
+    clip=10.0,
+    dtype="float16",
+)
 
 
 def test_filter_padding_is_scipys_default_padlen():
@@ -159,8 +180,9 @@ def test_filter_padding_is_scipys_default_padlen():
         signal.zero_phase(x[:, :33], *sections)
 
 
-@pytest.mark.parametrize(("source_rate", "n", "ok"), [(250.0, 41, False), (250.0, 42, True), (200.0, 33, False),
-                                                      (200.0, 34, True)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("source_rate", "n", "ok"), [(250.0, 41, False), (250.0, 42, True), (200.0, 33, False), (200.0, 34, True)]
+)
 def test_preprocess_rejects_a_recording_too_short_to_filter(source_rate, n, ok):
     """The shortest accepted recording is 34 samples at 200 Hz after resampling (41 at 250 Hz gives 33, 42 gives 34):
     a RecordingError saying so, never scipy's ValueError."""
@@ -168,8 +190,11 @@ def test_preprocess_rejects_a_recording_too_short_to_filter(source_rate, n, ok):
     if ok:
         assert signal.preprocess(electrodes, source_rate, n, [], **PREPROCESS).eeg.shape == (19, 34)
     else:
-        with pytest.raises(RecordingError, match=r"recording too short: 0\.165 s \(33 samples at 200 Hz after "
-                                                 r"resampling\); the zero-phase filters need at least 34 samples"):
+        with pytest.raises(
+            RecordingError,
+            match=r"recording too short: 0\.165 s \(33 samples at 200 Hz after "
+            r"resampling\); the zero-phase filters need at least 34 samples",
+        ):
             signal.preprocess(electrodes, source_rate, n, [], **PREPROCESS)
 
 
@@ -177,15 +202,18 @@ def whole_array(electrodes, rate, n, seizures, **p):
     """The pipeline as it ran before issue 13: every channel stacked in one float64 array through every step."""
     x, zero_filled = signal.select_channels(electrodes, n, p["montage"], p["missing_channels"])
     x = signal.resample_to(x, rate, p["sample_rate"])
-    sections = (signal.bandpass_sos(p["sample_rate"], p["bandpass_low"], p["bandpass_high"], p["bandpass_order"]),
-                signal.notch_sos(p["sample_rate"], p["notch_freq"], p["notch_q"]))  # fmt: skip
+    sections = (
+        signal.bandpass_sos(p["sample_rate"], p["bandpass_low"], p["bandpass_high"], p["bandpass_order"]),
+        signal.notch_sos(p["sample_rate"], p["notch_freq"], p["notch_q"]),
+    )
     x = signal.zscore_clip(signal.zero_phase(x, *sections), p["clip"])
     return signal.to_dtype(x, p["dtype"]), signal.label_mask(seizures, x.shape[-1], p["sample_rate"]), zero_filled
 
 
 @pytest.mark.parametrize("montage", ["ref19", "tcp22"])
-@pytest.mark.parametrize(("rate", "dtype"), [(256.0, "float16"), (250.0, "float32"), (512.0, "float16"),
-                                             (200.0, "float32")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("rate", "dtype"), [(256.0, "float16"), (250.0, "float32"), (512.0, "float16"), (200.0, "float32")]
+)
 @pytest.mark.parametrize("block", [1, 5, None], ids=["one channel a block", "5 channels a block", "all at once"])
 def test_block_pipeline_equals_the_whole_array_pipeline_bit_for_bit(montage, rate, dtype, block, monkeypatch):
     """Channel blocks (the memory bound) give the very bytes the whole-array pipeline gave, zero-filled rows (no A2
@@ -193,8 +221,10 @@ def test_block_pipeline_equals_the_whole_array_pipeline_bit_for_bit(montage, rat
     n = int(rate * 25)
     rng = np.random.default_rng(int(rate))
     names = [e for e in TEN_TWENTY + ("A1", "A2") if e != "A2"]
-    e = {name: np.cumsum(rng.standard_normal(n)) + 30 * np.sin(np.arange(n) * (i + 1) / 40) for i, name in
-         enumerate(names)}  # fmt: skip
+    e = {
+        name: np.cumsum(rng.standard_normal(n)) + 30 * np.sin(np.arange(n) * (i + 1) / 40)
+        for i, name in enumerate(names)
+    }
     if block is not None:
         monkeypatch.setattr(signal, "BLOCK_SAMPLES", block * n)
     params = {**PREPROCESS, "montage": montage, "dtype": dtype}
@@ -209,7 +239,15 @@ def test_block_pipeline_equals_the_whole_array_pipeline_bit_for_bit(montage, rat
 def test_missing_channels_error_says_why_an_electrode_is_unusable():
     e = electrodes(names=tuple(n for n in TEN_TWENTY if n not in ("FZ", "PZ")))
     with pytest.raises(RecordingError) as err:
-        signal.preprocess(e, 200.0, 1000, [], **{**PREPROCESS, "missing_channels": "error"},
-                          unusable={"FZ": "physical minimum equals maximum (0): no calibration"})  # fmt: skip
-    assert err.value.reason == ("required channels missing: FZ (physical minimum equals maximum (0): no calibration), "
-                                "PZ (preprocess.missing_channels=error)")  # fmt: skip
+        signal.preprocess(
+            e,
+            200.0,
+            1000,
+            [],
+            **{**PREPROCESS, "missing_channels": "error"},
+            unusable={"FZ": "physical minimum equals maximum (0): no calibration"},
+        )
+    assert err.value.reason == (
+        "required channels missing: FZ (physical minimum equals maximum (0): no calibration), "
+        "PZ (preprocess.missing_channels=error)"
+    )
