@@ -50,13 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eegcache.core.discover import (  # noqa: F401 (discovery is part of the corpus's interface)
-    ANNOTATION_SUFFIXES,
-    SPLITS,
-    Problem,
-    RecordingRef,
-    Survey,
-    discover,
-    survey,
+    ANNOTATION_SUFFIXES, SPLITS, Problem, RecordingRef, Survey, discover, survey,
 )
 from eegcache.core.store import open_regular
 from eegcache.errors import AnnotationError, ConfigError, CorpusError
@@ -105,9 +99,8 @@ def _read_lines(path: Path) -> tuple[list[str], str]:
     except OSError as exc:
         raise AnnotationError(f"cannot read annotation file: {exc.strerror or exc}", path) from exc
     if len(data) > MAX_ANNOTATION_BYTES:
-        raise AnnotationError(
-            f"annotation file larger than {MAX_ANNOTATION_BYTES // 2**20} MiB: not a TUSZ annotation", path
-        )
+        raise AnnotationError(f"annotation file larger than {MAX_ANNOTATION_BYTES // 2**20} MiB: not a TUSZ annotation",
+                              path)  # fmt: skip
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -54,13 +54,8 @@ MONTAGE_PREFERENCE = ("01_tcp_ar", "02_tcp_le", "03_tcp_ar_a")  # default of dat
 PREFERENCE_KEY = "data.prefer_montage_folders"
 
 _NAME = re.compile(r"^([a-z]{8})_(s\d{3})_(t\d{3})\.edf$")
-_KINDS = (
-    (stat.S_ISDIR, "a folder"),
-    (stat.S_ISFIFO, "a FIFO (named pipe)"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-)
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -134,17 +129,12 @@ def survey(root: Path, prefer: Sequence[str] = MONTAGE_PREFERENCE) -> Survey:
     if not found and not problems:
         not_read = [(p.relpath, p.error.reason) for p in unreadable]
         passed = "; ".join(f"{folder}: {reason}" for folder, reason in sorted([*unsearched, *not_read]))
-        raise CorpusError(
-            "no .edf files found under the corpus root" + (f" (not searched: {passed})" if passed else ""), root
-        )
+        raise CorpusError("no .edf files found under the corpus root" + (f" (not searched: {passed})" if passed else ""),
+                          root)  # fmt: skip
     refs, superseded = _settle_duplicates(found, prefer, problems)
-    return Survey(
-        sorted(refs, key=lambda r: r.relpath),
-        sorted(problems, key=lambda p: p.relpath),
-        sorted(superseded, key=lambda p: p.relpath),
-        sorted(unsearched),
-        sorted(unreadable, key=lambda p: p.relpath),
-    )
+    return Survey(sorted(refs, key=lambda r: r.relpath), sorted(problems, key=lambda p: p.relpath),
+                  sorted(superseded, key=lambda p: p.relpath), sorted(unsearched),
+                  sorted(unreadable, key=lambda p: p.relpath))  # fmt: skip
 
 
 def discover(root: Path, prefer: Sequence[str] = MONTAGE_PREFERENCE) -> list[RecordingRef]:
@@ -155,9 +145,8 @@ def discover(root: Path, prefer: Sequence[str] = MONTAGE_PREFERENCE) -> list[Rec
     return found.refs
 
 
-def _recording(
-    folder: Path, entry: os.DirEntry, entries: dict[str, os.DirEntry], parts: tuple[str, ...], real_root: Path
-) -> RecordingRef:
+def _recording(folder: Path, entry: os.DirEntry, entries: dict[str, os.DirEntry], parts: tuple[str, ...],
+               real_root: Path) -> RecordingRef:  # fmt: skip
     """The recording of one ``.edf`` entry of ``folder`` (whose entries by name are ``entries``); CorpusError
     naming the file for a bad name, a place outside the splits, or an EDF or annotation that is no regular file."""
     edf = folder / entry.name
@@ -190,9 +179,7 @@ def _check_regular(entry: os.DirEntry, real_root: Path) -> None:
             raise CorpusError(f"not a regular file: {_kind(entry.stat(follow_symlinks=False).st_mode)}", entry.path)
         target = Path(os.path.realpath(entry.path))
         if not target.is_relative_to(real_root):
-            raise CorpusError(
-                "symbolic link to a file outside the corpus root (data.raw_dir): not followed", entry.path
-            )
+            raise CorpusError("symbolic link to a file outside the corpus root (data.raw_dir): not followed", entry.path)
         mode = os.stat(target).st_mode
     except FileNotFoundError:
         return
@@ -206,9 +193,8 @@ def _kind(mode: int) -> str:
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
 
 
-def _settle_duplicates(
-    found: list[RecordingRef], prefer: Sequence[str], problems: list[Problem]
-) -> tuple[list[RecordingRef], list[Problem]]:
+def _settle_duplicates(found: list[RecordingRef], prefer: Sequence[str],
+                       problems: list[Problem]) -> tuple[list[RecordingRef], list[Problem]]:  # fmt: skip
     """-> (refs with one recording per bname, the copies set aside for a preferred montage folder); unresolved
     duplicates are appended to ``problems``, every copy."""
     by_bname: dict[str, list[RecordingRef]] = defaultdict(list)
@@ -224,31 +210,16 @@ def _settle_duplicates(
         kept = _preferred(copies, prefer)
         if kept is None:
             listed = ", ".join(c.relpath for c in copies)
-            why = (
-                "no montage folder of " + PREFERENCE_KEY + " among them"
-                if _siblings(copies)
-                else "not montage folders of one session"
-            )
-            problems.extend(
-                Problem(
-                    c.relpath,
-                    CorpusError(f"{len(copies)} EDFs share the name {bname} ({listed}); none is built: {why}", c.edf),
-                )
-                for c in copies
-            )
+            why = ("no montage folder of " + PREFERENCE_KEY + " among them" if _siblings(copies)
+                   else "not montage folders of one session")  # fmt: skip
+            problems.extend(Problem(c.relpath, CorpusError(
+                f"{len(copies)} EDFs share the name {bname} ({listed}); none is built: {why}", c.edf)) for c in copies)
             continue
         refs.append(kept)
         folder = Path(kept.relpath).parent.name
-        superseded.extend(
-            Problem(
-                c.relpath,
-                CorpusError(
-                    f"duplicate of {kept.relpath}, montage folder {folder} preferred ({PREFERENCE_KEY})", c.edf
-                ),
-            )
-            for c in copies
-            if c is not kept
-        )
+        superseded.extend(Problem(c.relpath, CorpusError(
+            f"duplicate of {kept.relpath}, montage folder {folder} preferred ({PREFERENCE_KEY})", c.edf))
+            for c in copies if c is not kept)  # fmt: skip
     return refs, superseded
 
 

@@ -79,7 +79,7 @@ def edfio_errors(path: Path, doing: str) -> Iterator[None]:
             yield
     except RecordingError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure of the EDF parser on untrusted bytes means "not an EDF"
         raise RecordingError(f"not a readable EDF file ({doing}: {type(exc).__name__}: {exc})", path) from exc
     if caught:
         messages = "; ".join(dict.fromkeys(str(w.message) for w in caught))
@@ -140,9 +140,6 @@ def uncalibrated(path: Path, name: str, signal: edfio.EdfSignal) -> str | None:
     with np.errstate(all="ignore"):
         extremes = (_DIGITAL_EXTREMES + offset) * gain
     if not np.isfinite(extremes).all():
-        raise RecordingError(
-            f"non-finite samples in EEG channels {name} (physical range {physical[0]:g} to "
-            f"{physical[1]:g}, digital range {digital[0]} to {digital[1]})",
-            path,
-        )
+        raise RecordingError(f"non-finite samples in EEG channels {name} (physical range {physical[0]:g} to "
+                             f"{physical[1]:g}, digital range {digital[0]} to {digital[1]})", path)  # fmt: skip
     return None

@@ -85,36 +85,28 @@ def _parse(path: Path, fixed: bytes, handle: BinaryIO, size: int) -> Header:
     header_bytes = FIXED_BYTES + SIGNAL_BYTES * signals
     stated = int(_number(path, fixed[184:192], "header size", int))
     if stated != header_bytes:
-        raise RecordingError(
-            f"not a readable EDF file (header size field says {stated} bytes, but {signals} "
-            f"signals take {header_bytes})",
-            path,
-        )
+        raise RecordingError(f"not a readable EDF file (header size field says {stated} bytes, but {signals} "
+                             f"signals take {header_bytes})", path)  # fmt: skip
     if size < header_bytes:
-        raise RecordingError(
-            f"not a readable EDF file (file ends after {size} bytes, inside the {header_bytes}-byte "
-            f"header of {signals} signals)",
-            path,
-        )
+        raise RecordingError(f"not a readable EDF file (file ends after {size} bytes, inside the {header_bytes}-byte "
+                             f"header of {signals} signals)", path)  # fmt: skip
     per_signal = handle.read(SIGNAL_BYTES * signals)
     records = int(_number(path, fixed[236:244], "number of data records", int))
     if records == -1:
-        raise RecordingError("header gives -1 data records (unknown, written by a recorder that did not finish)", path)
+        raise RecordingError("header gives -1 data records (unknown, written by a recorder that did not finish)",
+                             path)  # fmt: skip
     if records < 0:
         raise RecordingError(f"not a readable EDF file (header gives {records} data records)", path)
     labels = tuple(per_signal[i : i + 16].decode("latin-1").strip() for i in range(0, 16 * signals, 16))
     start = _SAMPLES_PER_RECORD * signals
-    samples = tuple(
-        int(_number(path, per_signal[i : i + 8], f"samples per data record of {label!r}", int))
-        for label, i in zip(labels, range(start, start + 8 * signals, 8))
-    )
+    samples = tuple(int(_number(path, per_signal[i : i + 8], f"samples per data record of {label!r}", int))
+                    for label, i in zip(labels, range(start, start + 8 * signals, 8)))  # fmt: skip
     if any(n < 0 for n in samples) or not any(samples):
         raise RecordingError(f"not a readable EDF file (samples per data record {list(samples)})", path)
     record_s = Decimal(_number(path, fixed[244:252], "data record duration", Decimal))
     if record_s <= 0:  # edfio would divide by it, or give signals no sampling rate
-        raise RecordingError(
-            f"not a readable EDF file (data record duration {record_s} s in the header is not positive)", path
-        )
+        raise RecordingError(f"not a readable EDF file (data record duration {record_s} s in the header is not "
+                             "positive)", path)  # fmt: skip
     reserved = fixed[192:236].decode("latin-1").strip()
     return Header(records, record_s, labels, samples, header_bytes, reserved)
 
@@ -127,11 +119,8 @@ def _check_size(path: Path, header: Header, size: int) -> None:
     if data > expected:
         extra = data - expected
         hint = " (a BDF file's 3-byte samples?)" if data == expected * 3 // 2 else ""
-        raise RecordingError(
-            f"file has {extra} bytes more than its header's {header.records} data records of "
-            f"{record_bytes} bytes{hint}",
-            path,
-        )
+        raise RecordingError(f"file has {extra} bytes more than its header's {header.records} data records of "
+                             f"{record_bytes} bytes{hint}", path)  # fmt: skip
     if data < expected:
         whole, part = divmod(data, record_bytes)
         partial = f" and {part} bytes of the next" if part else ""
@@ -148,13 +137,8 @@ def record_onsets(path: Path, header: Header) -> list[Decimal]:
     index = header.labels.index(ANNOTATION_LABEL)
     start = 2 * sum(header.samples_per_record[:index])
     width = 2 * header.samples_per_record[index]
-    records = np.memmap(
-        path,
-        dtype=np.uint8,
-        mode="r",
-        offset=header.header_bytes,
-        shape=(header.records, 2 * sum(header.samples_per_record)),
-    )
+    records = np.memmap(path, dtype=np.uint8, mode="r", offset=header.header_bytes,
+                        shape=(header.records, 2 * sum(header.samples_per_record)))  # fmt: skip
     onsets = []
     for number, record in enumerate(records[:, start : start + width]):
         match = _ONSET.match(record.tobytes())
@@ -167,11 +151,8 @@ def record_onsets(path: Path, header: Header) -> list[Decimal]:
 def gaps(onsets: list[Decimal], record_s: Decimal) -> list[tuple[Decimal, Decimal]]:
     """(where, how long) in seconds of every break between consecutive data records: a record that does not start
     where the one before it ends (negative lengths: records that overlap or go back in time)."""
-    return [
-        (before + record_s, after - before - record_s)
-        for before, after in zip(onsets, onsets[1:])
-        if after != before + record_s
-    ]
+    return [(before + record_s, after - before - record_s) for before, after in zip(onsets, onsets[1:])
+            if after != before + record_s]  # fmt: skip
 
 
 def _check_continuous(path: Path, header: Header) -> None:
@@ -179,8 +160,5 @@ def _check_continuous(path: Path, header: Header) -> None:
     if found:
         listed = ", ".join(f"{length:g} s at {where:g} s" for where, length in found[:_GAPS_LISTED])
         more = f" and {len(found) - _GAPS_LISTED} more" if len(found) > _GAPS_LISTED else ""
-        raise RecordingError(
-            f"EDF+D (discontinuous) recording with {len(found)} gap(s) between data records: "
-            f"{listed}{more}; the cache needs one continuous signal",
-            path,
-        )
+        raise RecordingError(f"EDF+D (discontinuous) recording with {len(found)} gap(s) between data records: "
+                             f"{listed}{more}; the cache needs one continuous signal", path)  # fmt: skip

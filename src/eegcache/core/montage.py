@@ -11,52 +11,18 @@ import re
 
 # The 19 electrodes of the international 10-20 system, in the order TUH lists them.
 TEN_TWENTY: tuple[str, ...] = (
-    "FP1",
-    "FP2",
-    "F3",
-    "F4",
-    "C3",
-    "C4",
-    "P3",
-    "P4",
-    "O1",
-    "O2",
-    "F7",
-    "F8",
-    "T3",
-    "T4",
-    "T5",
-    "T6",
-    "FZ",
-    "CZ",
-    "PZ",
-)
+    "FP1", "FP2", "F3", "F4", "C3", "C4", "P3", "P4", "O1", "O2",
+    "F7", "F8", "T3", "T4", "T5", "T6", "FZ", "CZ", "PZ",
+)  # fmt: skip
 
 # The 22-channel temporal central parasagittal (TCP) bipolar montage of the TUSZ annotation guidelines.
 TCP_BIPOLAR: tuple[tuple[str, str], ...] = (
-    ("FP1", "F7"),
-    ("F7", "T3"),
-    ("T3", "T5"),
-    ("T5", "O1"),
-    ("FP2", "F8"),
-    ("F8", "T4"),
-    ("T4", "T6"),
-    ("T6", "O2"),
-    ("A1", "T3"),
-    ("T3", "C3"),
-    ("C3", "CZ"),
-    ("CZ", "C4"),
-    ("C4", "T4"),
-    ("T4", "A2"),
-    ("FP1", "F3"),
-    ("F3", "C3"),
-    ("C3", "P3"),
-    ("P3", "O1"),
-    ("FP2", "F4"),
-    ("F4", "C4"),
-    ("C4", "P4"),
-    ("P4", "O2"),
-)
+    ("FP1", "F7"), ("F7", "T3"), ("T3", "T5"), ("T5", "O1"),
+    ("FP2", "F8"), ("F8", "T4"), ("T4", "T6"), ("T6", "O2"),
+    ("A1", "T3"), ("T3", "C3"), ("C3", "CZ"), ("CZ", "C4"), ("C4", "T4"), ("T4", "A2"),
+    ("FP1", "F3"), ("F3", "C3"), ("C3", "P3"), ("P3", "O1"),
+    ("FP2", "F4"), ("F4", "C4"), ("C4", "P4"), ("P4", "O2"),
+)  # fmt: skip
 
 # Every electrode a TUSZ recording may carry (10-20 set plus the ear references).
 ELECTRODES: tuple[str, ...] = TEN_TWENTY + ("A1", "A2")

@@ -73,18 +73,9 @@ def make_task(ref: RecordingRef, split: str, annotation: Annotation, params_hash
     """The task for recording ``ref`` in ``split`` with its parsed ``annotation``; the output goes to
     ``<split>/<bname>.npz`` in the cache. ``params_hash``: of the params that shape the output's bytes (the build
     passes the ``preprocess`` section's)."""
-    return Task(
-        ref.edf,
-        ref.relpath,
-        f"{split}/{ref.bname}{store.SUFFIX}",
-        split,
-        ref.patient,
-        annotation.path,
-        (params_hash, code, annotation.path.suffix),
-        annotation.duration_s,
-        annotation.seizures,
-        annotation.md5,
-    )
+    return Task(ref.edf, ref.relpath, f"{split}/{ref.bname}{store.SUFFIX}", split, ref.patient, annotation.path,
+                (params_hash, code, annotation.path.suffix), annotation.duration_s, annotation.seizures,
+                annotation.md5)  # fmt: skip
 
 
 def recording_key(key_parts: tuple[str, str, str], split: str, edf_md5: str, annotation_md5: str) -> str:
@@ -99,9 +90,8 @@ def process(task: Task, params: dict[str, Any], out_dir: Path) -> Output:
     edf_stamp = _stamp(task.edf, RecordingError, "cannot read the EDF file")
     annotation_stamp = _stamp(task.annotation, AnnotationError, "cannot read annotation file")
     if task.annotation_md5 and annotation_stamp.md5 != task.annotation_md5:  # the labels are the planned file's
-        raise AnnotationError(
-            "changed since the build was planned (its labels were read before): build again", task.annotation
-        )
+        raise AnnotationError("changed since the build was planned (its labels were read before): build again",
+                              task.annotation)  # fmt: skip
     eeg = edf.read_eeg(task.edf)
     if abs(eeg.duration_s - task.annotation_duration_s) > _DURATION_TOLERANCE_S:
         raise RecordingError(
@@ -199,9 +189,8 @@ def _split_totals(files: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, An
     """Per split: files, patients, seconds, seizure seconds and bytes of the outputs."""
     splits: dict[str, dict[str, Any]] = {}
     for _, entry in sorted(files.items()):
-        s = splits.setdefault(
-            entry["split"], {"files": 0, "patients": set(), "seconds": 0.0, "seizure_seconds": 0.0, "bytes": 0}
-        )
+        s = splits.setdefault(entry["split"], {"files": 0, "patients": set(), "seconds": 0.0,
+                                                "seizure_seconds": 0.0, "bytes": 0})  # fmt: skip
         s["files"] += 1
         s["patients"].add(entry["patient"])
         s["seconds"] += entry["seconds"]

@@ -198,10 +198,8 @@ def preprocess(
     rows, zero_filled = plan_channels(electrodes.keys(), montage, missing_channels, unusable)
     ratio = resample_ratio(rate, sample_rate)
     n_out = -(-n_samples * ratio.numerator // ratio.denominator)  # resample_poly's ceil(n · up / down)
-    sections = (
-        bandpass_sos(sample_rate, bandpass_low, bandpass_high, bandpass_order),
-        notch_sos(sample_rate, notch_freq, notch_q),
-    )
+    sections = (bandpass_sos(sample_rate, bandpass_low, bandpass_high, bandpass_order),
+                notch_sos(sample_rate, notch_freq, notch_q))  # fmt: skip
     shortest = filter_padding(*sections) + 1
     if n_out < shortest:
         raise RecordingError(
@@ -221,9 +219,7 @@ def preprocess(
         broken = [rows[row] for row, finite in zip(block, np.isfinite(x).all(axis=1)) if not finite]
         if broken:  # finite µV values too large for float64 statistics (a calibration of 1e300 µV): not a signal
             names = ", ".join("-".join(channel) for channel in broken)
-            raise RecordingError(
-                f"non-finite values after preprocessing channel(s) {names}: their samples (from the "
-                "header's calibration) are too large to filter and z-score"
-            )
+            raise RecordingError(f"non-finite values after preprocessing channel(s) {names}: their samples (from the "
+                                 "header's calibration) are too large to filter and z-score")  # fmt: skip
         eeg[block] = x
     return Processed(eeg=eeg, labels=label_mask(seizures, n_out, sample_rate), zero_filled=zero_filled)
