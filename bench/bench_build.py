@@ -43,7 +43,7 @@ sys.path.insert(0, str(BENCH))
 import reference_pipeline as reference
 
 from eegcache import __version__, config
-from eegcache.build.run import BuildSummary, run_build
+from eegcache.builder.run import BuildSummary, run_build
 from eegcache.core import edf, montage, signal, store
 from eegcache.devtools.demo import write_demo_corpus
 from eegcache.train.dataset import WindowDataset

@@ -37,8 +37,8 @@ from bench_resolve import render
 from fabricate_tusz import TUSZ_V203, CorpusFacts, plan_layout, write_cache, write_layout, write_zero_recording
 
 from eegcache import config
-from eegcache.build.plan import make_plan
-from eegcache.build.run import run_build
+from eegcache.builder.plan import make_plan
+from eegcache.builder.run import run_build
 from eegcache.core import corpus, store
 from eegcache.devtools.demo import write_demo_corpus
 from eegcache.train.dataset import WindowDataset

@@ -7,7 +7,7 @@ there), then training on an A100 that reads it from the Volume only; a cache bui
     modal run --detach deploy/modal/app.py::build_cache --overrides "data.split_policy=patient_disjoint"
     modal run deploy/modal/app.py::verify --version <md5>.dir --deep
 
-Everything here is wiring: the work is done by ``eegcache.volume.resolve``, ``eegcache.build.shards``,
+Everything here is wiring: the work is done by ``eegcache.volume.resolve``, ``eegcache.builder.shards``,
 ``eegcache.volume.install``, ``eegcache.versions`` and ``eegcache.train.runs`` (which calls the trainer
 ``train.entrypoint`` names). The configuration comes by the project's one
 road (``eegcache.config.load``) with ``paths=modal`` selected: resources, retries, prices, names, bucket and prefixes
@@ -33,7 +33,7 @@ import modal
 from rich.console import Console
 
 from eegcache import config, modal_settings, trust
-from eegcache.build import shards
+from eegcache.builder import shards
 from eegcache.core.identity import stable_hash
 from eegcache.errors import ConfigError
 from eegcache.train import runs

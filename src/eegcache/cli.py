@@ -39,7 +39,7 @@ def _stage_config(args: argparse.Namespace) -> cfg.Config:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from eegcache.build.run import run_build
+    from eegcache.builder.run import run_build
     from eegcache.summary import print_summary, summary_table
 
     config = _stage_config(args)

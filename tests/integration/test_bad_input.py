@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from edfio import Bdf, BdfSignal, Edf, EdfAnnotation, EdfSignal
 
-from eegcache.build.run import run_build
+from eegcache.builder.run import run_build
 from eegcache.core import corpus, store
 from eegcache.core.montage import electrode_of
 from eegcache.errors import AnnotationError, CorpusError, EegcacheError, RecordingError

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eegcache.build.run import run_build
+from eegcache.builder.run import run_build
 from eegcache.core import corpus, store
 from eegcache.errors import CorpusError, RecordingError
 from eegcache.versions.verify import verify

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from eegcache.build import ownership
-from eegcache.build.plan import make_plan
-from eegcache.build.run import run_build
-from eegcache.build.shards import build_share, merge_shards, share_of, split_plan
+from eegcache.builder import ownership
+from eegcache.builder.plan import make_plan
+from eegcache.builder.run import run_build
+from eegcache.builder.shards import build_share, merge_shards, share_of, split_plan
 from eegcache.core import store
 from eegcache.errors import CacheError, ConfigError
 from eegcache.versions.verify import verify

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from eegcache.build.plan import make_plan
-from eegcache.build.run import run_build
-from eegcache.build.shards import build_share, merge_shards, share_of, split_plan
+from eegcache.builder.plan import make_plan
+from eegcache.builder.run import run_build
+from eegcache.builder.shards import build_share, merge_shards, share_of, split_plan
 from eegcache.core import corpus, store
 from eegcache.errors import AnnotationError, CorpusError
 from eegcache.versions.verify import verify

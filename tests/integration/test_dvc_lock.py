@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from eegcache import config
-from eegcache.build.run import run_build
+from eegcache.builder.run import run_build
 from eegcache.devtools.demo import write_demo_corpus
 from eegcache.versions import dvc, fetch
 from tests.conftest import REPO, make_config

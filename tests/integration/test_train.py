@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from eegcache import config
-from eegcache.build.run import run_build
+from eegcache.builder.run import run_build
 from eegcache.train.baseline import run_train
 from eegcache.train.dataset import WindowDataset
 from tests.conftest import REPO, make_config

@@ -15,7 +15,7 @@ from tests.conftest import REPO, make_config
 sys.path.insert(0, str(REPO / "bench"))
 import fabricate_tusz as fab
 
-from eegcache.build.plan import make_plan
+from eegcache.builder.plan import make_plan
 from eegcache.versions import verify
 
 FACTS = fab.TUSZ_V203.scaled(0.02)

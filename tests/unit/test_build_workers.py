@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from eegcache.build.run import available_cpus, worker_count
+from eegcache.builder.run import available_cpus, worker_count
 
 CPUS = len(os.sched_getaffinity(0))
 
@@ -32,7 +32,7 @@ def test_available_cpus_are_the_affinity_mask_lowered_by_a_cgroup_quota(tmp_path
 
 def test_workers_are_capped_by_the_recordings_and_the_cpus(caplog):
     cpus = available_cpus()
-    with caplog.at_level(logging.WARNING, logger="eegcache.build.run"):
+    with caplog.at_level(logging.WARNING, logger="eegcache.builder.run"):
         assert worker_count(0, 1000) == cpus
         assert worker_count(0, 1) == 1
         assert worker_count(1, 1000) == 1

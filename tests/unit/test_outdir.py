@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eegcache import locks
-from eegcache.build import ownership
+from eegcache.builder import ownership
 from eegcache.core import store
 
 

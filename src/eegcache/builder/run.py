@@ -5,10 +5,10 @@ annotation content), its split, the preprocessing params and the code that shape
 (:mod:`eegcache.core`); an output whose key and size match the previous metadata (or the journal of an
 interrupted build) is reused. The old metadata is removed before the first output changes and written
 anew only at the end, so a build killed at any moment leaves a cache that ``verify`` rejects and a rerun
-completes. It holds out_dir's lock and touches only files it wrote (:mod:`eegcache.build.ownership`). The steps
-pass typed values: :func:`~eegcache.build.plan.make_plan` -> :class:`~eegcache.build.plan.Plan`,
-:func:`run_tasks` -> :class:`~eegcache.build.plan.Outcome`, :func:`~eegcache.build.publish.publish` -> the
-metadata. The same build split across processes or machines is in :mod:`eegcache.build.shards`, which reuses them.
+completes. It holds out_dir's lock and touches only files it wrote (:mod:`eegcache.builder.ownership`). The steps
+pass typed values: :func:`~eegcache.builder.plan.make_plan` -> :class:`~eegcache.builder.plan.Plan`,
+:func:`run_tasks` -> :class:`~eegcache.builder.plan.Outcome`, :func:`~eegcache.builder.publish.publish` -> the
+metadata. The same build split across processes or machines is in :mod:`eegcache.builder.shards`, which reuses them.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eegcache.build.hashstate import HashState
-from eegcache.build.ownership import Journal, disk_error, owning, remove_stale, writing
-from eegcache.build.plan import Outcome, Plan, make_plan
-from eegcache.build.progress import BuildProgress
-from eegcache.build.publish import input_digests, publish
+from eegcache.builder.hashstate import HashState
+from eegcache.builder.ownership import Journal, disk_error, owning, remove_stale, writing
+from eegcache.builder.plan import Outcome, Plan, make_plan
+from eegcache.builder.progress import BuildProgress
+from eegcache.builder.publish import input_digests, publish
 from eegcache.config import BuildConfig, Config
 from eegcache.core import store
 from eegcache.core.identity import Stamp
@@ -55,7 +55,7 @@ def run_build(config: Config, base_dir: Path = Path()) -> BuildSummary:
     """Build (or bring up to date) the cache described by ``config``; paths are relative to ``base_dir``.
 
     Holds out_dir's build lock throughout (a concurrent build fails at once, naming this one) and touches only
-    the files it wrote (:mod:`eegcache.build.ownership`): an out_dir holding anything else is refused, nothing deleted."""
+    the files it wrote (:mod:`eegcache.builder.ownership`): an out_dir holding anything else is refused, nothing deleted."""
     started = time.perf_counter()
     plan = make_plan(config, base_dir)
     state = HashState(base_dir / config.build.state_dir)

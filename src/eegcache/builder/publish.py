@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from eegcache import __version__
-from eegcache.build.hashstate import HashState
-from eegcache.build.ownership import writing
-from eegcache.build.plan import Outcome, Plan, nothing_built
+from eegcache.builder.hashstate import HashState
+from eegcache.builder.ownership import writing
+from eegcache.builder.plan import Outcome, Plan, nothing_built
 from eegcache.core import store
 from eegcache.core.process import cache_metadata
 from eegcache.errors import CorpusError

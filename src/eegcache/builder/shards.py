@@ -1,9 +1,9 @@
 """A build split across processes or machines (e.g. Modal containers writing into one shared volume):
 :func:`build_distributed` plans once, runs every share through the map function it is given (a local process pool,
-Modal's ``starmap``) and merges; the cache is byte-identical to :func:`eegcache.build.run.run_build`'s. A sharded
+Modal's ``starmap``) and merges; the cache is byte-identical to :func:`eegcache.builder.run.run_build`'s. A sharded
 build is not incremental: every shard processes all of its recordings.
 
-Planned once: :func:`split_plan` turns one :class:`~eegcache.build.plan.Plan` (the corpus listed, every annotation
+Planned once: :func:`split_plan` turns one :class:`~eegcache.builder.plan.Plan` (the corpus listed, every annotation
 parsed) into :class:`Share` values, plain data that :func:`build_share` runs without listing or parsing again;
 :func:`share_of` makes one for a shard that only knows its rel paths (it plans for itself).
 """
@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eegcache.build.hashstate import HashState
-from eegcache.build.ownership import Journal, check_paths, owning, remove_stale, writing
-from eegcache.build.plan import Outcome, Plan, make_plan
-from eegcache.build.publish import input_digests, publish
-from eegcache.build.run import run_tasks
+from eegcache.builder.hashstate import HashState
+from eegcache.builder.ownership import Journal, check_paths, owning, remove_stale, writing
+from eegcache.builder.plan import Outcome, Plan, make_plan
+from eegcache.builder.publish import input_digests, publish
+from eegcache.builder.run import run_tasks
 from eegcache.config import Config
 from eegcache.core import store
 from eegcache.core.identity import stable_hash
@@ -75,7 +75,7 @@ def _share(plan: Plan, tasks: Sequence[Task], planned: frozenset[str]) -> Share:
 
 def share_of(config: Config, rels: Sequence[str], base_dir: Path = Path()) -> Share:
     """The share of exactly the recordings ``rels`` (output rel paths, e.g. from the command line), planned here:
-    the corpus listed and its annotations parsed as :func:`~eegcache.build.plan.make_plan` does. Raises as a build
+    the corpus listed and its annotations parsed as :func:`~eegcache.builder.plan.make_plan` does. Raises as a build
     does on a bad corpus, and CorpusError naming any rel the build would not process."""
     plan = make_plan(config, base_dir)
     wanted, planned = set(rels), frozenset(t.rel for t in plan.tasks)
@@ -129,7 +129,7 @@ def build_share(config: Config, work: Share, base_dir: Path = Path()) -> ShardRe
 def build_distributed(
     config: Config, shards: int, run_shares: Callable[[list[Share]], Iterable[ShardResult]], base_dir: Path = Path()
 ) -> dict[str, Any]:
-    """The whole sharded build -> the metadata: the corpus planned once (:func:`~eegcache.build.plan.make_plan`),
+    """The whole sharded build -> the metadata: the corpus planned once (:func:`~eegcache.builder.plan.make_plan`),
     split into at most ``shards`` shares (:func:`split_plan`), the shares run by ``run_shares`` (each share through
     :func:`build_share`, wherever it runs), the results merged (:func:`merge_shards`)."""
     plan = make_plan(config, base_dir)

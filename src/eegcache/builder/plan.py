@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eegcache.build.ownership import check_paths
+from eegcache.builder.ownership import check_paths
 from eegcache.config import Config
 from eegcache.core import corpus
 from eegcache.core.identity import Stamp, stable_hash
