@@ -89,3 +89,15 @@ def copy_added_files(image: Any, under: str, where: Path) -> Path:
         (where / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(source, where / rel)
     return where
+
+
+def python_sources(image: Any, module: str) -> set[str]:
+    """The files an ``add_local_python_source(module, ...)`` layer uploads, relative to the package's directory in
+    the container (its ignore applied, as Modal's mount walks it)."""
+    (entry,) = [e for layer in layers(image) for e in layer.entries if getattr(e, "module_name", None) == module]
+    root = PurePosixPath(entry.remote_dir, *module.split("."))
+    return {
+        PurePosixPath(remote).relative_to(root).as_posix()
+        for proxy in entry._proxy_entries()
+        for _, remote in proxy.get_files_to_upload()
+    }

@@ -181,6 +181,20 @@ def test_the_images_eegcache_source_knows_its_version_without_installed_metadata
     assert proc.stdout.strip() == metadata.version("eegcache") != ""
 
 
+def test_the_image_adds_the_packages_source_without_the_dev_tools(app):
+    """The image carries every Python file of eegcache's runtime; the dev tools (demo corpus, local S3 server) stay
+    on the machine that launches it (only the CLI imports them: test_layout)."""
+    package = REPO / "src" / "eegcache"
+    runtime = {
+        p.relative_to(package).as_posix()
+        for p in package.rglob("*.py")
+        if "devtools" not in p.relative_to(package).parts and "__pycache__" not in p.parts
+    }
+    added = modal_image.python_sources(app.image, "eegcache")
+    assert added == runtime and "volume/resolve.py" in added and "core/store.py" in added
+    assert (package / "devtools" / "s3local.py").is_file() and not [a for a in added if a.startswith("devtools/")]
+
+
 def test_the_image_adds_conf_and_the_dvc_metadata_and_nothing_else_of_the_project(app):
     added = modal_image.added_files(app.image, app.CONTAINER_PROJECT)
     assert sorted(n for n in added if not n.startswith("conf/")) == sorted(app.DVC_FILES)
