@@ -105,6 +105,22 @@ def built_repo(corpus: Path) -> Path:
     return _BUILT[corpus]
 
 
+def mirror_remote(root: Path, server, where: Path) -> Path:
+    """A copy at ``where`` of the project's remote prefix (s5cmd from the S3 server): a stand-in for a bucket mount."""
+    url = dvc.remote_settings(root)["url"]
+    sh(
+        str(BIN / "s5cmd"),
+        "--endpoint-url",
+        server.endpoint_url,
+        "cp",
+        f"{url}/*",
+        f"{where}/",
+        cwd=where.parent,
+        env=server.env(),
+    )
+    return where
+
+
 def settings(root: Path, vol: Path, *overrides: str) -> config.Config:
     """The project's conf/ composed with a volume at ``vol`` and Hydra ``overrides`` (as `eegcache resolve` does)."""
     return config.load(root, [f"cache.volume_root={vol}", *overrides])

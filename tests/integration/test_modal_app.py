@@ -29,7 +29,7 @@ from eegcache.volume import layout, resolve
 from tests.conftest import REPO
 from tests.fixtures import my_trainer
 from tests.integration import modal_image
-from tests.integration.projects import BIN, files, make_project, read_only, sh
+from tests.integration.projects import BIN, files, make_project, mirror_remote, read_only, sh
 
 pytestmark = [
     pytest.mark.integration,
@@ -321,18 +321,7 @@ def test_an_entrypoint_that_does_not_import_is_a_config_error():
 
 
 def test_prepare_uses_the_bucket_mount_when_there_is_one(deployed, project, tmp_path, s3_server):
-    mount = tmp_path / "s3-cache"
-    url = dvc.remote_settings(project)["url"]
-    sh(
-        str(BIN / "s5cmd"),
-        "--endpoint-url",
-        s3_server.endpoint_url,
-        "cp",
-        f"{url}/*",
-        f"{mount}/",
-        cwd=tmp_path,
-        env=s3_server.env(),
-    )
+    mount = mirror_remote(project, s3_server, tmp_path / "s3-cache")
     version = dvc.version_at(project).hash
     with container(deployed, project, tmp_path / "project") as root:
         out = deployed.prepare.local(

@@ -18,7 +18,7 @@ from eegcache.core import store
 from eegcache.versions import dvc, verify
 from eegcache.versions.expected import expected_version
 from eegcache.volume import layout, prune, resolve
-from tests.integration.projects import BIN, connect, files, make_project, settings, sh
+from tests.integration.projects import BIN, connect, files, make_project, mirror_remote, settings, sh
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -158,18 +158,7 @@ def test_a_copy_of_another_version_is_rejected(project, tmp_path):
 
 def test_mount_source_with_a_plain_directory(project, tmp_path, s3_server):
     """A directory holding a copy of the remote prefix stands in for the bucket mount."""
-    mount = tmp_path / "s3-cache"
-    url = dvc.remote_settings(project)["url"]
-    sh(
-        str(BIN / "s5cmd"),
-        "--endpoint-url",
-        s3_server.endpoint_url,
-        "cp",
-        f"{url}/*",
-        f"{mount}/",
-        cwd=tmp_path,
-        env=s3_server.env(),
-    )
+    mount = mirror_remote(project, s3_server, tmp_path / "s3-cache")
     vol = with_bystanders(tmp_path / "vol")
     report = resolve.resolve(settings(project, vol, "cache=s3_first", f"cache.mount_point={mount}"), project)
     assert attempts(report) == [("mount", "used")] and report.bytes == dvc.version_at(project).size
