@@ -340,18 +340,17 @@ def phases(profile: Path, wall_s: float) -> list[tuple[str, float]]:
         found = [v[3] for (f, _, name), v in stats.items() if name == func and f.endswith(file_part)]
         return max(found) if found else float("nan")
 
-    total = cumulative("eegcache/volume.py", "pull_version")
+    total = cumulative("eegcache/volume/install.py", "pull_version")
+    settings = cumulative("eegcache/versions/dvc.py", "remote_settings")
     return [
         ("whole process (Python start, imports, pull_version)", wall_s),
         ("pull_version", total),
-        (
-            "  open the project's DVC repo, read the remote's settings",
-            cumulative("eegcache/remote.py", "remote_settings"),
-        ),
-        ("  create the S3 client (botocore)", cumulative("eegcache/remote.py", "remote_source")),
+        ("  open the project's DVC repo, read the remote's settings", settings),
+        # dvc.remote_source reads the settings itself (since versions/): the client is the rest of its time
+        ("  create the S3 client (botocore)", cumulative("eegcache/versions/dvc.py", "remote_source") - settings),
         (
             "  fill the volume's DVC cache: .dir, then every object, md5 on the arriving bytes",
-            cumulative("eegcache/volume.py", "fill_version"),
+            cumulative("eegcache/versions/fetch.py", "fill_version"),
         ),
         ("  dvc checkout (hard links into the version dir)", cumulative("dvc/repo/checkout.py", "checkout")),
     ]

@@ -3,7 +3,7 @@
 What it measures at the scale of the real corpus (7,361 recordings, 1,473.6 h), on files that discovery, planning,
 ``verify``, ``resolve`` and ``WindowDataset`` treat exactly as real ones (they never read EEG samples):
 
-1. discovery + planning: ``build.make_plan`` on the fabricated layout (discovery, official splits, parsing 7,361
+1. discovery + planning: ``builder.plan.make_plan`` on the fabricated layout (discovery, official splits, parsing 7,361
    ``.csv_bi`` annotations), and ``corpus.discover`` alone;
 2. the cache a build would make, for ``ref19`` and ``tcp22``: its metadata's size, its bytes per hour of EEG and in
    all (the files are real cache files of the real size whose EEG is a hole in a sparse file), next to the size
@@ -222,7 +222,7 @@ def run(work: Path, facts: CorpusFacts = TUSZ_V203) -> tuple[list[Check], str, l
     hours = facts.hours
     checks = [
         Check(
-            f"discovery + planning, `build.make_plan` ({facts.files:,} EDFs, annotations parsed), first (median "
+            f"discovery + planning, `builder.plan.make_plan` ({facts.files:,} EDFs, annotations parsed), first (median "
             f"of {RUNS})",
             first_median(planned["plan"]),
             "",

@@ -47,7 +47,7 @@ PROJECT = Path(os.environ.get("EEGCACHE_PROJECT") or Path(__file__).resolve().pa
 # conf/paths/modal.yaml: the Volume at /results, the bucket mounts; the bucket's raw prefix is the real corpus
 PATHS = ["paths=modal", "data=tusz"]
 CONTAINER = config.load(PROJECT, PATHS, local=False)  # never this laptop's conf/local
-SETTINGS = modal_settings.modal_settings(CONTAINER)
+SETTINGS = modal_settings.modal_settings(CONTAINER, PROJECT / config.CONF_DIR)
 VOLUME_PATH, RAW_MOUNT, CACHE_MOUNT = CONTAINER.cache.volume_root, CONTAINER.data.raw_dir, CONTAINER.cache.mount_point
 DVC_FILES = (".dvc/config", "dvc.yaml", "dvc.lock", "params.yaml")
 LOCK = "requirements.lock"  # the runtime dependencies pinned from pyproject.toml (`make lock`)

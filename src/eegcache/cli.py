@@ -26,7 +26,10 @@ def _demo_corpus(args: argparse.Namespace) -> int:
 
 
 def _params(args: argparse.Namespace) -> int:
+    from eegcache.modal_settings import modal_settings
+
     repo = Path(args.repo)
+    modal_settings(cfg.load(repo, args.overrides, local=False), repo / cfg.CONF_DIR)  # params.yaml: what Modal takes
     cfg.write_params(repo, args.overrides, repo / cfg.PARAMS_FILE)
     print(f"composed {repo / cfg.CONF_DIR}/ into {repo / cfg.PARAMS_FILE}")
     return 0
@@ -383,10 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     except EegcacheError as exc:
         print(f"eegcache {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except (
-        OSError,
-        sqlite3.Error,
-    ) as exc:  # the system's refusal (read-only, full disk, limits): one line, no traceback
+    except (OSError, sqlite3.Error) as exc:
+        # the system's refusal (read-only, full disk, limits): one line, no traceback
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         print(f"eegcache {args.command}: error: {where}{getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
         return 2

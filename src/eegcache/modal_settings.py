@@ -107,6 +107,10 @@ def cost_lines(spent: list[Spent], settings: ModalConfig) -> list[str]:
     return lines
 
 
-def modal_settings(cfg: config.Config) -> ModalConfig:
-    """The ``modal`` group of a composed configuration, typed and checked (unknown keys, wrong types, limits)."""
-    return config.section(ModalConfig, cfg.modal, "modal")
+def modal_settings(cfg: config.Config, source: object = None) -> ModalConfig:
+    """The ``modal`` group of a composed configuration, typed and checked (unknown keys, wrong types, limits);
+    a ConfigError names ``source`` (the conf/ or params file it was composed from), as the other groups' do."""
+    try:
+        return config.section(ModalConfig, cfg.modal, "modal")
+    except ConfigError as exc:
+        raise ConfigError(exc.reason, exc.path or source) from exc

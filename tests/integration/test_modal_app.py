@@ -372,7 +372,7 @@ def test_build_cache_plans_once_and_matches_dvc_repro_in_a_read_only_container(
     from eegcache.core import corpus
 
     listed, parsed = [], []
-    survey, parse = corpus.survey, corpus.parse_annotation  # what build.make_plan calls
+    survey, parse = corpus.survey, corpus.parse_annotation  # what builder.plan.make_plan calls
     monkeypatch.setattr(corpus, "survey", lambda *args: listed.append(args) or survey(*args))
     monkeypatch.setattr(corpus, "parse_annotation", lambda path: parsed.append(path) or parse(path))
     vol = tmp_path / "results"

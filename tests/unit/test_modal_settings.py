@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
+from pathlib import Path
 
 import pytest
 
-from eegcache import config
+from eegcache import cli, config
 from eegcache.errors import ConfigError
 from eegcache.modal_settings import ModalConfig, Spent, cost_lines, modal_settings
 from tests.conftest import REPO
@@ -66,3 +68,17 @@ def test_the_modal_group_is_typed_where_it_is_read():
         modal_settings(config.load(REPO, ["paths=modal", "+modal.gpux=H100"], local=False))
     with pytest.raises(ConfigError, match="modal.retries"):
         modal_settings(config.load(REPO, ["paths=modal", "modal.retries=many"], local=False))
+
+
+def test_a_refused_modal_setting_names_its_conf_and_eegcache_params_writes_nothing(tmp_path, capsys):
+    """The Modal app names the conf/ its settings came from; ``eegcache params`` checks them before params.yaml is
+    written, so the tracked params never hold settings the app refuses."""
+    project = tmp_path / "project"
+    mine = lambda folder, names: ["default.yaml"] if Path(folder).name == "local" else []  # noqa: E731
+    shutil.copytree(REPO / "conf", project / "conf", ignore=mine)  # never this machine's conf/local
+    with pytest.raises(ConfigError, match="modal.retries") as caught:
+        modal_settings(config.load(project, ["modal.retries=99"], local=False), project / "conf")
+    assert caught.value.path == str(project / "conf")
+    assert cli.main(["params", "modal.retries=99", "--repo", str(project)]) == 2
+    assert "modal.retries" in capsys.readouterr().err and not (project / "params.yaml").exists()
+    assert cli.main(["params", "--repo", str(project)]) == 0 and (project / "params.yaml").is_file()

@@ -1,4 +1,4 @@
-"""The rules of eegcache.outdir on their own: which relative paths and temp names are the build's, and the lock."""
+"""The rules of eegcache.builder.ownership on their own: which relative paths and temp names are the build's, and the lock."""
 
 from __future__ import annotations
 

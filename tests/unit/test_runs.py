@@ -54,3 +54,12 @@ def test_a_finished_run_is_never_written_again_but_a_retry_of_its_own_call_gets_
         with pytest.raises(TrainError, match="finished already"):
             runs.train(cfg, tmp_path / "cache", where, call=other)
     assert {p.name: p.read_bytes() for p in where.iterdir() if p.is_file()} == written
+
+
+def test_the_baseline_has_one_run_hash_under_its_old_and_new_names():
+    """``eegcache.train:baseline`` (before train/ was a package) names the same trainer: one config hash, one run
+    directory, so a run started under the old name resumes under the new one."""
+    old = config.load(REPO, ["train.entrypoint=eegcache.train:baseline"], local=False)
+    new = config.load(REPO, ["train.entrypoint=eegcache.train.baseline:baseline"], local=False)
+    other = config.load(REPO, ["train.entrypoint=tests.fixtures.my_trainer:fit"], local=False)
+    assert runs.config_hash(old) == runs.config_hash(new) != runs.config_hash(other)

@@ -48,6 +48,7 @@ KEYWORDS = ("cache_dir", "config", "run_dir", "checkpoint_dir", "commit")  # wha
 def config_hash(config: Config) -> str:
     """16 hex digits of the ``train`` section without its output file names: runs that train alike share it."""
     train = {k: v for k, v in dataclasses.asdict(config.train).items() if k not in OUTPUT_FIELDS}
+    train["entrypoint"] = MOVED.get(train["entrypoint"], train["entrypoint"])  # one trainer, one hash, either name
     return stable_hash(train)[:16]
 
 

@@ -60,8 +60,17 @@ def commit_of(root: Path, rev: str) -> str:
 def version_at(root: Path, rev: str | None = None) -> Version:
     """The cache version that ``dvc.lock`` names at ``rev`` (None: the working tree), with the params DVC recorded."""
     if rev is None:
-        return lockfile.parse((root / "dvc.lock").read_text(), None, root / "dvc.lock")
-    return lockfile.parse(_git(root, "show", f"{commit_of(root, rev)}:dvc.lock"), rev, f"dvc.lock at {rev}")
+        return lockfile.parse((root / "dvc.lock").read_bytes(), None, root / "dvc.lock")
+    return lockfile.parse(_git_show(root, f"{commit_of(root, rev)}:dvc.lock"), rev, f"dvc.lock at {rev}")
+
+
+def _git_show(root: Path, spec: str) -> bytes:
+    """A file's bytes at a revision, undecoded: they are data for :func:`lockfile.parse` (a lock that is not UTF-8
+    is an unreadable lock, not a crash)."""
+    proc = subprocess.run(["git", "show", spec], cwd=root, capture_output=True)
+    if proc.returncode != 0:
+        raise DvcError(f"git show {spec}: {proc.stderr.decode(errors='replace').strip()}", root)
+    return proc.stdout
 
 
 def repro(root: Path) -> Version:
@@ -71,7 +80,7 @@ def repro(root: Path) -> Version:
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     proc = subprocess.run(["dvc", "repro", STAGE], cwd=root, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise EegcacheError(f"dvc repro failed: {(proc.stderr or proc.stdout).strip()[-2000:]}", root)
+        raise DvcError(f"dvc repro failed: {(proc.stderr or proc.stdout).strip()[-2000:]}", root)
     return version_at(root)
 
 
@@ -202,8 +211,8 @@ def push(root: Path, jobs: int | None = None, deep: bool = False) -> int:
 
 def push_tree(root: Path, version: str, source: fetch.TreeSource) -> int:
     """Upload a cache directory built outside DVC's workspace (e.g. by sharded containers; ``version`` and
-    ``source`` from :func:`eegcache.volume.tree_source`) to the project's remote without copying it into a DVC
-    cache: the objects the remote lacks, then the ``.dir`` object last. Returns the objects uploaded."""
+    ``source`` from :func:`eegcache.versions.fetch.tree_source`) to the project's remote without copying it into a
+    DVC cache: the objects the remote lacks, then the ``.dir`` object last. Returns the objects uploaded."""
     with _repo(root) as repo:
         odb = repo.cloud.get_remote_odb(REMOTE, "push")
         present = sizes_on_remote(odb)

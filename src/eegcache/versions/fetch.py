@@ -330,15 +330,20 @@ def fill_version(source: Source, version: str, cache_dir: Path, jobs: int = 16) 
             f"{source.name}: version {version} is not there (its .dir object is missing: was it pushed?)"
         ) from exc
     except (FetchError, trust.UnsafeName) as exc:
-        raise FetchError(f"{source.name}: {exc}") from exc
+        raise FetchError(_named(source, exc)) from exc
     except unreachable as exc:
         raise SourceUnavailable(f"{source.name}: {cause(exc)}") from exc
     try:
         listing = _cached_listing(source, version, cache_dir)
         stats = fill(source, listing.values(), cache_dir, jobs=jobs, transient=transient)
     except (FetchError, trust.UnsafeName) as exc:
-        raise FetchError(f"{source.name}: {exc}") from exc
+        raise FetchError(_named(source, exc)) from exc
     except unreachable as exc:
         raise FetchError(f"{source.name}: {cause(exc)}") from exc
     log.info("fetched %d objects (%d bytes), %d already in the cache", stats.fetched, stats.bytes, stats.present)
     return stats
+
+
+def _named(source: Source, exc: Exception) -> str:
+    """``exc``'s message with the source it came from, said once."""
+    return str(exc) if source.name in str(exc) else f"{source.name}: {exc}"

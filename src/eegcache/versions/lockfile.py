@@ -39,17 +39,18 @@ class LockfileError(EegcacheError):
     """A ``dvc.lock`` that cannot be read, or that names no cache version."""
 
 
-def parse(text: str, rev: str | None, where: object) -> Version:
+def parse(text: str | bytes, rev: str | None, where: object) -> Version:
     """The cache version in ``text`` (a ``dvc.lock`` at ``rev``; None: the working tree), with the params DVC
     recorded. LockfileError naming ``where`` when it is not a readable lock or names no cache directory."""
     try:
+        text = text.decode() if isinstance(text, bytes) else text  # UnicodeDecodeError is a ValueError
         stage = (yaml.safe_load(text) or {}).get("stages", {}).get(STAGE, {})
         for out in stage.get("outs", []):
             if str(out.get("md5", "")).endswith(".dir"):  # the cache directory (the metrics file is not one)
                 params = flatten(stage.get("params", {}).get("params.yaml", {}))
                 hash_ = trust.version_id(out["md5"], where)
                 return Version(rev or "workspace", hash_, int(out.get("nfiles", 0)), int(out.get("size", 0)), params)
-    except (yaml.YAMLError, AttributeError, TypeError, ValueError) as exc:
+    except (yaml.YAMLError, AttributeError, TypeError, ValueError, OverflowError, RecursionError) as exc:
         raise LockfileError(f"not a readable dvc.lock ({exc})", where) from exc
     raise LockfileError(f"no directory output of stage {STAGE} in dvc.lock at {rev or 'the working tree'}", where)
 

@@ -124,7 +124,7 @@ def resolve(
 ) -> Report:
     """Make the expected cache version available on the volume; returns the report (``report.path``).
 
-    ``asked``: the stage params the caller's overrides ask for (:func:`eegcache.config.requested`); a version
+    ``asked``: the stage params the caller's overrides ask for (:func:`eegcache.versions.identity.requested`); a version
     built with other values of them is a ConfigError, never a reason to reject a copy."""
     started = time.perf_counter()
     cache, asked = config.cache, asked or {}
