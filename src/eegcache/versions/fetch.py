@@ -30,8 +30,6 @@ from eegcache import trust
 from eegcache.core import store
 from eegcache.errors import CacheError, cause
 from eegcache.versions.objects import (
-    CHUNK,
-    LISTING_LIMIT,
     ObjectError,
     cache_path,
     object_key,
@@ -41,6 +39,8 @@ from eegcache.versions.objects import (
 
 log = logging.getLogger(__name__)
 
+CHUNK = 1 << 20  # bytes read per call from a file or an S3 body
+LISTING_LIMIT = 1 << 28  # bytes; TUSZ's listing is ~0.6 MB
 ATTEMPTS = 4  # per object, for transfers cut mid-stream (botocore retries only the request itself)
 
 

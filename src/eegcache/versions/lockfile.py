@@ -11,6 +11,7 @@ import yaml
 
 from eegcache import trust
 from eegcache.errors import EegcacheError
+from eegcache.versions import objects
 
 STAGE = "build_cache"
 
@@ -31,8 +32,8 @@ class Version:
 
     @property
     def dirname(self) -> str:
-        """The version's directory name on a volume: the hash without ``.dir``."""
-        return self.hash.removesuffix(".dir")
+        """The version's directory name on a volume (:func:`eegcache.versions.objects.dirname`)."""
+        return objects.dirname(self.hash)
 
 
 class LockfileError(EegcacheError):

@@ -17,12 +17,6 @@ class ObjectError(EegcacheError):
     """An object (or listing) whose content does not match its name, or that is not what its name says."""
 
 
-CHUNK = 1 << 20
-
-
-LISTING_LIMIT = 1 << 28  # bytes; TUSZ's listing is ~0.6 MB
-
-
 def is_object_id(text: str) -> bool:
     """``text`` names a DVC object: 32 lowercase hex digits, ``.dir`` for a directory listing."""
     try:
