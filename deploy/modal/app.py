@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import atexit
 import functools
+import importlib.util
+import json
 import os
 import shlex
 import shutil
@@ -32,7 +34,7 @@ from typing import Any
 import modal
 from rich.console import Console
 
-from eegcache import config, modal_settings, trust
+from eegcache import config, launch, modal_settings, trust
 from eegcache.builder import shards
 from eegcache.core.identity import stable_hash
 from eegcache.errors import ConfigError
@@ -46,8 +48,9 @@ CONTAINER_PROJECT = "/root/project"
 PROJECT = Path(os.environ.get("EEGCACHE_PROJECT") or Path(__file__).resolve().parents[2])
 # conf/paths/modal.yaml: the Volume at /results, the bucket mounts; the bucket's raw prefix is the real corpus
 PATHS = ["paths=modal", "data=tusz"]
-CONTAINER = config.load(PROJECT, PATHS, local=False)  # never this laptop's conf/local
-SETTINGS = modal_settings.modal_settings(CONTAINER, PROJECT / config.CONF_DIR)
+CONTAINER = config.load(PROJECT, PATHS, local=False)  # never this laptop's conf/local paths
+# the modal group: this machine's conf/ + conf/local + EEGCACHE_MODAL where `modal run` starts; the image carries it
+SETTINGS, MODAL_GROUP = modal_settings.launch_settings(PROJECT, PATHS, os.environ)
 VOLUME_PATH, RAW_MOUNT, CACHE_MOUNT = CONTAINER.cache.volume_root, CONTAINER.data.raw_dir, CONTAINER.cache.mount_point
 DVC_FILES = (".dvc/config", "dvc.yaml", "dvc.lock", "params.yaml")
 LOCK = "requirements.lock"  # the runtime dependencies pinned from pyproject.toml (`make lock`)
@@ -71,14 +74,31 @@ def _image(settings: modal_settings.ModalConfig = SETTINGS) -> modal.Image:
     )
     if settings.pip_extra:  # constrained by the lock: an extra that needs another numpy fails the image build
         image = image.pip_install(*settings.pip_extra, extra_options=f"-c {IMAGE_LOCK}")
-    image = image.env({"EEGCACHE_PROJECT": CONTAINER_PROJECT, "DVC_NO_ANALYTICS": "1"})
+    carried = json.dumps(MODAL_GROUP, sort_keys=True)
+    image = image.env(
+        {"EEGCACHE_PROJECT": CONTAINER_PROJECT, "DVC_NO_ANALYTICS": "1", modal_settings.ENV_SETTINGS: carried}
+    )
     image = image.add_local_python_source("eegcache", ignore=_not_runtime)  # the dev tools stay on the laptop
     if settings.local_packages:
-        image = image.add_local_python_source(*settings.local_packages)
+        image = image.add_local_python_source(*_local_packages(settings.local_packages))
     image = image.add_local_dir(PROJECT / "conf", f"{CONTAINER_PROJECT}/conf", ignore=["local/default.yaml"])
     for name in DVC_FILES:  # the DVC metadata the container needs; the data comes from the remote
         image = image.add_local_file(PROJECT / name, f"{CONTAINER_PROJECT}/{name}")
     return image
+
+
+def _local_packages(names: tuple[str, ...]) -> tuple[str, ...]:
+    """``modal.local_packages``, each importable where `modal run` starts (installed, or its parent folder on
+    PYTHONPATH); ConfigError naming the one that is not. In a container the image already holds them."""
+    if modal_settings.ENV_SETTINGS not in os.environ:
+        missing = [name for name in names if importlib.util.find_spec(name) is None]
+        if missing:
+            raise ConfigError(
+                f"modal.local_packages: {', '.join(missing)} cannot be imported on this machine, so Modal cannot "
+                "add it to the image: install it (`pip install -e <its project>`) or put the folder holding it on "
+                "PYTHONPATH (e.g. `PYTHONPATH=examples modal run deploy/modal/app.py ...`)"
+            )
+    return names
 
 
 app = modal.App(SETTINGS.app_name)
@@ -114,9 +134,11 @@ def _reload_volume() -> None:
 def _split(overrides: str) -> list[str]:
     """Hydra overrides given as one string (``modal run`` parses only plain types), split as a shell would."""
     try:
-        return shlex.split(overrides)
+        split = shlex.split(overrides)
     except ValueError as exc:  # an unclosed quote
         raise ConfigError(f"--overrides {overrides!r}: {exc}; quote values as in a shell") from exc
+    modal_settings.refuse_modal_overrides(split, "--overrides")
+    return split
 
 
 def _project(project: str) -> Path:
@@ -155,7 +177,9 @@ def _no_build(cfg: config.Config) -> config.Config:
 def _offline(overrides: list[str]) -> list[str]:
     """The caller's overrides with the cache preset replaced by ``offline`` and the fast validation: the GPU reads
     the Volume only and re-hashes nothing (``prepare`` validated the version on CPUs, deeply if asked)."""
-    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ("cache", "cache.validation")]
+    kept = [
+        o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ("cache", "cache.validation", "cache.sources")
+    ]
     return [*kept, "cache=offline", "cache.validation=fast"]
 
 
@@ -201,19 +225,28 @@ def train(version: str, overrides: str = "", project: str = "", run_id: str = ""
     root, extra = _project(project), _split(overrides)
     _reload_volume()
     cfg = _no_build(_config(root, [f"cache.version={version}", *_offline(extra)]))
+    # Modal retries a failed or preempted input under the same input id: without ``run_id``, a retry resumes in its
+    # run directory, from its checkpoints (a new run id outside a container); a retry that finished gets its result
+    call = modal.current_input_id() or ""
+    asked = identity.requested(root, extra)
     try:
-        report = resolve.resolve(cfg, root, say=print, asked=identity.requested(root, extra))
+        done = launch.launch(
+            cfg,
+            root,
+            asked=asked,
+            overrides=extra,
+            run_id=run_id,
+            commit=_commit_volume,
+            call=call,
+            publish_files=False,
+        )
     except resolve.ResolveError as exc:
         raise resolve.ResolveError(
             f"{exc.reason}\nThe GPU reads the version from the Volume only: put it there "
             "with `prepare` (the local entrypoint runs it first)",
             exc.report,
         ) from exc
-    # Modal retries a failed or preempted input under the same input id: without ``run_id``, a retry resumes in its
-    # run directory, from its checkpoints (a new run id outside a container); a retry that finished gets its result
-    call = modal.current_input_id() or ""
-    where = runs.run_dir(resolve.volume_root(cfg, root), version, cfg, run_id or call or runs.new_run_id())
-    result = runs.train(cfg, Path(report.path or ""), where, _commit_volume, tuple(extra), call)
+    report, result, where = done.report, done.result, done.run_dir
     print({key: value for key, value in result["metrics"].items() if key.startswith(cfg.train.eval_split)})
     spent = _spent("train", started, SETTINGS.train_cpu, SETTINGS.train_memory_mib, SETTINGS.gpu)
     return {"resolve": report.as_dict(), "metrics": result["metrics"], "run_dir": str(where), "spent": spent}
@@ -344,12 +377,15 @@ def main(rev: str = "", overrides: str = "", action: str = "train") -> None:
         raise SystemExit(f"--action {action!r}: expected train or verify")
 
 
-if __name__ == "__main__":  # `make demo`: prepare and train run here, into a temporary stand-in for the Volume
-    import json
-    import sys
+if __name__ == "__main__":  # `make demo`: prepare and train run here, into a stand-in for the Volume
+    import argparse
 
-    stand_in = sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="eegcache-volume-")
-    outcome = prepare_and_train(
-        dvc.version_at(PROJECT).hash, f"cache.volume_root={stand_in} cache.mount_point=", local=True
-    )
+    cli = argparse.ArgumentParser(description="prepare and train, the Modal bodies run here (offline)")
+    cli.add_argument("volume", nargs="?", help="the Volume's stand-in (default: a new temporary folder)")
+    cli.add_argument("overrides", nargs="*", help="as --overrides, e.g. train=NAME train.args.epochs=2")
+    cli.add_argument("--rev", help="git revision whose dvc.lock names the version (default: working tree)")
+    given = cli.parse_args()
+    stand_in = given.volume or tempfile.mkdtemp(prefix="eegcache-volume-")
+    on_here = shlex.join([f"cache.volume_root={stand_in}", "cache.mount_point=", *given.overrides])
+    outcome = prepare_and_train(dvc.version_at(PROJECT, given.rev).hash, on_here, local=True)
     print(json.dumps({"cache": outcome["resolve"]["path"], "metrics": outcome["metrics"]}, indent=1))

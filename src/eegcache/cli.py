@@ -77,19 +77,18 @@ def _warn_if_outside_dvc(args: argparse.Namespace, config: cfg.Config) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from eegcache.train.baseline import run_train
-    from eegcache.versions.verify import checked_metadata
+    from rich.console import Console
 
-    config = _stage_config(args)
-    checked_metadata(Path(config.build.out_dir))  # a clear error for malformed metadata, before any training
-    result = run_train(config)
-    split, m = config.train.eval_split, result.metrics
-    print(
-        f"{split}: AUROC {m[f'{split}_auroc']:.3f}, sensitivity {m[f'{split}_sensitivity']:.3f} and "
-        f"{m[f'{split}_false_alarms_per_24h']:.1f} false alarms per 24 h at threshold {config.train.threshold:g} "
-        f"({m[f'{split}_seizure_windows']} seizure of {m[f'{split}_windows']} windows)"
-    )
-    print(f"metrics: {result.metrics_file}, ROC: {result.roc_file}, model: {result.model_file}")
+    from eegcache.launch import launch, outcome_lines
+    from eegcache.versions.identity import requested
+    from eegcache.volume.resolve import table
+
+    config, console = _stage_config(args), Console(stderr=True)
+    asked = requested(Path(), args.overrides) if args.overrides else None
+    done = launch(config, Path(), asked=asked, overrides=args.overrides, run_id=args.run_id or "", say=console.out)
+    if done.report is not None:
+        console.print(table(done.report))
+    print("\n".join(outcome_lines(done, config)))
     return 0
 
 
@@ -301,9 +300,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--params", metavar="FILE", help="read the composition DVC wrote (the stage: --params params.yaml)")
     p.set_defaults(func=_build)
 
-    p = sub.add_parser("train", help="train and evaluate the numpy baseline on the cache (the DVC stage `train`)")
-    p.add_argument("overrides", nargs="*", help="Hydra overrides on conf/, e.g. train.epochs=10")
+    p = sub.add_parser("train", help="run train.entrypoint (default: the baseline; the DVC stage `train`) in a run dir")
+    p.add_argument("overrides", nargs="*", help="e.g. train=NAME train.args.lr=0.01, cache.rev=TAG (a version)")
     p.add_argument("--params", metavar="FILE", help="read the composition DVC wrote (the stage: --params params.yaml)")
+    p.add_argument("--run-id", help="continue this run (its checkpoints); default: a new run")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("verify", help="check a cache against its metadata")

@@ -193,6 +193,7 @@ class TrainConfig:
     roc_file: str = "metrics/roc.json"
     model_file: str = "models/baseline.json"
     entrypoint: str = "eegcache.train.baseline:baseline"  # the trainer, module:function (eegcache.train.runs)
+    args: dict[str, Any] = field(default_factory=dict)  # the trainer's own settings, free-form (any keys, any depth)
 
     def __post_init__(self) -> None:
         _choice("train.balance", self.balance, BALANCE_MODES)
@@ -287,6 +288,7 @@ def compose(project: Path, overrides: Sequence[str] = (), local: bool = False) -
     if not (config_dir / f"{CONFIG_NAME}.yaml").is_file():
         raise ConfigError(f"no {CONFIG_NAME}.yaml here: not an eegcache project (or run from its root)", config_dir)
     extra = [f"+{LOCAL}=default"] if local and (config_dir / LOCAL / "default.yaml").is_file() else []
+    overrides = [free_form(override) for override in overrides]
     # A command composes the same overrides more than once (resolve: the config, then what the overrides ask for);
     # Hydra takes ~0.2 s a time. The key holds every file of conf/ with its size and mtime, so an edit recomposes.
     resolved = str(config_dir.resolve())
@@ -303,6 +305,13 @@ def compose(project: Path, overrides: Sequence[str] = (), local: bool = False) -
 
 
 _COMPOSED: dict[tuple[Any, ...], dict[str, Any]] = {}
+FREE_FORM = "train.args."  # a trainer's own settings: any key may be set, declared in its YAML or not
+
+
+def free_form(override: str) -> str:
+    """``train.args.KEY=VALUE`` as Hydra's add-or-override (``++``), so a trainer's setting needs no ``+`` whether or
+    not its YAML declares it; every other override as given (Hydra refuses keys the schema does not know)."""
+    return f"++{override}" if override.startswith(FREE_FORM) and "=" in override else override
 
 
 def load(

@@ -4,12 +4,19 @@ the ``modal`` group as a mapping; :func:`modal_settings` types and checks it."""
 
 from __future__ import annotations
 
+import json
+import shlex
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from eegcache import config
 from eegcache.errors import ConfigError
 
 MAX_TIMEOUT_S = 24 * 3600  # Modal's limit for one function call
+ENV_OVERRIDES = "EEGCACHE_MODAL"  # one-off modal.* overrides for one `modal run`, e.g. "modal.gpu=H100"
+ENV_SETTINGS = "EEGCACHE_MODAL_SETTINGS"  # the launching machine's modal group, as the image carries it (JSON)
 
 
 @dataclass(frozen=True)
@@ -114,3 +121,44 @@ def modal_settings(cfg: config.Config, source: object = None) -> ModalConfig:
         return config.section(ModalConfig, cfg.modal, "modal")
     except ConfigError as exc:
         raise ConfigError(exc.reason, exc.path or source) from exc
+
+
+def modal_keys(overrides: Sequence[str]) -> list[str]:
+    """The overrides that set the ``modal`` group or one of its keys (``modal.gpu=H100``, ``+modal.x=1``)."""
+    return [o for o in overrides if o.lstrip("+~").split("=", 1)[0].split(".", 1)[0] == "modal"]
+
+
+def refuse_modal_overrides(overrides: Sequence[str], where: str) -> None:
+    """ConfigError for ``modal.*`` among a call's overrides: the image and the resources are fixed when
+    ``modal run`` starts, from conf/ and conf/local/default.yaml there (or the EEGCACHE_MODAL variable)."""
+    named = modal_keys(overrides)
+    if named:
+        raise ConfigError(
+            f"{where} {' '.join(named)}: the modal group shapes the image and the resources, which are fixed when "
+            f"`modal run` starts: set it in conf/local/default.yaml on this machine, or for one run "
+            f"`{ENV_OVERRIDES}='{' '.join(named)}' modal run ...`"
+        )
+
+
+def launch_settings(
+    project: Path, paths: Sequence[str], environ: Mapping[str, str]
+) -> tuple[ModalConfig, dict[str, Any]]:
+    """The Modal settings of this launch and their mapping: on the launching machine, ``conf/`` plus this machine's
+    ``conf/local/default.yaml`` plus ``EEGCACHE_MODAL`` (``modal.*`` overrides only); in a container, the mapping
+    the image carries (``EEGCACHE_MODAL_SETTINGS``), so both sides use the same settings."""
+    if ENV_SETTINGS in environ:
+        raw = json.loads(environ[ENV_SETTINGS])
+        return config.section(ModalConfig, raw, "modal"), raw
+    try:
+        extra = shlex.split(environ.get(ENV_OVERRIDES, ""))
+    except ValueError as exc:
+        raise ConfigError(f"{ENV_OVERRIDES}: {exc}; quote values as in a shell") from exc
+    others = [o for o in extra if o not in modal_keys(extra)]
+    if others:
+        raise ConfigError(f"{ENV_OVERRIDES} holds {' '.join(others)}: only modal.* keys go there (others: --overrides)")
+    raw = config.compose(project, [*paths, *extra], local=True)["modal"]
+    try:
+        return config.section(ModalConfig, raw, "modal"), raw
+    except ConfigError as exc:
+        where = f"{project / config.CONF_DIR} (+ conf/local" + (f", {ENV_OVERRIDES}" if extra else "") + ")"
+        raise ConfigError(exc.reason, where) from exc

@@ -295,7 +295,13 @@ def baseline(
 ) -> dict[str, Any]:
     """The default ``train.entrypoint`` (the trainer signature is in :mod:`eegcache.train.runs`): :func:`run_train` on
     ``cache_dir``, its metrics, ROC and model files in ``run_dir``. It fits in seconds on CPUs, so it saves no
-    checkpoint: a retried run fits again from the start (``checkpoint_dir`` and ``commit`` are not used)."""
+    checkpoint: a retried run fits again from the start (``checkpoint_dir`` and ``commit`` are not used). Its
+    settings are the typed ``train.*`` keys: ``train.args`` (another trainer's) is refused, never ignored."""
+    if config.train.args:
+        raise ConfigError(
+            f"train.args = {config.train.args}: the baseline ({config.train.entrypoint}) takes no free-form settings; "
+            "its own are train.* keys (e.g. train.epochs=10), or select another trainer with train=NAME"
+        )
     files = {
         name: str(run_dir / Path(getattr(config.train, name)).name)
         for name in ("metrics_file", "roc_file", "model_file")
@@ -316,8 +322,14 @@ def _model_record(model: Model, ds: WindowDataset, cfg: TrainConfig) -> dict[str
         "window_s": cfg.window_s,
         "bands_hz": [list(band) for band in cfg.band_edges],
         "features": feature_names(ds.channels, cfg.band_edges),
-        "mean": model.mean.tolist(),
-        "scale": model.scale.tolist(),
-        "weights": model.weights.tolist(),
-        "bias": model.bias,
+        "mean": _stable(model.mean),
+        "scale": _stable(model.scale),
+        "weights": _stable(model.weights),
+        "bias": _stable(np.float64(model.bias)),
     }
+
+
+def _stable(values: np.ndarray) -> Any:
+    """``values`` as JSON numbers rounded to 10 significant digits: a retrain on the same inputs writes the same file
+    (the last digits of a float sum depend on the BLAS and its thread count, not on the data)."""
+    return np.vectorize(lambda v: float(f"{v:.10g}"), otypes=[float])(values).tolist()

@@ -280,6 +280,19 @@ def verify_version(path: Path, version: str, deep: bool = False) -> Verdict:
     return dataclasses.replace(verdict, params=params)
 
 
+def version_of(cache_dir: Path) -> str:
+    """The version hash (``<md5>.dir``) a cache directory's metadata makes, as DVC would hash it if every file is
+    what the metadata lists (:func:`verify_version` then checks that); CacheError when the metadata is missing or
+    malformed. Nothing but the metadata file is read."""
+    meta_path = cache_dir / store.METADATA_NAME
+    try:
+        metadata_bytes = meta_path.read_bytes()
+    except FileNotFoundError as exc:
+        raise CacheError("metadata missing: no cache here (build it, or name a version)", meta_path) from exc
+    metadata = checked_metadata(cache_dir, store.parse_metadata(metadata_bytes, meta_path))
+    return objects.tree_hash(metadata_bytes, metadata["files"])
+
+
 def recorded_params(path: Path, version: str) -> dict[str, Any] | None:
     """The stage params recorded in the metadata of the copy at ``path`` when its file list and bytes make
     ``version`` (so the metadata is that version's own; data files are not read); else None."""
