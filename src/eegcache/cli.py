@@ -30,8 +30,10 @@ def _params(args: argparse.Namespace) -> int:
 
     repo = Path(args.repo)
     modal_settings(cfg.load(repo, args.overrides, local=False), repo / cfg.CONF_DIR)  # params.yaml: what Modal takes
-    cfg.write_params(repo, args.overrides, repo / cfg.PARAMS_FILE)
-    print(f"composed {repo / cfg.CONF_DIR}/ into {repo / cfg.PARAMS_FILE}")
+    from eegcache.workspace import link_corpus
+
+    linked = link_corpus(repo, cfg.write_params(repo, args.overrides, repo / cfg.PARAMS_FILE))
+    print(f"composed {repo / cfg.CONF_DIR}/ into {repo / cfg.PARAMS_FILE}" + (f"; {linked}" if linked else ""))
     return 0
 
 
@@ -42,11 +44,15 @@ def _stage_config(args: argparse.Namespace) -> cfg.Config:
 
 
 def _build(args: argparse.Namespace) -> int:
+    from eegcache import workspace
     from eegcache.builder.run import run_build
     from eegcache.summary import print_summary, summary_table
 
     config = _stage_config(args)
-    _warn_if_outside_dvc(args, config)
+    if args.params:  # the DVC stage: DVC hashed what the corpus link leads to
+        workspace.check_corpus_link(Path(), config)
+    elif note := workspace.outside_dvc_note(config):
+        print(note, file=sys.stderr)
     summary = run_build(config)
     title = f"cache summary — processed {summary.processed}, reused {summary.reused}, in {summary.seconds:.1f} s"
     table = summary_table(summary.metadata, title)
@@ -55,25 +61,6 @@ def _build(args: argparse.Namespace) -> int:
     lines += [f"not searched {u['folder']}: {u['reason']}" for u in summary.metadata["unsearched"]]
     print_summary(table, lines)
     return 0
-
-
-def _warn_if_outside_dvc(args: argparse.Namespace, config: cfg.Config) -> None:
-    """A build with other stage params than params.yaml, into the DVC stage's own output, leaves DVC's record stale."""
-    params_file = Path(cfg.PARAMS_FILE)
-    if args.params or not params_file.is_file():
-        return
-    from eegcache.versions.identity import conflicts, stage_params
-    from eegcache.versions.lockfile import flatten
-
-    staged = cfg.load(Path(), params_file=params_file)
-    differs = conflicts(flatten(stage_params(staged)), flatten(stage_params(config)))
-    if differs and Path(config.build.out_dir).resolve() == Path(staged.build.out_dir).resolve():
-        print(
-            f"note: building into {config.build.out_dir}, the DVC stage's output, with other params than params.yaml "
-            f"({'; '.join(differs)}): `dvc status` will show it modified. `eegcache params <overrides> && dvc repro` "
-            "records such a build; `paths.cache_dir=<dir>` builds elsewhere.",
-            file=sys.stderr,
-        )
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -270,26 +270,39 @@ def test_fifos_devices_and_links_out_of_the_corpus_are_refused(small, project, t
 # --- folders discovery does not enter ------------------------------------------------------------------------------
 
 
-def test_hidden_and_linked_folders_are_reported_and_recorded(small, base_config, tmp_path, caplog):
-    """A hidden copy of a patient (``.backup``) and a patient folder that is a link (to a real patient elsewhere)
-    are not entered: the build warns, records them in the metadata's ``unsearched``, and builds the rest, the same
-    metadata on a rerun."""
+def test_hidden_folders_are_reported_and_recorded(small, base_config, tmp_path, caplog):
+    """A hidden copy of a patient (``.backup``) is not entered: the build warns, records it in the metadata's
+    ``unsearched``, and builds the rest, the same metadata on a rerun."""
     ref = train_ref(small)
     shutil.copytree(small / "edf/train" / ref.patient, small / "edf/train/.backup" / ref.patient)
-    elsewhere = tmp_path / "elsewhere" / "aaazzzzz"
-    copy_recording(ref, elsewhere / "s001_2015" / "01_tcp_ar", "aaazzzzz_s001_t000")
-    (small / "edf/eval/aaazzzzz").symlink_to(elsewhere)
     with caplog.at_level(logging.WARNING, logger="eegcache"):
         cfg, summary = build(small, tmp_path / "work", base_config, on_error="fail")
     meta = summary.metadata
     assert set(meta["files"]) == outputs(small) and meta["skipped"] == []
-    assert meta["unsearched"] == [
-        {"folder": "edf/eval/aaazzzzz", "reason": "symbolic link to a folder: not followed"},
-        {"folder": "edf/train/.backup", "reason": "hidden folder: not searched"},
-    ]
+    assert meta["unsearched"] == [{"folder": "edf/train/.backup", "reason": "hidden folder: not searched"}]
     assert f"{small / 'edf/train/.backup'}: hidden folder: not searched" in caplog.text
     first = (summary.cache_dir / store.METADATA_NAME).read_bytes()
     assert (run_build(cfg).cache_dir / store.METADATA_NAME).read_bytes() == first
+
+
+@pytest.mark.parametrize("on_error", ["fail", "skip"])
+def test_a_split_folder_that_is_a_link_stops_the_build_naming_it(small, base_config, tmp_path, on_error):
+    """``edf/train -> /disk2/train`` (a corpus spread over disks) and a patient folder that is a link: never a
+    cache silently short of a split, whatever on_error says; nothing is written; the error says what works."""
+    elsewhere = tmp_path / "elsewhere" / "aaazzzzz"
+    copy_recording(train_ref(small), elsewhere / "s001_2015" / "01_tcp_ar", "aaazzzzz_s001_t000")
+    disk2 = tmp_path / "disk2"
+    disk2.mkdir()
+    shutil.move(small / "edf/train", disk2 / "train")
+    (small / "edf/train").symlink_to(disk2 / "train")
+    (small / "edf/eval/aaazzzzz").symlink_to(elsewhere)
+    with pytest.raises(CorpusError) as refused:
+        build(small, tmp_path / "work", base_config, on_error=on_error)
+    message = str(refused.value)
+    assert message.startswith(f"{small}: 2 folder(s) below the corpus root are symbolic links")
+    assert f"edf/eval/aaazzzzz -> {elsewhere}" in message and f"edf/train -> {disk2 / 'train'}" in message
+    assert "paths.data_dir" in message and "DVC would not see their changes" in message
+    assert not (tmp_path / "work").exists() or not any((tmp_path / "work").rglob("*.npz"))
 
 
 def test_a_folder_that_cannot_be_read_is_skipped_or_stops_the_build_naming_it(small, base_config, tmp_path, caplog):

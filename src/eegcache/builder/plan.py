@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,7 @@ def make_plan(config: Config, base_dir: Path) -> Plan:
     check_paths(config, base_dir)
     raw_dir = base_dir / config.data.raw_dir
     found = corpus.survey(raw_dir, config.data.prefer_montage_folders)
+    _refuse_linked_folders(raw_dir, [folder for folder, _ in found.unsearched])
     if (found.unreadable or found.problems) and config.build.on_error == "fail":
         raise [*found.unreadable, *found.problems][0].error
     not_searched = sorted([*found.unsearched, *((p.relpath, p.error.reason) for p in found.unreadable)])
@@ -87,6 +89,23 @@ def make_plan(config: Config, base_dir: Path) -> Plan:
         tasks,
         unsearched,
     )
+
+
+def _refuse_linked_folders(raw_dir: Path, unsearched: list[str]) -> None:
+    """CorpusError naming the folders below the corpus root that are symbolic links, whatever ``on_error`` says: a
+    build without them would be a cache silently short of a split. They are not read because DVC does not read
+    them either: it hashes no folder behind a link inside a dependency, so `dvc repro` would never see them change.
+    A link at the root itself is followed (by both): that is how a corpus is kept elsewhere (paths.data_dir)."""
+    links = [folder for folder in unsearched if (raw_dir / folder).is_symlink()]
+    if links:
+        shown = ", ".join(f"{folder} -> {os.readlink(raw_dir / folder)}" for folder in links[:5])
+        raise CorpusError(
+            f"{len(links)} folder(s) below the corpus root are symbolic links ({shown}): neither the build nor DVC "
+            "reads through a link below a dependency's root (DVC would not see their changes). Keep the corpus in "
+            "one folder (it may be on any disk: point paths.data_dir at it in conf/local/default.yaml), or put the "
+            "folder itself there (move it, or a bind mount)",
+            raw_dir,
+        )
 
 
 def nothing_built(skipped: Sequence[dict[str, str]], excluded: int, then: str) -> str:
