@@ -34,10 +34,10 @@ $(UV_VENV)/bin/uv:
 # uv keeps the pins already in a lock while they satisfy pyproject.toml; `make lock UPGRADE=1` moves to the newest,
 # `make lock UPGRADE_PACKAGE=name` moves that one package only.
 # The dev lock is constrained by the runtime lock, so the venv and the Modal image share every version.
-lock: $(UV_VENV)/bin/uv ## regenerate requirements.lock (runtime: the Modal image) and requirements-dev.lock (+test, bench)
+lock: $(UV_VENV)/bin/uv ## regenerate requirements.lock (runtime: the Modal image) and requirements-dev.lock (+test, bench, torch)
 	$(UV_VENV)/bin/uv pip compile pyproject.toml --python-version 3.11 --custom-compile-command "make lock" -q \
 		$(if $(UPGRADE),--upgrade) $(if $(UPGRADE_PACKAGE),--upgrade-package $(UPGRADE_PACKAGE)) -o $(LOCK)
-	$(UV_VENV)/bin/uv pip compile pyproject.toml --extra test --extra bench -c $(LOCK) --python-version 3.11 \
+	$(UV_VENV)/bin/uv pip compile pyproject.toml --extra test --extra bench --extra torch -c $(LOCK) --python-version 3.11 \
 		--custom-compile-command "make lock" -q $(if $(UPGRADE),--upgrade) \
 		$(if $(UPGRADE_PACKAGE),--upgrade-package $(UPGRADE_PACKAGE)) -o $(DEV_LOCK)
 
