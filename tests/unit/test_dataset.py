@@ -59,6 +59,7 @@ def write_cache(root: Path, recordings: dict[str, tuple[np.ndarray, np.ndarray]]
         "split_policy": "official_tusz",
         "sample_rate": RATE,
         "channels": list(CHANNELS),
+        "dtype": next((str(eeg.dtype) for eeg, _ in recordings.values() if eeg is not None), "float16"),
         "files": files,
     }
     store.write_metadata(root, metadata)
@@ -132,20 +133,83 @@ def test_float32_cache_is_returned_unchanged(tmp_path):
     assert ds[0][1].sum() == 10 and ds[1][1].sum() == 0
 
 
-def test_buckets_match_labels_counted_window_by_window(cache, recs):
-    ds = WindowDataset(cache, "train", window_s=4.0, stride_s=1.0)
-    overlap = []
+def overlaps(ds: WindowDataset, recs) -> np.ndarray:
+    """Seizure samples per window, counted from the recordings' labels (not from the metadata the dataset reads)."""
+    counted = []
     for i in range(len(ds)):
         key, start = ds.window_location(i)
-        overlap.append(int(recs[key.removesuffix(".npz")][1][start : start + 200].sum()))
-    overlap = np.array(overlap)
-    assert_array_equal(ds.buckets["none"], np.flatnonzero(overlap == 0))
-    assert_array_equal(ds.buckets["partial"], np.flatnonzero((overlap > 0) & (overlap < 200)))
-    assert_array_equal(ds.buckets["full"], np.flatnonzero(overlap == 200))
+        counted.append(int(recs[key.removesuffix(".npz")][1][start : start + ds.window_samples].sum()))
+    return np.array(counted)
+
+
+def test_buckets_and_window_labels_follow_the_one_rule_counted_window_by_window(cache, recs):
+    ds = WindowDataset(cache, "train", window_s=4.0, stride_s=1.0)  # the default rule: min_seizure_fraction 0.5
+    overlap = overlaps(ds, recs)
+    seizure = overlap >= 100
     assert_array_equal(ds.seizure_fraction, overlap / 200)
-    assert [ds.window_label(i) for i in range(len(ds))] == (overlap > 0).astype(int).tolist()
+    assert_array_equal(ds.window_labels, seizure.astype(np.uint8))
+    assert [ds.window_label(i) for i in range(len(ds))] == seizure.astype(int).tolist()
+    assert_array_equal(ds.buckets["none"], np.flatnonzero(overlap == 0))
+    assert_array_equal(ds.buckets["partial"], np.flatnonzero((overlap > 0) & ~seizure))
+    assert_array_equal(ds.buckets["seizure"], np.flatnonzero(seizure))
     # all three kinds occur in this cache, so the comparison above is not vacuous
-    assert {k: len(v) for k, v in ds.buckets.items()} == {"none": 2, "partial": 11, "full": 6}
+    assert {k: len(v) for k, v in ds.buckets.items()} == {"none": 2, "partial": 4, "seizure": 13}
+
+
+@pytest.mark.parametrize("label", ["any", "fraction", "center"])
+@pytest.mark.parametrize("fraction", [0.25, 0.5, 1.0])
+def test_each_label_rule_agrees_with_the_samples_of_each_window(cache, recs, label, fraction):
+    ds = WindowDataset(cache, "train", 4.0, 1.0, label=label, min_seizure_fraction=fraction)
+    overlap, centres = overlaps(ds, recs), []
+    for i in range(len(ds)):
+        key, start = ds.window_location(i)
+        centres.append(int(recs[key.removesuffix(".npz")][1][start + 100]))
+    expected = {"any": overlap > 0, "fraction": overlap >= fraction * 200, "center": np.array(centres) == 1}[label]
+    assert_array_equal(ds.window_labels, expected.astype(np.uint8))
+    ys = [ds[i][1] for i in range(len(ds))]
+    assert all(y.shape == () and y.dtype == np.uint8 for y in ys)
+    assert [int(y) for y in ys] == expected.astype(int).tolist()
+    assert expected.any() and not expected.all()  # both labels occur: not vacuous
+    assert_array_equal(ds.buckets["seizure"], np.flatnonzero(expected))
+
+
+@pytest.mark.parametrize("dtype, kind", [("float32", np.float32), ("float16", np.float16), (None, np.float16)])
+def test_dtype_is_what_x_is_returned_as(cache, recs, dtype, kind):
+    ds = WindowDataset(cache, "train", 4.0, 1.0, dtype=dtype)
+    key, start = ds.window_location(5)
+    x, _ = ds[5]
+    assert x.dtype == kind
+    assert_array_equal(x, recs[key.removesuffix(".npz")][0][:, start : start + 200].astype(kind))
+
+
+def test_a_batch_read_at_once_equals_the_windows_read_one_by_one(cache):
+    ds = WindowDataset(cache, "train", 4.0, 1.0, dtype="float16", max_open=1)
+    order = [7, 0, 18, 7, -1, 3]
+    items = ds.__getitems__(order)
+    x, y = ds[order]
+    assert x.shape == (6, 4, 200) and y.shape == (6, 200) and x.dtype == np.float16
+    for n, i in enumerate(order):
+        one_x, one_y = ds[i]
+        assert_array_equal(items[n][0], one_x)
+        assert_array_equal(items[n][1], one_y)
+        assert_array_equal(x[n], one_x)
+        assert_array_equal(y[n], one_y)
+    with pytest.raises(IndexError):
+        ds[[0, 19]]
+
+
+def test_max_open_defaults_to_the_split_within_the_descriptor_limit(cache):
+    import resource
+
+    ds = WindowDataset(cache, "train", 4.0, 1.0)
+    assert ds.max_open == 4  # every file of the split
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (8, hard))
+        assert dataset.default_max_open(4664) == 2 and dataset.default_max_open(1) == 1
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert dataset.default_max_open(4664) == min(4664, soft // 4, dataset.MAX_OPEN_CAP)
 
 
 @settings(max_examples=60, deadline=None)
@@ -173,7 +237,7 @@ def test_short_recording_gives_no_windows_and_is_counted(cache, caplog):
     assert "1 of 4 recordings are shorter" in caplog.text
     long_windows = WindowDataset(cache, "train", window_s=30.0, stride_s=1.0)
     assert (len(long_windows), long_windows.short_recordings) == (0, 4)
-    assert {k: v.tolist() for k, v in long_windows.buckets.items()} == {"none": [], "partial": [], "full": []}
+    assert {k: v.tolist() for k, v in long_windows.buckets.items()} == {"none": [], "partial": [], "seizure": []}
 
 
 def test_reads_are_memory_mapped_and_the_lru_stays_bounded(tmp_path, monkeypatch):
@@ -221,7 +285,7 @@ def test_pickle_round_trip_drops_open_maps_and_gives_equal_windows(cache):
     clone = pickle.loads(pickle.dumps(ds))
     assert clone.open_count == 0 and ds.open_count == 3
     assert len(clone) == len(ds) and clone.files == ds.files
-    for name in ("none", "partial", "full"):
+    for name in ("none", "partial", "seizure"):
         assert_array_equal(clone.buckets[name], ds.buckets[name])
     for i, (x, y) in enumerate(first):
         cx, cy = clone[i]
@@ -232,7 +296,7 @@ def test_pickle_round_trip_drops_open_maps_and_gives_equal_windows(cache):
 
 def test_balanced_indices_follow_the_weights(cache):
     ds = WindowDataset(cache, "train", window_s=4.0, stride_s=1.0)
-    weights = {"none": 0.5, "partial": 0.3, "full": 0.2}
+    weights = {"none": 0.5, "partial": 0.3, "seizure": 0.2}
     drawn = ds.balanced_indices(20_000, np.random.default_rng(42), weights)
     assert drawn.shape == (20_000,) and drawn.dtype == np.int64
     for name, w in weights.items():
@@ -241,20 +305,30 @@ def test_balanced_indices_follow_the_weights(cache):
     assert set(drawn.tolist()) == set(range(len(ds)))  # every window of the small buckets gets drawn
     assert_array_equal(drawn, ds.balanced_indices(20_000, 42, weights))  # a seed gives the same draw
 
-    only_seizure = ds.balanced_indices(1000, 1, {"full": 2.0, "partial": 2.0})  # unnormalised; `none` weighs 0
+    only_seizure = ds.balanced_indices(1000, 1, {"seizure": 2.0, "partial": 2.0})  # unnormalised; `none` weighs 0
     assert not np.isin(only_seizure, ds.buckets["none"]).any()
-    assert np.isin(only_seizure, ds.buckets["full"]).mean() == pytest.approx(0.5, abs=0.05)
+    assert np.isin(only_seizure, ds.buckets["seizure"]).mean() == pytest.approx(0.5, abs=0.05)
     assert ds.balanced_indices(0, 1, weights).tolist() == []
+    assert_array_equal(ds.balanced_indices(50, 3, {"full": 1.0}), ds.balanced_indices(50, 3, {"seizure": 1.0}))
+
+
+def test_an_empty_bucket_gives_its_weight_to_the_others_with_one_warning(cache, caplog):
+    dev = WindowDataset(cache, "dev", window_s=4.0, stride_s=1.0)
+    assert len(dev.buckets["seizure"]) == 0 and len(dev.buckets["partial"]) > 0  # 20 seizure samples of 200
+    with caplog.at_level(logging.WARNING, logger="eegcache.train.dataset"):
+        drawn = [dev.balanced_indices(4000, seed, {"none": 0.5, "partial": 0.25, "seizure": 0.25}) for seed in (0, 1)]
+    assert caplog.text.count("split 'dev' has no seizure windows: balancing over the other buckets") == 1
+    assert "none 0.67, partial 0.33" in caplog.text
+    assert np.isin(drawn[0], dev.buckets["partial"]).mean() == pytest.approx(1 / 3, abs=0.03)
+    with pytest.raises(ConfigError, match=r"split 'dev' has no window in any weighted bucket \(seizure\)"):
+        dev.balanced_indices(10, 0, {"seizure": 1.0})
 
 
 def test_balanced_indices_reject_bad_weights(cache):
     dev = WindowDataset(cache, "dev", window_s=4.0, stride_s=1.0)
-    assert len(dev.buckets["full"]) == 0
-    with pytest.raises(ConfigError, match=r"split 'dev' has no full windows"):
-        dev.balanced_indices(10, 0, {"none": 1.0, "full": 1.0})
-    assert len(dev.balanced_indices(10, 0, {"none": 1.0, "full": 0.0})) == 10
+    assert len(dev.balanced_indices(10, 0, {"none": 1.0, "seizure": 0.0})) == 10
     with pytest.raises(ConfigError, match="unknown buckets"):
-        dev.balanced_indices(10, 0, {"seizure": 1.0})
+        dev.balanced_indices(10, 0, {"ictal": 1.0})
     with pytest.raises(ConfigError, match="non-negative"):
         dev.balanced_indices(10, 0, {"none": 1.0, "partial": -0.5})
     with pytest.raises(ConfigError, match="positive sum"):

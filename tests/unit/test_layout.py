@@ -179,6 +179,11 @@ def _strings(name: str) -> set[str]:
             lambda m: any(s == "mini" or s.endswith("/weed") for s in _strings(m)),
         ),
         ("imports modal", None, lambda m: any(i == "modal" or i.startswith("modal.") for i in _imports(m))),
+        (
+            "imports torch (an optional extra)",
+            "eegcache.torch",
+            lambda m: any(i.split(".")[0] == "torch" for i in _imports(m)),
+        ),
     ],
 )
 def test_each_adapter_stands_alone(what, owner, found_in):

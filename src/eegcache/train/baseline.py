@@ -37,7 +37,7 @@ from eegcache.train.dataset import WindowDataset
 log = logging.getLogger(__name__)
 
 # Share of each seizure bucket in a balanced epoch (``balance: buckets``); empty buckets are left out.
-BUCKET_WEIGHTS = {"none": 0.5, "partial": 0.25, "full": 0.25}
+BUCKET_WEIGHTS = {"none": 0.5, "partial": 0.25, "seizure": 0.25}
 MAX_ROC_POINTS = 1000  # the plotted curve is thinned to this many points; AUROC uses every point
 _CHUNK_VALUES = 1 << 22  # samples read per feature chunk (16 MB as float32), whatever the window length
 _WELCH_SEGMENT_S = 2.0  # Welch segments of 2 s: 0.5 Hz resolution, 50 % overlap
@@ -107,7 +107,7 @@ def split_features(ds: WindowDataset, bands: tuple[tuple[float, float], ...]) ->
     out = np.empty((len(ds), len(ds.channels) * (len(bands) + 1)))
     for start in range(0, len(ds), chunk):
         stop = min(start + chunk, len(ds))
-        x = np.stack([ds[i][0] for i in range(start, stop)])
+        x = ds[range(start, stop)][0]  # one batch, copied once out of the memory maps
         out[start:stop] = window_features(x, ds.sample_rate, bands)
     return out
 
@@ -214,8 +214,10 @@ def _labelled_split(cache_dir: Path, split: str, cfg: TrainConfig, role: str) ->
     Labels come from the metadata's seizure intervals, so this fails before any recording is read.
     """
     consequence = {"train": "there is nothing to learn", "eval": "AUROC and sensitivity are undefined"}[role]
-    ds = WindowDataset(cache_dir, split, window_s=cfg.window_s, stride_s=cfg.stride_s)
-    labels = (ds.seizure_fraction >= cfg.min_seizure_fraction).astype(np.uint8)
+    ds = WindowDataset(
+        cache_dir, split, cfg.window_s, cfg.stride_s, label="fraction", min_seizure_fraction=cfg.min_seizure_fraction
+    )
+    labels = ds.window_labels  # the one window-label rule, the dataset's
     where = cache_dir / store.METADATA_NAME
     if len(ds) == 0:
         raise TrainError(
@@ -235,9 +237,8 @@ def _labelled_split(cache_dir: Path, split: str, cfg: TrainConfig, role: str) ->
 
 def _epoch_plan(ds: WindowDataset, labels: np.ndarray, balance: str) -> tuple[np.ndarray | None, Draw | None]:
     """(sample_weight, draw) for :func:`fit_logistic` under ``balance`` (see config.BALANCE_MODES)."""
-    if balance == "buckets":
-        weights = {name: w for name, w in BUCKET_WEIGHTS.items() if len(ds.buckets[name])}
-        return None, lambda rng: ds.balanced_indices(len(ds), rng, weights)
+    if balance == "buckets":  # an empty bucket's share goes to the others (the dataset says so once)
+        return None, lambda rng: ds.balanced_indices(len(ds), rng, BUCKET_WEIGHTS)
     if balance == "class_weights":
         counts = np.bincount(labels, minlength=2)
         return (len(labels) / (2.0 * counts))[labels], None

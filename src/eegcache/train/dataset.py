@@ -3,15 +3,27 @@
 The cache stores each recording once, continuous; a window is only an index (file, start sample), so changing the
 window length or stride costs nothing. :class:`WindowDataset` is a PyTorch map-style dataset by shape alone
 (``__len__`` and ``__getitem__``; torch is never imported) and pickles without its open files, so DataLoader
-workers reopen recordings lazily. Seizure buckets come from the metadata's ``seizures`` intervals, so balanced
-sampling needs no file opened.
+workers reopen recordings lazily. Window labels and seizure buckets come from the metadata's ``seizures`` intervals,
+so balanced sampling needs no file opened.
+
+One window-label rule: a window is *seizure* when at least ``min_seizure_fraction`` of its samples are labelled
+seizure (``label="fraction"``, the baseline's and the metrics' rule), unless the dataset is asked for another
+(``"any"``: one seizure sample; ``"center"``: its centre sample). :attr:`WindowDataset.window_labels`,
+:meth:`~WindowDataset.window_label`, the buckets and the balanced draws all follow the dataset's rule.
+
+For a PyTorch ``DataLoader``, :meth:`WindowDataset.__getitems__` reads a batch at once, and a list of indices as one
+item (``ds[[3, 9, 4]]``) gives the batch already stacked, ``(x [n, channels, samples], y [n, ...])``: with
+``DataLoader(ds, batch_size=None, sampler=BatchSampler(...))`` the windows are copied once, straight from the memory
+maps into the batch (:func:`eegcache.torch.window_loader` builds that loader).
 """
 
 from __future__ import annotations
 
 import logging
 import operator
+import resource
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +34,10 @@ from eegcache.errors import CacheError, ConfigError
 
 log = logging.getLogger(__name__)
 
-BUCKETS = ("none", "partial", "full")  # seizure overlap: 0, between 0 and the window, the whole window
+BUCKETS = ("none", "partial", "seizure")  # no seizure sample; some, yet labelled background; labelled seizure
+LABELS = ("samples", "any", "fraction", "center")  # what y is: the per-sample mask, or the window's label by a rule
+DTYPES = ("float16", "float32", None)  # what x is returned as (None: the cache's own dtype, no cast)
+MAX_OPEN_CAP = 1024  # memory maps kept open at most when max_open is not given (each holds a file descriptor)
 
 
 def _whole_samples(seconds: float, rate: float, name: str) -> int:
@@ -52,23 +67,57 @@ def _seizure_overlap(intervals: list[list[int]], starts: np.ndarray, length: int
     return seizure_samples_before(starts + length) - seizure_samples_before(starts)
 
 
+def _inside(intervals: list[list[int]], samples: np.ndarray) -> np.ndarray:
+    """1 where a sample index lies in one of the sorted, disjoint [a, b) intervals, else 0 (uint8)."""
+    spans = np.asarray(intervals, dtype=np.int64).reshape(-1, 2)
+    j = np.searchsorted(spans[:, 0], samples, side="right") - 1
+    return (
+        ((j >= 0) & (samples < spans[np.maximum(j, 0), 1])).astype(np.uint8)
+        if len(spans)
+        else np.zeros(len(samples), dtype=np.uint8)
+    )
+
+
+def default_max_open(files: int) -> int:
+    """Memory maps to keep open when ``max_open`` is not given: every file of the split (no file is mapped twice
+    in an epoch), at most a quarter of this process's file-descriptor limit and :data:`MAX_OPEN_CAP`."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    limit = soft // 4 if soft != resource.RLIM_INFINITY else MAX_OPEN_CAP
+    return max(1, min(files, limit, MAX_OPEN_CAP))
+
+
 class WindowDataset:
     """Windows of ``window_s`` seconds every ``stride_s`` seconds over the recordings of one split.
 
-    Item ``i`` is ``(x, y)``: ``x`` float32 [channels, window_samples] (the cache's units, e.g. z-scored EEG),
-    ``y`` uint8 [window_samples], 1 = seizure. Windows start at 0, stride, 2·stride, ... while the window fits;
-    recordings shorter than one window contribute none (counted in ``short_recordings``). Files are taken in
-    sorted key order, so the index is deterministic. At most ``max_open`` recordings stay memory-mapped
-    (least recently used closed first). Not thread-safe; use one instance per process (DataLoader workers each
-    get their own copy).
+    Item ``i`` is ``(x, y)``: ``x`` [channels, window_samples] in ``dtype`` (``"float32"``, ``"float16"`` or None
+    for the cache's own, e.g. float16 z-scored EEG, with no cast: the fastest), ``y`` by ``label``: ``"samples"``
+    the uint8 per-sample mask [window_samples] (1 = seizure), else the window's uint8 label by that rule (see the
+    module docstring; ``min_seizure_fraction`` for ``"fraction"``). Windows start at 0, stride, 2·stride, ... while
+    the window fits; recordings shorter than one window contribute none (counted in ``short_recordings``). Files are
+    taken in sorted key order, so the index is deterministic. At most ``max_open`` recordings stay memory-mapped
+    (least recently used closed first; default :func:`default_max_open`: the whole split up to 1,024, so a random
+    order over TUSZ train's 4,664 files keeps the most recent 1,024 mapped). ``prefetch``: ask the kernel for each
+    window's pages together before copying (faster from a cold disk; a warm page cache does not need it). Not
+    thread-safe; use one instance per process (DataLoader workers each get their own copy).
 
     Attributes: ``sample_rate`` (Hz), ``channels``, ``files`` (relative paths, sorted), ``window_samples``,
     ``stride_samples``, ``seizure_samples`` (int64 [windows], seizure samples per window), ``seizure_fraction``
-    (float64 [windows], 0..1), ``buckets`` (``none``/``partial``/``full`` → int64 window indices, ascending).
+    (float64 [windows], 0..1), ``window_labels`` (uint8 [windows], the label rule; ``"samples"`` uses
+    ``"fraction"``), ``buckets`` (``none``/``partial``/``seizure`` → int64 window indices, ascending).
     """
 
     def __init__(
-        self, cache_dir: str | Path, split: str, window_s: float = 60.0, stride_s: float = 10.0, max_open: int = 128
+        self,
+        cache_dir: str | Path,
+        split: str,
+        window_s: float = 60.0,
+        stride_s: float = 10.0,
+        max_open: int | None = None,
+        *,
+        dtype: str | None = "float32",
+        label: str = "samples",
+        min_seizure_fraction: float = 0.5,
+        prefetch: bool = True,
     ):
         self.cache_dir = Path(cache_dir)
         self.split = split
@@ -80,11 +129,19 @@ class WindowDataset:
                 f"no split {split!r} in the cache (present: {', '.join(present) or 'none'})",
                 self.cache_dir / store.METADATA_NAME,
             )
-        if int(max_open) < 1:
+        if max_open is not None and int(max_open) < 1:
             raise ConfigError(f"max_open={max_open!r} must be at least 1")
-        self.max_open = int(max_open)
+        if dtype not in DTYPES or label not in LABELS:
+            raise ConfigError(
+                f"dtype={dtype!r}, label={label!r}: expected dtype one of {DTYPES}, label one of {LABELS}"
+            )
+        if not 0 < min_seizure_fraction <= 1:
+            raise ConfigError(f"min_seizure_fraction={min_seizure_fraction!r}: expected a share in (0, 1]")
+        self.max_open = default_max_open(len(entries)) if max_open is None else int(max_open)
+        self.dtype, self.label, self.min_seizure_fraction, self.prefetch = dtype, label, min_seizure_fraction, prefetch
         self.sample_rate = float(metadata["sample_rate"])
         self.channels = tuple(metadata["channels"])
+        self.cache_dtype = np.dtype(metadata.get("dtype", "float32"))  # the recordings' own (preprocess.dtype)
         self.window_samples = _whole_samples(window_s, self.sample_rate, "window_s")
         self.stride_samples = _whole_samples(stride_s, self.sample_rate, "stride_s")
 
@@ -117,13 +174,27 @@ class WindowDataset:
         ]
         self.seizure_samples = np.concatenate(overlap) if overlap else np.zeros(0, dtype=np.int64)
         self.seizure_fraction = self.seizure_samples / self.window_samples
-        full = self.seizure_samples == self.window_samples
+        if label == "any":
+            self.window_labels = (self.seizure_samples > 0).astype(np.uint8)
+        elif label == "center":
+            centres = [
+                _inside(
+                    entries[key].get("seizures", []),
+                    self._start[first[k] : first[k] + counts[k]] + self.window_samples // 2,
+                )
+                for k, key in enumerate(self.files)
+            ]
+            self.window_labels = np.concatenate(centres) if centres else np.zeros(0, dtype=np.uint8)
+        else:  # "fraction", and "samples" (whose y is the mask, its window label the default rule)
+            self.window_labels = (self.seizure_fraction >= min_seizure_fraction).astype(np.uint8)
+        seizure = self.window_labels == 1
         self.buckets: dict[str, np.ndarray] = {
             "none": np.flatnonzero(self.seizure_samples == 0),
-            "partial": np.flatnonzero((self.seizure_samples > 0) & ~full),
-            "full": np.flatnonzero(full),
+            "partial": np.flatnonzero((self.seizure_samples > 0) & ~seizure),
+            "seizure": np.flatnonzero(seizure),
         }
         self._open: OrderedDict[int, store.CachedRecording] = OrderedDict()
+        self._warned: set[tuple[str, ...]] = set()  # empty buckets already reported
 
     def __len__(self) -> int:
         return len(self._start)
@@ -142,18 +213,40 @@ class WindowDataset:
         return self.files[self._file[i]], int(self._start[i])
 
     def window_label(self, i: int) -> int:
-        """1 if window ``i`` holds any seizure sample, else 0."""
-        return int(self.seizure_samples[self._position(i)] > 0)
+        """Window ``i``'s label by the dataset's rule (:attr:`window_labels`): 1 = seizure, 0 = background."""
+        return int(self.window_labels[self._position(i)])
 
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+    def __getitem__(self, i: int | Sequence[int] | np.ndarray) -> tuple[np.ndarray, Any]:
+        """Window ``i`` as ``(x, y)``; a sequence of indices gives the batch stacked, ``(x [n, ...], y [n, ...])``."""
+        if isinstance(i, (Sequence, np.ndarray)) and not isinstance(i, (str, bytes)):
+            return self._batch([self._position(k) for k in i])
         i = self._position(i)
-        recording = self._recording(int(self._file[i]))
-        start = int(self._start[i])
-        stop = start + self.window_samples
-        store.prefetch_columns(recording.eeg, start, stop)
-        # np.array copies out of the memmap, so no view keeps a file mapped after eviction.
-        x = np.array(recording.eeg[:, start:stop], dtype=np.float32)
-        y = np.array(recording.labels[start:stop], dtype=np.uint8)
+        x, y = self._batch([i])
+        return x[0], y[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple[np.ndarray, Any]]:
+        """The windows ``indices`` as a list of ``(x, y)`` (what a DataLoader's default collate stacks), read in one
+        pass: the batch is allocated once and each window copied into it straight from its memory map."""
+        x, y = self._batch([self._position(k) for k in indices])
+        return list(zip(x, y, strict=True))
+
+    def _batch(self, positions: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """x [n, channels, window_samples] (the dataset's dtype) and y [n, window_samples] or [n] of ``positions``."""
+        length = self.window_samples
+        files = self._file[positions]
+        x = np.empty((len(positions), len(self.channels), length), dtype=self.dtype or self.cache_dtype)
+        mask = self.label == "samples"
+        y = np.empty((len(positions), length) if mask else len(positions), dtype=np.uint8)
+        for n, (i, k) in enumerate(zip(positions, files.tolist(), strict=True)):
+            recording = self._recording(int(k))
+            start = int(self._start[i])
+            if self.prefetch:
+                store.prefetch_columns(recording.eeg, start, start + length)
+            x[n] = recording.eeg[:, start : start + length]  # the one copy, out of the memory map (cast on the way)
+            if mask:
+                y[n] = recording.labels[start : start + length]
+        if not mask:
+            y[:] = self.window_labels[positions]
         return x, y
 
     @property
@@ -188,21 +281,36 @@ class WindowDataset:
     def balanced_indices(self, n: int, rng: np.random.Generator | int | None, weights: dict[str, float]) -> np.ndarray:
         """``n`` window indices (int64, shuffled) drawn with replacement so buckets appear in ``weights`` proportions.
 
-        ``weights`` maps bucket names (``none``, ``partial``, ``full``) to non-negative weights, normalised to sum
-        to 1; missing buckets weigh 0. Bucket counts follow a multinomial draw, then windows are drawn uniformly
-        within each bucket. ``rng`` is a numpy Generator or a seed. ConfigError for unknown buckets, negative or
-        all-zero weights, or a positive weight on a bucket this split has no windows in.
+        ``weights`` maps bucket names (``none``, ``partial``, ``seizure``) to non-negative weights, normalised to sum
+        to 1; missing buckets weigh 0 (``full``, the name before the one label rule, means ``seizure``). Bucket
+        counts follow a multinomial draw, then windows are drawn uniformly within each bucket. A weighted bucket this
+        split has no window in is left out with a warning and the others share its weight (with 60 s windows a
+        split may have no window labelled seizure at all). ``rng`` is a numpy Generator or a seed. ConfigError for
+        unknown buckets, negative or all-zero weights, or when every weighted bucket is empty.
         """
+        if "full" in weights:
+            log.warning("bucket 'full' is now 'seizure' (windows labelled seizure by min_seizure_fraction)")
+            weights = {("seizure" if k == "full" else k): v for k, v in weights.items()}
         unknown = set(weights) - set(BUCKETS)
         if unknown:
             raise ConfigError(f"unknown buckets {sorted(unknown)}; expected some of {list(BUCKETS)}")
         p = np.array([float(weights.get(name, 0.0)) for name in BUCKETS])
         if np.any(p < 0) or not p.sum() > 0:
             raise ConfigError(f"bucket weights must be non-negative with a positive sum, got {weights}")
-        empty = [name for name, w in zip(BUCKETS, p) if w > 0 and len(self.buckets[name]) == 0]
+        empty = [name for name, w in zip(BUCKETS, p, strict=True) if w > 0 and len(self.buckets[name]) == 0]
         if empty:
-            raise ConfigError(f"split {self.split!r} has no {'/'.join(empty)} windows; give them weight 0")
+            p = np.array([0.0 if name in empty else w for name, w in zip(BUCKETS, p, strict=True)])
+            if not p.sum() > 0:
+                raise ConfigError(f"split {self.split!r} has no window in any weighted bucket ({', '.join(empty)})")
+            if tuple(empty) not in self._warned:  # once per dataset, not once per epoch
+                self._warned.add(tuple(empty))
+                log.warning(
+                    "split %r has no %s windows: balancing over the other buckets (%s)",
+                    self.split,
+                    "/".join(empty),
+                    ", ".join(f"{name} {w / p.sum():.2f}" for name, w in zip(BUCKETS, p, strict=True) if w),
+                )
         rng = np.random.default_rng(rng)
         counts = rng.multinomial(int(n), p / p.sum())
-        drawn = [rng.choice(self.buckets[name], size=c) for name, c in zip(BUCKETS, counts) if c]
+        drawn = [rng.choice(self.buckets[name], size=c) for name, c in zip(BUCKETS, counts, strict=True) if c]
         return rng.permutation(np.concatenate(drawn)) if drawn else np.zeros(0, dtype=np.int64)
