@@ -103,7 +103,8 @@ class WindowDataset:
     Attributes: ``sample_rate`` (Hz), ``channels``, ``files`` (relative paths, sorted), ``window_samples``,
     ``stride_samples``, ``seizure_samples`` (int64 [windows], seizure samples per window), ``seizure_fraction``
     (float64 [windows], 0..1), ``window_labels`` (uint8 [windows], the label rule; ``"samples"`` uses
-    ``"fraction"``), ``buckets`` (``none``/``partial``/``seizure`` → int64 window indices, ascending).
+    ``"fraction"``), ``buckets`` (``none``/``partial``/``seizure`` → int64 window indices, ascending),
+    ``seizures`` (per file, its seizure intervals [start, stop) in samples), ``window_file``, ``window_start``.
     """
 
     def __init__(
@@ -147,6 +148,7 @@ class WindowDataset:
 
         self.files = tuple(entries)
         self._samples = np.array([int(entries[key]["samples"]) for key in self.files], dtype=np.int64)
+        self.seizures = tuple([tuple(span) for span in entries[key].get("seizures", [])] for key in self.files)
         fits = self._samples >= self.window_samples
         counts = np.where(fits, (self._samples - self.window_samples) // self.stride_samples + 1, 0)
         self.short_recordings = int(np.count_nonzero(~fits))
@@ -211,6 +213,21 @@ class WindowDataset:
         """(file path relative to the cache dir, start sample) of window ``i``."""
         i = self._position(i)
         return self.files[self._file[i]], int(self._start[i])
+
+    @property
+    def file_samples(self) -> np.ndarray:
+        """Samples per recording of :attr:`files` (int64): each one's length."""
+        return self._samples
+
+    @property
+    def window_file(self) -> np.ndarray:
+        """Per window, its recording's position in :attr:`files` (int64 [windows])."""
+        return self._file
+
+    @property
+    def window_start(self) -> np.ndarray:
+        """Per window, its first sample in its recording (int64 [windows])."""
+        return self._start
 
     def window_label(self, i: int) -> int:
         """Window ``i``'s label by the dataset's rule (:attr:`window_labels`): 1 = seizure, 0 = background."""
