@@ -17,6 +17,7 @@ import yaml
 
 from eegcache.errors import ConfigError
 from eegcache.versions import dvc
+from tests.conftest import REPO
 from tests.integration.modal_image import commands
 from tests.integration.projects import make_project, sh
 from tests.integration.test_modal_app import container, load_app
@@ -169,3 +170,14 @@ def test_the_modal_settings_come_from_conf_local_and_the_environment_and_travel_
     monkeypatch.delenv("EEGCACHE_MODAL")
     assert load_app("eegcache_modal_app_in_container", project).SETTINGS == one_off.SETTINGS
     assert os.environ.get("EEGCACHE_MODAL") is None
+
+
+def test_the_offline_body_on_the_command_line_takes_overrides(project, outside, tmp_path):
+    """`python deploy/modal/app.py VOLUME [OVERRIDES...]` (what `make demo` runs): prepare and train here."""
+    app = REPO / "deploy" / "modal" / "app.py"
+    env = {"PYTHONPATH": str(outside), "EEGCACHE_PROJECT": str(project)}
+    proc = sh(sys.executable, str(app), str(tmp_path / "vol"), "train=mine", "train.args.lr=0.3", cwd=project, env=env)
+    outcome = json.loads(proc.stdout[proc.stdout.rindex("\n{") :])
+    assert outcome["metrics"]["dev_lr"] == 0.3 and outcome["cache"].startswith(str(tmp_path / "vol"))
+    refused = sh(sys.executable, str(app), str(tmp_path / "vol"), "modal.gpu=T4", cwd=project, env=env, check=False)
+    assert refused.returncode != 0 and "conf/local/default.yaml" in refused.stderr
