@@ -63,3 +63,16 @@ def test_the_baseline_has_one_run_hash_under_its_old_and_new_names():
     new = config.load(REPO, ["train.entrypoint=eegcache.train.baseline:baseline"], local=False)
     other = config.load(REPO, ["train.entrypoint=tests.fixtures.my_trainer:fit"], local=False)
     assert runs.config_hash(old) == runs.config_hash(new) != runs.config_hash(other)
+
+
+def test_a_run_id_trains_in_one_process_at_a_time(tmp_path):
+    """Two calls with the same run id: the second is refused while the first trains, nothing of it written."""
+    from eegcache import locks
+
+    where = tmp_path / "run-1"
+    where.mkdir()
+    with locks.held(where / runs.RUN_LOCK):  # another process training in it (flock: per open file, so here too)
+        with pytest.raises(TrainError, match="run run-1 is running already .*pid"):
+            runs.train(_config("numpy_metrics"), tmp_path, where)
+    assert not (where / "run.json").exists() and not (where / "result.json").exists()
+    assert runs.train(_config("numpy_metrics"), tmp_path, where)["metrics"] == {"auroc": 0.75, "windows": 3}

@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from eegcache import locks
 from eegcache.config import Config
 from eegcache.core import store
 from eegcache.core.identity import stable_hash
@@ -43,6 +44,7 @@ OUTPUT_FIELDS = ("metrics_file", "roc_file", "model_file")  # where a run writes
 Trainer = Callable[..., Mapping[str, Any]]
 MOVED = {"eegcache.train:baseline": "eegcache.train.baseline:baseline"}  # the baseline's name before eegcache.train/
 KEYWORDS = ("cache_dir", "config", "run_dir", "checkpoint_dir", "commit")  # what a trainer is called with
+RUN_LOCK = ".run.lock"  # held while a run trains: one run id, one process at a time
 
 
 def config_hash(config: Config) -> str:
@@ -119,6 +121,27 @@ def train(
     trainer = load_trainer(config.train.entrypoint)
     checkpoint = where / "checkpoint"
     checkpoint.mkdir(parents=True, exist_ok=True)
+    try:
+        with locks.held(where / RUN_LOCK):
+            return _run(trainer, config, cache_dir, where, commit, overrides, call)
+    except locks.Busy as exc:
+        raise TrainError(f"run {where.name} is running already ({exc.holders}): a run id is one run", where) from exc
+
+
+def _run(
+    trainer: Trainer,
+    config: Config,
+    cache_dir: Path,
+    where: Path,
+    commit: Callable[[], None],
+    overrides: tuple[str, ...],
+    call: str,
+) -> dict[str, Any]:
+    """:func:`train`'s body, with the run's lock held."""
+    result_file = where / "result.json"
+    if result_file.exists():  # it finished while this one waited to start
+        raise TrainError(f"run {where.name} has finished already and is never written again", where)
+    checkpoint = where / "checkpoint"
     record = {
         "run_id": where.name,
         "version": config.cache.version,
