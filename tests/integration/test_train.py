@@ -28,6 +28,14 @@ METRICS = (
     "specificity",
     "false_alarms",
     "false_alarms_per_24h",
+    "events",  # eegcache.train.events, the same alarms scored as events
+    "event_true_positives",
+    "event_false_alarms",
+    "event_hours",
+    "event_sensitivity",
+    "event_precision",
+    "event_f1",
+    "event_false_alarms_per_24h",
 )
 
 

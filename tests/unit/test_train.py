@@ -246,6 +246,9 @@ def test_run_reads_memory_mapped_windows_and_learns(small_cache, tmp_path, monke
     assert m["dev_seizure_windows"] == int(np.count_nonzero(dev.seizure_fraction >= 0.5)) == 6
     assert np.count_nonzero(dev.seizure_fraction > 0) == 8  # two windows graze it (35 % and 15 %): background
     assert m["dev_auroc"] > 0.95 and m["dev_sensitivity"] > 0.8
+    # the same alarms as events over dev's one 60 s recording and its one seizure, [18.6, 30.6) s
+    assert (m["dev_events"], m["dev_event_hours"]) == (1, round(60 / 3600, 6))
+    assert m["dev_event_true_positives"] == m["dev_event_sensitivity"] == 1  # found: its seizure windows alarm
     assert json.loads(result.metrics_file.read_text()) == m
     model = json.loads(result.model_file.read_text())
     assert len(model["weights"]) == len(model["features"]) == len(CHANNELS) * 5

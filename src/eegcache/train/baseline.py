@@ -1,7 +1,8 @@
 """The baseline seizure detector: log band power per channel and window, logistic regression, dev metrics.
 
-numpy and scipy only. Windows are read a chunk at a time through :class:`~eegcache.train.dataset.WindowDataset`
-(memory-mapped), so no cache is ever loaded whole; only the small feature matrix [windows, features] is kept.
+numpy and scipy (and timescoring for the event metrics). Windows are read a chunk at a time through
+:class:`~eegcache.train.dataset.WindowDataset` (memory-mapped), so no cache is ever loaded whole; only the small
+feature matrix [windows, features] is kept.
 
 What the metrics file reports (``<split>_`` is the split's name, e.g. ``dev_auroc``):
 
@@ -13,7 +14,11 @@ What the metrics file reports (``<split>_`` is the split's name, e.g. ``dev_auro
   background windows below it;
 - ``false_alarms_per_24h``: background windows with probability >= ``threshold`` per 24 h of recording, where each
   window stands for the ``stride_s`` seconds until the next window starts (``hours`` = windows × stride_s / 3600;
-  with stride = window this is the usual epoch-based rate). Overlapping windows are not merged into events.
+  with stride = window this is the usual epoch-based rate). Overlapping windows are not merged into events;
+- ``events``, ``event_true_positives``, ``event_false_alarms``, ``event_hours``, ``event_sensitivity``,
+  ``event_precision``, ``event_f1``, ``event_false_alarms_per_24h``: the same alarms scored as events, SzCORE's way,
+  over every recording of the split (:mod:`eegcache.train.events`: each alarm covers its window's stride, events
+  are matched with timescoring's defaults, and a ratio with nothing to count, e.g. precision without alarms, is 0.0).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from eegcache.config import Config, TrainConfig
 from eegcache.core import store
 from eegcache.errors import ConfigError, TrainError
 from eegcache.train.dataset import WindowDataset
+from eegcache.train.events import dataset_event_metrics
 
 log = logging.getLogger(__name__)
 
@@ -276,12 +282,11 @@ def run_train(config: Config, base_dir: Path = Path()) -> TrainResult:
     )
     model = Model(mean, scale, weights, bias)
 
-    eval_scores = model.probabilities(eval_x)
+    train_scores, eval_scores = model.probabilities(train_x), model.probabilities(eval_x)
     metrics: dict[str, Any] = {"threshold": cfg.threshold}
-    metrics.update(
-        detection_metrics(train_labels, model.probabilities(train_x), cfg.threshold, cfg.stride_s, cfg.train_split)
-    )
-    metrics.update(detection_metrics(eval_labels, eval_scores, cfg.threshold, cfg.stride_s, cfg.eval_split))
+    for ds, labels, scores in ((train_ds, train_labels, train_scores), (eval_ds, eval_labels, eval_scores)):
+        metrics.update(detection_metrics(labels, scores, cfg.threshold, cfg.stride_s, ds.split))
+        metrics.update(dataset_event_metrics(ds, scores >= cfg.threshold))
     fpr, tpr, _ = roc_curve(eval_labels, eval_scores)
 
     paths = [base_dir / name for name in (cfg.metrics_file, cfg.roc_file, cfg.model_file)]
