@@ -78,6 +78,7 @@ bench: venv ## run the benchmarks (results go to bench/README.md)
 	PATH="$(abspath $(BIN)):$$PATH" $(PY) bench/bench_resolve.py
 	PATH="$(abspath $(BIN)):$$PATH" $(PY) bench/bench_memory.py
 	PATH="$(abspath $(BIN)):$$PATH" $(PY) bench/bench_scale.py
+	PATH="$(abspath $(BIN)):$$PATH" $(PY) bench/bench_loader.py
 
 clean: ## remove generated data, caches and the venv
 	rm -rf $(VENV) data cache metrics models .eegcache

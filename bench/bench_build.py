@@ -196,7 +196,9 @@ def bench_reference(corpus: Path, edfs: list[Path], work: Path) -> dict:
 
 def bench_reads(cache_dir: Path, reference_files: list[Path], rng: np.random.Generator) -> dict:
     splits = sorted({e["split"] for e in store.read_metadata(cache_dir)["files"].values()})
-    datasets = {split: WindowDataset(cache_dir, split, window_s=60, stride_s=10, max_open=1) for split in splits}
+    datasets = {
+        split: WindowDataset(cache_dir, split, window_s=60, stride_s=10, max_open=1, prefetch=True) for split in splits
+    }
     everything = [(split, i) for split, ds in datasets.items() for i in range(len(ds))]
     open_file: dict[str, str] = {}
     picks = []

@@ -196,6 +196,10 @@ def test_a_batch_read_at_once_equals_the_windows_read_one_by_one(cache):
         assert_array_equal(y[n], one_y)
     with pytest.raises(IndexError):
         ds[[0, 19]]
+    advised = WindowDataset(cache, "train", 4.0, 1.0, dtype="float16", max_open=1, prefetch=True)
+    assert not ds.prefetch  # off by default: it costs on a warm page cache (bench/bench_loader.py)
+    assert_array_equal(advised[order][0], x)
+    assert_array_equal(advised[order][1], y)
 
 
 def test_max_open_defaults_to_the_split_within_the_descriptor_limit(cache):

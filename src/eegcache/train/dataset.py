@@ -97,7 +97,9 @@ class WindowDataset:
     taken in sorted key order, so the index is deterministic. At most ``max_open`` recordings stay memory-mapped
     (least recently used closed first; default :func:`default_max_open`: the whole split up to 1,024, so a random
     order over TUSZ train's 4,664 files keeps the most recent 1,024 mapped). ``prefetch``: ask the kernel for each
-    window's pages together before copying (faster from a cold disk; a warm page cache does not need it). Not
+    window's 19 row ranges together before copying it (one ``madvise`` per row): off by default, since on a warm
+    page cache, the regime that feeds a GPU, those calls cost 40 % of a batch's time; it shortens single random
+    reads from a cold disk (see bench/README.md). Not
     thread-safe; use one instance per process (DataLoader workers each get their own copy).
 
     Attributes: ``sample_rate`` (Hz), ``channels``, ``files`` (relative paths, sorted), ``window_samples``,
@@ -118,7 +120,7 @@ class WindowDataset:
         dtype: str | None = "float32",
         label: str = "samples",
         min_seizure_fraction: float = 0.5,
-        prefetch: bool = True,
+        prefetch: bool = False,
     ):
         self.cache_dir = Path(cache_dir)
         self.split = split
