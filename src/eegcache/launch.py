@@ -10,8 +10,9 @@
 
 The run goes to ``<volume_root>/runs/<version>/<config hash>/<run id>/`` (:mod:`eegcache.train.runs`, which calls
 ``train.entrypoint`` with ``cache_dir``, ``config``, ``run_dir``, ``checkpoint_dir`` and ``commit``). The files the
-trainer wrote there under the names of ``train.metrics_file``, ``roc_file`` and ``model_file`` are then copied to
-those paths (the baseline writes all three: they are the DVC stage's outputs); other trainers' files stay in the run.
+baseline wrote there under the names of ``train.metrics_file``, ``roc_file`` and ``model_file`` are then copied to
+those paths (the DVC stage's outputs, tracked in git); another trainer's files stay in its run directory, whatever
+their names, so no trainer can overwrite the baseline's tracked results.
 """
 
 from __future__ import annotations
@@ -22,14 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eegcache.config import Config
+from eegcache.config import Config, TrainConfig
 from eegcache.core import store
 from eegcache.errors import CacheError
 from eegcache.train import runs
 from eegcache.versions import verify
 from eegcache.volume import resolve
 
-PUBLISHED = ("metrics_file", "roc_file", "model_file")  # train.* paths a run's files of the same name are copied to
+PUBLISHED = ("metrics_file", "roc_file", "model_file")  # train.* paths the baseline's run files are copied to
+BASELINE = TrainConfig.entrypoint  # the one trainer whose files are published (the DVC stage's outputs)
 
 
 @dataclass(frozen=True)
@@ -84,12 +86,14 @@ def launch(
     config = dataclasses.replace(config, cache=dataclasses.replace(config.cache, version=version))
     where = runs.run_dir(resolve.volume_root(config, project), version, config, run_id or call or runs.new_run_id())
     result = runs.train(config, cache_dir, where, commit, tuple(overrides), call)
-    published = publish(config, where, project) if publish_files else ()
+    baseline = runs.MOVED.get(config.train.entrypoint, config.train.entrypoint) == BASELINE
+    published = publish(config, where, project) if publish_files and baseline else ()
     return Launched(result, where, cache_dir, version, report, published)
 
 
 def publish(config: Config, where: Path, project: Path) -> tuple[Path, ...]:
-    """Copy the run's files named like ``train.metrics_file``/``roc_file``/``model_file`` to those paths."""
+    """Copy the run's files named like ``train.metrics_file``/``roc_file``/``model_file`` to those paths (the
+    baseline's: :func:`launch` calls it for no other trainer)."""
     copied = []
     for name in PUBLISHED:
         target = project / getattr(config.train, name)
@@ -103,7 +107,8 @@ def publish(config: Config, where: Path, project: Path) -> tuple[Path, ...]:
 def outcome_lines(done: Launched, config: Config) -> list[str]:
     """What ``eegcache train`` prints: the eval split's metrics (the baseline's in one sentence), the run, the files."""
     split, m = config.train.eval_split, done.result["metrics"]
-    if f"{split}_auroc" in m:  # the baseline's
+    baseline = ("auroc", "sensitivity", "false_alarms_per_24h", "seizure_windows", "windows")
+    if all(f"{split}_{name}" in m for name in baseline):  # the baseline's set
         lines = [
             f"{split}: AUROC {m[f'{split}_auroc']:.3f}, sensitivity {m[f'{split}_sensitivity']:.3f} and "
             f"{m[f'{split}_false_alarms_per_24h']:.1f} false alarms per 24 h at threshold {config.train.threshold:g} "

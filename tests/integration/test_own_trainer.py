@@ -39,6 +39,13 @@ def fit(*, cache_dir, config, run_dir, checkpoint_dir, commit):
     split = config.train.eval_split
     ds = WindowDataset(cache_dir, split, window_s=config.train.window_s, stride_s=config.train.stride_s)
     return {f"{split}_windows": len(ds), f"{split}_lr": config.train.args["lr"]}
+
+
+def clobber(*, run_dir, **_):
+    """Files named like the baseline's tracked outputs, and an AUROC without the baseline's other metrics."""
+    for name in ("train.json", "roc.json", "baseline.json"):
+        (run_dir / name).write_text('{"hacked": true}')
+    return {"dev_auroc": 0.5, "dev_loss": 0.25}
 '''
 MINE = """\
 # a trainer of one's own: the shared keys of the default (splits, windows) and its own free-form args
@@ -107,6 +114,14 @@ def test_eegcache_train_runs_the_selected_trainer_with_its_args_in_a_run_directo
     same = run_dir(eegcache(*again, cwd=project, outside=outside).stdout, project)
     # the config hash covers the args: other settings, another folder; the same settings, a new run beside the first
     assert other.parent != same.parent and same.parent == where.parent and same != where
+
+
+def test_only_the_baseline_publishes_its_files_to_the_tracked_outputs(project, outside):
+    tracked = sh("git", "status", "--porcelain", cwd=project).stdout
+    proc = eegcache("train", "train=mine", "train.entrypoint=my_lab.fit:clobber", cwd=project, outside=outside)
+    assert "dev_auroc 0.5, dev_loss 0.25" in proc.stdout and "wrote" not in proc.stdout
+    assert json.loads((run_dir(proc.stdout, project) / "baseline.json").read_text()) == {"hacked": True}
+    assert sh("git", "status", "--porcelain", cwd=project).stdout == tracked  # models/, metrics/ untouched
 
 
 def test_the_baseline_refuses_free_form_args_instead_of_ignoring_them(project, outside):

@@ -24,7 +24,12 @@ def test_numpy_metrics_are_written_as_json_numbers(tmp_path):
 
 @pytest.mark.parametrize(
     ("entrypoint", "message"),
-    [("no_metrics", "returned a NoneType"), ("text_metrics", "not a name and a number: 'auroc'")],
+    [
+        ("no_metrics", "returned a NoneType"),
+        ("text_metrics", "not a name and a finite number: 'auroc': 'high'"),
+        ("nan_metrics", "not a name and a finite number: 'auroc': nan, 'loss': inf"),
+        ("exits", r"called sys.exit\(0\) before returning its metrics"),
+    ],
 )
 def test_a_trainer_returning_no_metrics_is_a_train_error_and_leaves_the_run_unfinished(tmp_path, entrypoint, message):
     with pytest.raises(TrainError, match=message) as caught:

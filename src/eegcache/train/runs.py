@@ -23,6 +23,7 @@ import dataclasses
 import importlib
 import inspect
 import json
+import math
 import logging
 import numbers
 import time
@@ -154,7 +155,14 @@ def _run(
         store.atomic_write(where / "run.json", store.dump_json(record))
     commit()
     started = time.perf_counter()
-    returned = trainer(cache_dir=cache_dir, config=config, run_dir=where, checkpoint_dir=checkpoint, commit=commit)
+    try:
+        returned = trainer(cache_dir=cache_dir, config=config, run_dir=where, checkpoint_dir=checkpoint, commit=commit)
+    except SystemExit as exc:  # sys.exit() inside a trainer is not a finished run, whatever its code
+        raise TrainError(
+            f"train.entrypoint = {config.train.entrypoint!r} called sys.exit({exc.code!r}) before returning its "
+            "metrics: the run is unfinished (its checkpoints kept; rerun with its --run-id to go on)",
+            where,
+        ) from exc
     metrics = _metrics(returned, config.train.entrypoint, where)
     result = {"metrics": metrics, "seconds": round(time.perf_counter() - started, 3), "run_dir": str(where)}
     store.atomic_write(result_file, store.dump_json(result))
@@ -171,10 +179,14 @@ def _metrics(returned: object, entrypoint: str, where: Path) -> dict[str, int | 
             "mapping of metric names to numbers",
             where,
         )
-    bad = [repr(k) for k, v in returned.items() if not isinstance(k, str) or not isinstance(v, numbers.Real)]
+    bad = [
+        f"{k!r}: {v!r}"
+        for k, v in returned.items()
+        if not isinstance(k, str) or not isinstance(v, numbers.Real) or not math.isfinite(v)
+    ]  # NaN and infinity are not JSON numbers
     if bad:
         raise TrainError(
-            f"train.entrypoint = {entrypoint!r} returned metrics that are not a name and a number: {', '.join(bad)}",
+            f"train.entrypoint = {entrypoint!r} returned metrics that are not a name and a finite number: {', '.join(bad)}",
             where,
         )
     return {
