@@ -367,6 +367,7 @@ def prepare_and_train(version: str, overrides: str = "", local: bool = False, **
 @app.local_entrypoint()
 def main(rev: str = "", overrides: str = "", action: str = "train") -> None:
     """Read the cache version that ``dvc.lock`` names at ``rev`` (here, with git), then run ``action`` with it."""
+    _split(overrides)  # refused here, on the launching machine, before a container starts
     version = dvc.version_at(PROJECT, rev or None).hash
     print(f"cache version {version} (dvc.lock at {rev or 'the working tree'})")
     if action == "train":

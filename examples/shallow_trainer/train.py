@@ -29,6 +29,7 @@ from eegcache.config import Config
 from eegcache.torch import BucketSampler, window_loader
 from eegcache.train.baseline import detection_metrics
 from eegcache.train.dataset import WindowDataset
+from eegcache.train.events import dataset_event_metrics
 
 CHECKPOINT = "last.pt"
 STOP_AFTER = "SHALLOW_STOP_AFTER_BATCHES"  # tests: stop (as a preemption would) after this many batches in all
@@ -117,8 +118,10 @@ def _save(path: Path, model: Any, optimiser: Any, epoch: int, batches: int, comm
 
 @torch.no_grad()
 def _evaluate(model: Any, ds: WindowDataset, config: Config, batch_size: int) -> dict[str, float | int]:
-    """Window metrics (AUROC, sensitivity, false alarms per 24 h) of the eval split, as the baseline reports them."""
+    """Window metrics (AUROC, sensitivity, false alarms per 24 h) and event metrics (SzCORE, by timescoring) of the
+    eval split, as the baseline reports them."""
     model.eval()
     scores = np.concatenate([torch.softmax(model(x), dim=1)[:, 1].numpy() for x, _ in window_loader(ds, batch_size)])
     split = config.train.eval_split
-    return detection_metrics(ds.window_labels, scores, config.train.threshold, config.train.stride_s, split)
+    windows = detection_metrics(ds.window_labels, scores, config.train.threshold, config.train.stride_s, split)
+    return {**windows, **dataset_event_metrics(ds, scores >= config.train.threshold, split)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sqlite3
 import sys
@@ -27,11 +28,12 @@ def _demo_corpus(args: argparse.Namespace) -> int:
 
 def _params(args: argparse.Namespace) -> int:
     from eegcache.modal_settings import modal_settings
+    from eegcache.workspace import corpus_link, link_corpus
 
     repo = Path(args.repo)
-    modal_settings(cfg.load(repo, args.overrides, local=False), repo / cfg.CONF_DIR)  # params.yaml: what Modal takes
-    from eegcache.workspace import link_corpus
-
+    tracked = cfg.load(repo, args.overrides, local=False)
+    modal_settings(tracked, repo / cfg.CONF_DIR)  # params.yaml: what Modal takes
+    corpus_link(repo, tracked)  # a link it could not make is refused before params.yaml is written
     linked = link_corpus(repo, cfg.write_params(repo, args.overrides, repo / cfg.PARAMS_FILE))
     print(f"composed {repo / cfg.CONF_DIR}/ into {repo / cfg.PARAMS_FILE}" + (f"; {linked}" if linked else ""))
     return 0
@@ -72,7 +74,8 @@ def _train(args: argparse.Namespace) -> int:
 
     config, console = _stage_config(args), Console(stderr=True)
     asked = requested(Path(), args.overrides) if args.overrides else None
-    done = launch(config, Path(), asked=asked, overrides=args.overrides, run_id=args.run_id or "", say=console.out)
+    done = launch(config, Path(), asked=asked, overrides=args.overrides, run_id=args.run_id or "", say=console.out,
+                  dvc_stage=os.environ.get("DVC_STAGE", ""))  # fmt: skip
     if done.report is not None:
         console.print(table(done.report))
     print("\n".join(outcome_lines(done, config)))

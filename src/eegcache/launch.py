@@ -25,7 +25,7 @@ from typing import Any
 
 from eegcache.config import Config, TrainConfig
 from eegcache.core import store
-from eegcache.errors import CacheError
+from eegcache.errors import CacheError, ConfigError
 from eegcache.train import runs
 from eegcache.versions import verify
 from eegcache.volume import resolve
@@ -76,17 +76,26 @@ def launch(
     call: str = "",
     say: Callable[[str], None] = print,
     publish_files: bool = True,
+    dvc_stage: str = "",
 ) -> Launched:
     """Run ``train.entrypoint`` on the run's cache in its run directory, then publish its files (module docstring).
 
     ``run_id``: continue that run (its checkpoints); else ``call`` (the caller's id, e.g. Modal's input id, so a
     retry resumes its run), else a new id. ``commit``: persists the run directory (the Modal Volume's commit).
-    ``publish_files``: copy the run's files to the ``train.*`` paths (the Modal body's project is a throwaway copy)."""
+    ``publish_files``: copy the run's files to the ``train.*`` paths (the Modal body's project is a throwaway copy).
+    ``dvc_stage``: the DVC stage running this (``DVC_STAGE``): a stage's outputs are the baseline's files, so another
+    trainer is refused there, before anything runs."""
+    baseline = runs.MOVED.get(config.train.entrypoint, config.train.entrypoint) == BASELINE
+    if dvc_stage and not baseline:
+        raise ConfigError(
+            f"train.entrypoint = {config.train.entrypoint!r} in params.yaml, but the DVC stage {dvc_stage!r} runs the "
+            "baseline (its outputs are the baseline's files): run your trainer with `eegcache train train=NAME`, "
+            "and `eegcache params` to compose params.yaml with the baseline again"
+        )
     cache_dir, version, report = run_cache(config, project, asked, say)
     config = dataclasses.replace(config, cache=dataclasses.replace(config.cache, version=version))
     where = runs.run_dir(resolve.volume_root(config, project), version, config, run_id or call or runs.new_run_id())
     result = runs.train(config, cache_dir, where, commit, tuple(overrides), call)
-    baseline = runs.MOVED.get(config.train.entrypoint, config.train.entrypoint) == BASELINE
     published = publish(config, where, project) if publish_files and baseline else ()
     return Launched(result, where, cache_dir, version, report, published)
 

@@ -54,6 +54,10 @@ class ModalConfig:
     memory_usd_per_gib_hour: float = 0.0080
 
     def __post_init__(self) -> None:
+        if not self.gpu.strip():
+            raise ConfigError(
+                "modal.gpu is empty: the train function would run on no GPU; name one (e.g. A100-80GB, H100)"
+            )
         for name in ("raw_prefix", "cache_prefix"):
             if not getattr(self, name).endswith("/"):
                 raise ConfigError(
@@ -147,7 +151,12 @@ def launch_settings(
     ``conf/local/default.yaml`` plus ``EEGCACHE_MODAL`` (``modal.*`` overrides only); in a container, the mapping
     the image carries (``EEGCACHE_MODAL_SETTINGS``), so both sides use the same settings."""
     if ENV_SETTINGS in environ:
-        raw = json.loads(environ[ENV_SETTINGS])
+        try:
+            raw = json.loads(environ[ENV_SETTINGS])
+        except ValueError as exc:
+            raise ConfigError(
+                f"{ENV_SETTINGS} is not JSON ({exc}): the image sets it; unset it on this machine"
+            ) from exc
         return config.section(ModalConfig, raw, "modal"), raw
     try:
         extra = shlex.split(environ.get(ENV_OVERRIDES, ""))
@@ -156,8 +165,8 @@ def launch_settings(
     others = [o for o in extra if o not in modal_keys(extra)]
     if others:
         raise ConfigError(f"{ENV_OVERRIDES} holds {' '.join(others)}: only modal.* keys go there (others: --overrides)")
-    raw = config.compose(project, [*paths, *extra], local=True)["modal"]
     try:
+        raw = config.compose(project, [*paths, *extra], local=True)["modal"]
         return config.section(ModalConfig, raw, "modal"), raw
     except ConfigError as exc:
         where = f"{project / config.CONF_DIR} (+ conf/local" + (f", {ENV_OVERRIDES}" if extra else "") + ")"

@@ -18,13 +18,33 @@ from eegcache import config
 from eegcache.errors import ConfigError
 
 
+def _moved_by_data_dir(project: Path, tracked: config.Config) -> bool:
+    """Whether the tracked ``data.raw_dir`` is a data group's ``${paths.data_dir}/...`` (the corpus conf/local
+    moves), not a path of its own (the demo corpus, written into the project; a ``data.raw_dir=`` override)."""
+    import yaml
+
+    head = "${paths.data_dir}"
+    groups = [
+        (yaml.safe_load(g.read_text()) or {}).get("raw_dir")
+        for g in (project / config.CONF_DIR / "data").glob("*.yaml")
+    ]
+    return any(
+        isinstance(raw, str)
+        and raw.startswith(head + "/")
+        and Path(tracked.paths.data_dir + raw[len(head) :]) == Path(tracked.data.raw_dir)
+        for raw in groups
+    )
+
+
 def corpus_link(project: Path, tracked: config.Config) -> tuple[Path, Path] | None:
-    """(link in the project, the corpus it must lead to) when this machine's conf/local moves ``paths.data_dir``
-    away from what the tracked composition ``tracked`` says; None when it does not (or ``data.raw_dir`` is not
-    below ``paths.data_dir``: then there is nothing to link)."""
-    here = config.compose(project, (), local=True)["paths"]["data_dir"]
+    """(link in the project, the corpus it must lead to) when this machine's conf/local moves the corpus of the
+    tracked composition ``tracked`` (its ``paths.data_dir``); None when there is nothing to link (conf/local keeps
+    the project's place, the corpus is not below ``paths.data_dir``, or the link's folder already is the corpus).
+    ConfigError, before anything is written, for a link eegcache could not make or must not: a real file or folder
+    in its place, a corpus that is the link itself or lies in the cache."""
+    here = os.path.expanduser(str(config.compose(project, (), local=True)["paths"]["data_dir"]))
     there, raw = Path(tracked.paths.data_dir), Path(tracked.data.raw_dir)
-    if Path(here) == there or not raw.is_relative_to(there):
+    if Path(here) == there or not raw.is_relative_to(there) or not _moved_by_data_dir(project, tracked):
         return None
     if raw.is_absolute() or ".." in raw.parts:
         raise ConfigError(
@@ -33,24 +53,40 @@ def corpus_link(project: Path, tracked: config.Config) -> tuple[Path, Path] | No
             "conf/local/default.yaml (paths.data_dir)"
         )
     target = Path(here) / raw.relative_to(there)
-    return project / raw, target if target.is_absolute() else Path(os.path.abspath(project / target))
+    target = target if target.is_absolute() else Path(os.path.abspath(project / target))
+    link = project / raw
+    cache = project / tracked.build.out_dir
+    pairs = [(Path(os.path.normpath(target)), Path(os.path.normpath(p))) for p in (link, cache)]  # as written
+    pairs.append((Path(os.path.realpath(target)), Path(os.path.realpath(cache))))  # and where links lead
+    if any(a.is_relative_to(b) or b.is_relative_to(a) for a, b in pairs):
+        raise ConfigError(
+            f"conf/local/default.yaml keeps the corpus at {target}, which is this link itself or overlaps the cache "
+            f"{tracked.build.out_dir}: paths.data_dir must name the folder holding the download (e.g. /mnt/eeg "
+            "for /mnt/eeg/tusz), outside the project's cache",
+            link,
+        )
+    where = Path(os.path.realpath(link.parent)) / link.name  # the link's own place, its folders' links followed
+    if where == Path(os.path.realpath(target)):
+        return None  # e.g. data/ itself links to the corpora folder: data/tusz is the corpus already
+    if link.exists() and not link.is_symlink():
+        raise ConfigError(
+            f"a {'folder' if link.is_dir() else 'file'} of its own, while conf/local/default.yaml keeps the corpus at "
+            f"{target}: move it away (or there), or drop paths.data_dir from conf/local; eegcache links this path, "
+            "never removes what it did not make",
+            link,
+        )
+    return link, target
 
 
 def link_corpus(project: Path, tracked: config.Config) -> str | None:
     """Make the project's corpus folder a link to where conf/local keeps it -> what was done (None: nothing to do).
-    ConfigError when the project's folder is a real one (eegcache never removes what it did not create)."""
+    ConfigError when it could not (:func:`corpus_link`; eegcache never removes what it did not create)."""
     found = corpus_link(project, tracked)
     if found is None:
         return None
     link, target = found
     if link.is_symlink() and Path(os.readlink(link)) == target:
         return None
-    if link.exists() and not link.is_symlink():
-        raise ConfigError(
-            f"a folder of its own, while conf/local/default.yaml keeps the corpus at {target}: move it away (or "
-            "there), or drop paths.data_dir from conf/local; eegcache links this path, never removes a folder",
-            link,
-        )
     was = f" (was {os.readlink(link)})" if link.is_symlink() else ""
     link.parent.mkdir(parents=True, exist_ok=True)
     staged = link.with_name(f".{link.name}.link-{os.getpid()}")

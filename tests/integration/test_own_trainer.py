@@ -141,6 +141,21 @@ def test_dvc_exp_run_composes_the_args_into_params_yaml_and_the_stage_command_ru
     assert json.loads((where / "args.json").read_text())["lr"] == 0.7
 
 
+def test_the_dvc_stage_refuses_another_trainer_or_baseline_args_and_keeps_the_tracked_files(project, outside, tmp_path):
+    """The stage's outputs are the baseline's files: another trainer, or the baseline with args, is refused before
+    anything runs, and the tracked outputs (``persist``) are left as they were, not deleted by DVC."""
+    work = Path(shutil.copytree(project, tmp_path / "work", symlinks=True))
+    outputs = {p: (work / p).read_bytes() for p in ("metrics/train.json", "metrics/roc.json", "models/baseline.json")}
+    eegcache("params", "train=mine", cwd=work, outside=outside)
+    proc = sh("dvc", "repro", "train", cwd=work, check=False, env={"PYTHONPATH": str(outside)})
+    assert proc.returncode != 0 and "the DVC stage 'train' runs the baseline" in proc.stderr + proc.stdout
+    eegcache("params", "++train.args.lr=0.1", cwd=work, outside=outside)
+    proc = sh("dvc", "repro", "train", cwd=work, check=False)
+    assert proc.returncode != 0 and "takes no free-form settings" in proc.stderr + proc.stdout
+    assert {p: (work / p).read_bytes() for p in outputs} == outputs
+    assert sh("git", "status", "--porcelain", cwd=work).stdout.split() == ["M", "params.yaml"]
+
+
 def test_the_offline_modal_body_takes_the_same_selection_and_args(project, outside, tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(outside))
     deployed = load_app("eegcache_modal_app_own_trainer", project)

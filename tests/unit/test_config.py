@@ -54,8 +54,10 @@ def test_paths_live_in_one_group_and_the_modal_paths_are_selected():
         "/results",
         "/s3-cache",
     )
-    moved = config.load(REPO, ["paths.data_dir=/mnt/eeg", "paths.cache_dir=/fast/cache"], local=False)
-    assert (moved.data.raw_dir, moved.build.out_dir) == ("/mnt/eeg/tusz_demo", "/fast/cache")
+    moved = config.load(REPO, ["data=tusz", "paths.data_dir=/mnt/eeg", "paths.cache_dir=/fast/cache"], local=False)
+    assert (moved.data.raw_dir, moved.build.out_dir) == ("/mnt/eeg/tusz", "/fast/cache")
+    demo = config.load(REPO, ["paths.data_dir=/mnt/eeg"], local=False)
+    assert demo.data.raw_dir == "data/tusz_demo"  # the demo corpus lives in the project (`make demo` writes it)
 
 
 def test_a_local_config_is_composed_last_by_commands_and_never_into_params_yaml(tmp_path):
@@ -65,8 +67,8 @@ def test_a_local_config_is_composed_last_by_commands_and_never_into_params_yaml(
     assert config.load(tmp_path).build.workers == 0  # optional: absent is fine
     (tmp_path / "conf" / "local").mkdir()
     shutil.copy(REPO / "conf" / "local" / "example.yaml", tmp_path / "conf" / "local" / "default.yaml")
-    cfg = config.load(tmp_path)
-    assert (cfg.build.workers, cfg.data.raw_dir) == (8, "/mnt/eeg/tusz_demo")
+    cfg = config.load(tmp_path, ["data=tusz"])
+    assert (cfg.build.workers, cfg.data.raw_dir) == (8, "/mnt/eeg/tusz")
     assert config.load(tmp_path, local=False).build.workers == 0  # the Modal app's composition
     config.write_params(tmp_path)
     assert yaml.safe_load((tmp_path / "params.yaml").read_text()) == config.compose(REPO)  # the same on every machine

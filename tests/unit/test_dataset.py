@@ -354,9 +354,19 @@ def test_window_and_stride_must_be_positive_whole_samples(cache, window_s, strid
         WindowDataset(cache, "train", window_s=window_s, stride_s=stride_s)
 
 
-def test_max_open_must_be_positive(cache):
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
+def test_max_open_must_be_a_positive_whole_number(cache, bad):
     with pytest.raises(ConfigError, match="max_open"):
-        WindowDataset(cache, "train", max_open=0)
+        WindowDataset(cache, "train", max_open=bad)
+
+
+def test_numpy_scalars_index_and_booleans_do_not(cache):
+    ds = WindowDataset(cache, "train", 4.0, 1.0)
+    assert_array_equal(ds[np.array(3)][0], ds[3][0])
+    assert_array_equal(ds[np.int64(3)][0], ds[3][0])
+    for bad in (True, np.bool_(False)):
+        with pytest.raises(TypeError, match="boolean"):
+            ds[bad]
 
 
 def test_index_out_of_range(cache):

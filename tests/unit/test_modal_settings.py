@@ -55,6 +55,8 @@ def test_the_gpu_has_one_price_the_cache_groups_that_the_cost_report_and_resolve
         ({"train_cpu": 0.0}, "must be positive"),
         ({"prepare_cpu": -1.0}, "must be positive"),
         ({"build_containers": True}, "must be positive"),
+        ({"gpu": ""}, "would run on no GPU"),
+        ({"gpu": "  "}, "would run on no GPU"),
     ],
 )
 def test_settings_modal_would_refuse_are_config_errors(fields, message):
@@ -82,3 +84,13 @@ def test_a_refused_modal_setting_names_its_conf_and_eegcache_params_writes_nothi
     assert cli.main(["params", "modal.retries=99", "--repo", str(project)]) == 2
     assert "modal.retries" in capsys.readouterr().err and not (project / "params.yaml").exists()
     assert cli.main(["params", "--repo", str(project)]) == 0 and (project / "params.yaml").is_file()
+
+
+def test_the_launch_settings_name_the_variable_they_came_from(tmp_path):
+    from eegcache.modal_settings import launch_settings
+
+    with pytest.raises(ConfigError, match="EEGCACHE_MODAL_SETTINGS is not JSON"):
+        launch_settings(REPO, [], {"EEGCACHE_MODAL_SETTINGS": "{bad"})
+    with pytest.raises(ConfigError) as caught:
+        launch_settings(REPO, [], {"EEGCACHE_MODAL": "modal.nokey=1"})
+    assert "EEGCACHE_MODAL" in str(caught.value)

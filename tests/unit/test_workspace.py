@@ -64,7 +64,7 @@ def test_a_real_folder_where_the_link_goes_is_refused_and_kept(project, tmp_path
     mine = project / "data" / "tusz"
     mine.mkdir(parents=True)
     (mine / "notes.txt").write_text("mine")
-    with pytest.raises(ConfigError, match="never removes a folder") as refused:
+    with pytest.raises(ConfigError, match="never removes what it did not make") as refused:
         workspace.link_corpus(project, tracked(project, "data=tusz"))
     assert str(refused.value.path) == str(mine) and (mine / "notes.txt").read_text() == "mine"
 
@@ -75,3 +75,40 @@ def test_a_relative_location_is_taken_from_the_project_and_an_absolute_tracked_c
     assert (link, target) == (project / "data" / "tusz", Path(os.path.abspath(project / ".." / "corpora" / "tusz")))
     with pytest.raises(ConfigError, match="must lie inside the project"):
         workspace.corpus_link(project, tracked(project, "data=tusz", "paths.data_dir=/abs", "data.raw_dir=/abs/tusz"))
+
+
+def test_the_demo_corpus_lives_in_the_project_and_is_never_linked(project, tmp_path):
+    keep_corpus_at(project, tmp_path / "disk1")
+    assert workspace.corpus_link(project, tracked(project)) is None  # data=tusz_demo: `make demo` writes it here
+    assert config.load(project).data.raw_dir == "data/tusz_demo"  # conf/local does not move it either
+
+
+@pytest.mark.parametrize("where", ["{project}/data", "{project}/cache", "{project}/data/tusz/deeper"])
+def test_a_corpus_that_is_the_link_itself_or_overlaps_the_cache_is_refused(project, where):
+    keep_corpus_at(project, Path(where.format(project=project)))
+    with pytest.raises(ConfigError, match="this link itself or overlaps the cache"):
+        workspace.corpus_link(project, tracked(project, "data=tusz"))
+    assert not (project / "data" / "tusz").is_symlink()
+
+
+def test_a_project_data_folder_that_links_to_the_corpora_needs_no_link(project, tmp_path):
+    (tmp_path / "corpora" / "tusz").mkdir(parents=True)
+    os.symlink(tmp_path / "corpora", project / "data")
+    keep_corpus_at(project, tmp_path / "corpora")
+    assert workspace.link_corpus(project, tracked(project, "data=tusz")) is None
+    workspace.check_corpus_link(project, tracked(project, "data=tusz"))
+
+
+def test_a_home_relative_location_is_expanded(project, monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    keep_corpus_at(project, Path("~/eeg"))
+    assert workspace.corpus_link(project, tracked(project, "data=tusz"))[1] == tmp_path / "home" / "eeg" / "tusz"
+
+
+def test_a_file_where_the_link_goes_is_named_a_file_and_kept(project, tmp_path):
+    keep_corpus_at(project, tmp_path / "disk1")
+    (project / "data").mkdir()
+    (project / "data" / "tusz").write_text("mine")
+    with pytest.raises(ConfigError, match="a file of its own"):
+        workspace.corpus_link(project, tracked(project, "data=tusz"))
+    assert (project / "data" / "tusz").read_text() == "mine"

@@ -132,8 +132,10 @@ class WindowDataset:
                 f"no split {split!r} in the cache (present: {', '.join(present) or 'none'})",
                 self.cache_dir / store.METADATA_NAME,
             )
-        if max_open is not None and int(max_open) < 1:
-            raise ConfigError(f"max_open={max_open!r} must be at least 1")
+        if max_open is not None and (
+            isinstance(max_open, bool) or not isinstance(max_open, (int, np.integer)) or max_open < 1
+        ):
+            raise ConfigError(f"max_open={max_open!r} must be a whole number, at least 1")
         if dtype not in DTYPES or label not in LABELS:
             raise ConfigError(
                 f"dtype={dtype!r}, label={label!r}: expected dtype one of {DTYPES}, label one of {LABELS}"
@@ -205,6 +207,8 @@ class WindowDataset:
 
     def _position(self, i: int) -> int:
         """``i`` as a non-negative window index (negative counts from the end); IndexError out of range."""
+        if isinstance(i, (bool, np.bool_)):
+            raise TypeError(f"window index {i!r}: a boolean is not a window number")
         i = operator.index(i)
         n = len(self)
         if not -n <= i < n:
@@ -237,6 +241,8 @@ class WindowDataset:
 
     def __getitem__(self, i: int | Sequence[int] | np.ndarray) -> tuple[np.ndarray, Any]:
         """Window ``i`` as ``(x, y)``; a sequence of indices gives the batch stacked, ``(x [n, ...], y [n, ...])``."""
+        if isinstance(i, np.ndarray) and i.ndim == 0:
+            i = i.item()  # numpy's 0-d array, e.g. what indexing an index array by one position gives
         if isinstance(i, (Sequence, np.ndarray)) and not isinstance(i, (str, bytes)):
             return self._batch([self._position(k) for k in i])
         i = self._position(i)

@@ -23,8 +23,8 @@ import dataclasses
 import importlib
 import inspect
 import json
-import math
 import logging
+import math
 import numbers
 import time
 import uuid
