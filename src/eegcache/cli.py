@@ -12,6 +12,7 @@ from pathlib import Path
 
 from eegcache import config as cfg
 from eegcache.errors import EegcacheError
+from eegcache.trust import redact
 
 log = logging.getLogger("eegcache")
 
@@ -374,12 +375,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except EegcacheError as exc:
-        print(f"eegcache {args.command}: error: {exc}", file=sys.stderr)
+        print(redact(f"eegcache {args.command}: error: {exc}"), file=sys.stderr)
         return 2
     except (OSError, sqlite3.Error) as exc:
         # the system's refusal (read-only, full disk, limits): one line, no traceback
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        print(f"eegcache {args.command}: error: {where}{getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+        print(
+            redact(f"eegcache {args.command}: error: {where}{getattr(exc, 'strerror', None) or exc}"), file=sys.stderr
+        )
         return 2
     except KeyboardInterrupt:
         print(f"eegcache {args.command}: interrupted", file=sys.stderr)

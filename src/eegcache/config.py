@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,10 @@ class DataConfig:
     dev_ratio: float = 0.2
     split_seed: int = 0
     prefer_montage_folders: tuple[str, ...] = ("01_tcp_ar", "02_tcp_le", "03_tcp_ar_a")  # see eegcache.core.discover
+    RANGES = {
+        "dev_ratio": (0.0, 1.0),
+        "split_seed": (0, 2**32 - 1),
+    }  # inclusive bounds of the numbers (config.section checks them)
 
     def __post_init__(self) -> None:
         _choice("data.split_policy", self.split_policy, ("official_tusz", "patient_disjoint"))
@@ -75,6 +80,15 @@ class PreprocessConfig:
     notch_q: float = 30.0
     clip: float = 10.0
     dtype: str = "float16"
+    RANGES = {
+        "sample_rate": (1, 10_000),
+        "bandpass_low": (0.0, 5_000.0),
+        "bandpass_high": (0.0, 5_000.0),
+        "bandpass_order": (1, 16),
+        "notch_freq": (0.0, 5_000.0),
+        "notch_q": (0.0, 1_000.0),
+        "clip": (0.0, 1_000.0),
+    }  # inclusive bounds of the numbers (config.section checks them)
 
     def __post_init__(self) -> None:
         _choice("preprocess.montage", self.montage, MONTAGES)
@@ -104,6 +118,7 @@ class BuildConfig:
     workers: int = 0
     on_error: str = "fail"
     progress: bool = True
+    RANGES = {"workers": (0, 1024)}  # inclusive bounds of the numbers (config.section checks them)
 
     def __post_init__(self) -> None:
         _choice("build.on_error", self.on_error, ("fail", "skip"))
@@ -131,6 +146,12 @@ class CacheConfig:
     gpu_price_per_hour: float = 2.50  # of the machine the run pays for while it waits (A100-80GB)
     rebuild_gpu_hours: float = 2.5  # measured: rebuilding the cache inside the GPU container
     build_seconds_per_gb: float = 10.0  # measured by `make bench`: this build on 2 cores, per GB of EDF
+    RANGES = {
+        "jobs": (0, 256),
+        "gpu_price_per_hour": (0.0, 1_000.0),
+        "rebuild_gpu_hours": (0.0, 1_000.0),
+        "build_seconds_per_gb": (0.0, 1e6),
+    }  # inclusive bounds of the numbers (config.section checks them)
 
     def __post_init__(self) -> None:
         for source in self.sources:
@@ -194,6 +215,17 @@ class TrainConfig:
     model_file: str = "models/baseline.json"
     entrypoint: str = "eegcache.train.baseline:baseline"  # the trainer, module:function (eegcache.train.runs)
     args: dict[str, Any] = field(default_factory=dict)  # the trainer's own settings, free-form (any keys, any depth)
+    RANGES = {
+        "window_s": (0.0, 3_600.0),
+        "stride_s": (0.0, 3_600.0),
+        "min_seizure_fraction": (0.0, 1.0),
+        "epochs": (1, 100_000),
+        "batch_size": (1, 1 << 20),
+        "learning_rate": (0.0, 1_000.0),
+        "l2": (0.0, 1_000.0),
+        "threshold": (0.0, 1.0),
+        "seed": (0, 2**32 - 1),
+    }  # inclusive bounds of the numbers (config.section checks them)
 
     def __post_init__(self) -> None:
         _choice("train.balance", self.balance, BALANCE_MODES)
@@ -259,12 +291,16 @@ def section(cls: type, raw: Any, where: str) -> Any:
         if (isinstance(value, bool) and kind != "bool") or not isinstance(value, expected):
             raise ConfigError(f"{path[name]} = {value!r}: expected {kind}, got {type(value).__name__}")
         values[name] = float(value) if kind == "float" else value
+        low, high = getattr(cls, "RANGES", {}).get(name, (-math.inf, math.inf))
+        if kind in ("int", "float") and not (math.isfinite(value) and low <= value <= high):
+            raise ConfigError(f"{path[name]} = {value!r}: expected a finite number, {low:g} to {high:g}")
     return cls(**values)
 
 
 def from_mapping(raw: dict[str, Any], source: str) -> Config:
     """The frozen dataclasses from a plain mapping (a composition); unknown keys and wrong types raise ConfigError
     naming ``source``."""
+    trust.refuse_secrets(raw, source)  # a conf/ interpolation of the environment, or a value typed in
     try:
         return section(Config, raw, "")
     except ConfigError as exc:
@@ -288,6 +324,13 @@ def compose(project: Path, overrides: Sequence[str] = (), local: bool = False) -
     if not (config_dir / f"{CONFIG_NAME}.yaml").is_file():
         raise ConfigError(f"no {CONFIG_NAME}.yaml here: not an eegcache project (or run from its root)", config_dir)
     extra = [f"+{LOCAL}=default"] if local and (config_dir / LOCAL / "default.yaml").is_file() else []
+    interpolated = [override.split("=", 1)[0] for override in overrides if "${" in override]
+    if interpolated:
+        raise ConfigError(
+            f"{', '.join(interpolated)}: a value given on the command line (or --overrides, EEGCACHE_MODAL) is a "
+            "literal; interpolations (${...}) belong in conf/ files",
+            config_dir,
+        )
     overrides = [free_form(override) for override in overrides]
     # A command composes the same overrides more than once (resolve: the config, then what the overrides ask for);
     # Hydra takes ~0.2 s a time. The key holds every file of conf/ with its size and mtime, so an edit recomposes.
@@ -334,13 +377,13 @@ def load(
             params_file,
         )
     try:
-        raw = yaml.safe_load(Path(params_file).read_text()) or {}
+        raw = trust.loads_yaml(Path(params_file).read_text()) or {}
     except FileNotFoundError as exc:
         raise ConfigError(
             "params file not found (run `eegcache params` to compose it from conf/)", params_file
         ) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML ({exc})", params_file) from exc
+    except ValueError as exc:  # not YAML, too large or too deep
+        raise ConfigError(str(exc), params_file) from exc
     return from_mapping(raw, str(params_file))
 
 

@@ -4,7 +4,6 @@ the ``modal`` group as a mapping; :func:`modal_settings` types and checks it."""
 
 from __future__ import annotations
 
-import json
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from eegcache import config
+from eegcache.core import bounded
 from eegcache.errors import ConfigError
 
 MAX_TIMEOUT_S = 24 * 3600  # Modal's limit for one function call
@@ -52,6 +52,17 @@ class ModalConfig:
     gpu_usd_per_hour: float = 2.50  # estimates for the run's cost report (conf/modal/default.yaml: source, date)
     cpu_usd_per_core_hour: float = 0.0473
     memory_usd_per_gib_hour: float = 0.0080
+    RANGES = {  # inclusive bounds of the numbers (config.section checks them); Modal's own limits below
+        **{f"{f}_cpu": (0.125, 64.0) for f in ("train", "prepare", "build", "verify")},
+        **{f"{f}_memory_mib": (1, 1 << 20) for f in ("train", "prepare", "build", "verify")},
+        **{f"{f}_timeout_s": (1, 24 * 3600) for f in ("train", "prepare", "build", "build_cache", "verify")},
+        "train_retries": (0, 10),
+        "retries": (0, 10),
+        "build_containers": (1, 1_000),
+        "gpu_usd_per_hour": (0.0, 1_000.0),
+        "cpu_usd_per_core_hour": (0.0, 1_000.0),
+        "memory_usd_per_gib_hour": (0.0, 1_000.0),
+    }
 
     def __post_init__(self) -> None:
         if not self.gpu.strip():
@@ -152,7 +163,7 @@ def launch_settings(
     the image carries (``EEGCACHE_MODAL_SETTINGS``), so both sides use the same settings."""
     if ENV_SETTINGS in environ:
         try:
-            raw = json.loads(environ[ENV_SETTINGS])
+            raw = bounded.loads_json(environ[ENV_SETTINGS])
         except ValueError as exc:
             raise ConfigError(
                 f"{ENV_SETTINGS} is not JSON ({exc}): the image sets it; unset it on this machine"

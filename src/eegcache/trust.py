@@ -5,10 +5,14 @@
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from eegcache.errors import EegcacheError
+from eegcache.core.bounded import MAX_DEPTH, MAX_DOCUMENT_BYTES, depth_checked
+from eegcache.errors import ConfigError, EegcacheError
 
 _OBJECT_ID = re.compile(r"[0-9a-f]{32}(\.dir)?")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -60,3 +64,61 @@ def revision(text: object, where: object = None) -> str:
     if not isinstance(text, str) or not text or text.startswith("-") or re.search(r"\s", text) or _CONTROL.search(text):
         raise UnsafeName(f"{text!r} is not a git revision", where)
     return text
+
+
+SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")  # environment variables whose values never show
+_SHORTEST_SECRET = 8  # shorter values (a test's "s") would match ordinary text
+
+
+def secrets_in_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The secret values this process holds: variable name -> value (those long enough to be told from text)."""
+    environ = os.environ if environ is None else environ
+    return {name: environ[name] for name in SECRET_VARIABLES if len(environ.get(name, "")) >= _SHORTEST_SECRET}
+
+
+def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
+    """``text`` with every secret value of the environment replaced by ``<$NAME>``: what any message printed or
+    raised by eegcache goes through before it leaves the process."""
+    for name, value in secrets_in_environment(environ).items():
+        text = text.replace(value, f"<${name}>")
+    return text
+
+
+def secret_keys(mapping: Mapping[str, Any], environ: Mapping[str, str] | None = None, prefix: str = "") -> list[str]:
+    """The keys (dotted) of a composed configuration whose string values hold a secret of the environment."""
+    found = []
+    values = tuple(secrets_in_environment(environ).values())
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            found += secret_keys(value, environ, f"{name}.")
+        elif isinstance(value, (list, tuple)):
+            found += secret_keys(dict(enumerate(value)), environ, f"{name}.")
+        elif isinstance(value, str) and any(secret in value for secret in values):
+            found.append(name)
+    return found
+
+
+def refuse_secrets(mapping: Mapping[str, Any], source: object) -> None:
+    """ConfigError naming the keys (never the values) of a composition that hold a secret of the environment."""
+    leaked = secret_keys(mapping)
+    if leaked:
+        raise ConfigError(
+            f"{', '.join(leaked)} would hold the value of a secret of the environment (e.g. AWS_SECRET_ACCESS_KEY); "
+            "credentials come from the environment or .dvc/config.local only",
+            source,
+        )
+
+
+def loads_yaml(text: str | bytes, max_bytes: int = MAX_DOCUMENT_BYTES, max_depth: int = MAX_DEPTH) -> Any:
+    """YAML (safe) from outside the process, bounded as :func:`loads_json`; ValueError for anything wrong."""
+    import yaml
+
+    if len(text) > max_bytes:
+        raise ValueError(f"{len(text):,} bytes, more than the {max_bytes:,} eegcache reads")
+    try:
+        return depth_checked(yaml.safe_load(text), max_depth)
+    except RecursionError:
+        raise ValueError(f"nested more than {max_depth} deep") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"not valid YAML ({exc})") from exc

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eegcache import trust
+from eegcache.core import bounded
 from eegcache.versions import objects
 
 HOSTILE = st.one_of(
@@ -102,3 +103,123 @@ def test_a_listing_is_checked_against_its_name_and_every_entry_through_the_gate(
     data, name = _listing([{"md5": "a" * 32, "relpath": "x"}, {"md5": "b" * 32, "relpath": "x"}])
     with pytest.raises(objects.ObjectError, match="twice"):
         objects.parse_listing(data, name)
+
+
+SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    import shutil
+
+    from tests.conftest import REPO
+
+    root = tmp_path / "project"
+    shutil.copytree(
+        REPO / "conf", root / "conf", ignore=lambda d, n: ["default.yaml"] if Path(d).name == "local" else []
+    )
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    return root
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "cache.rev=${oc.env:AWS_SECRET_ACCESS_KEY}",
+        "cache.mount_point=/s3/${oc.env:AWS_SECRET_ACCESS_KEY}",
+        "train.args.token=${oc.env:HOME}",  # any interpolation, not only of a secret
+        "cache.version=${now:%Y}",
+    ],
+)
+def test_an_interpolation_on_the_command_line_is_refused_and_nothing_is_written(project, capsys, override):
+    from eegcache import cli
+
+    assert cli.main(["params", override, "--repo", str(project)]) == 2
+    err = capsys.readouterr().err
+    assert "is a literal; interpolations (${...}) belong in conf/ files" in err and override.split("=")[0] in err
+    assert SECRET not in err and not (project / "params.yaml").exists()
+
+
+def test_a_secret_of_the_environment_in_any_value_is_refused_naming_the_key_never_the_value(project, capsys):
+    from eegcache import cli, config
+    from eegcache.errors import ConfigError
+
+    for override in (f"cache.mount_point=/mnt/{SECRET}", f"train.args.keys=[a,{SECRET}]"):
+        assert cli.main(["params", override, "--repo", str(project)]) == 2
+        err = capsys.readouterr().err
+        assert "would hold the value of a secret of the environment" in err and SECRET not in err
+    common = project / "conf" / "cache" / "common.yaml"
+    common.write_text(re.sub(r"(?m)^rev:.*$", "rev: ${oc.env:AWS_SECRET_ACCESS_KEY}", common.read_text()))
+    # in a conf/ file an interpolation is allowed; a secret in the composition is not
+    with pytest.raises(ConfigError, match=r"cache\.rev would hold") as caught:
+        config.load(project)
+    assert SECRET not in str(caught.value)
+
+
+def test_redact_replaces_every_secret_value_and_leaves_short_ones_alone():
+    env = {"AWS_SECRET_ACCESS_KEY": SECRET, "AWS_SESSION_TOKEN": "s"}
+    assert trust.redact(f"a {SECRET} b {SECRET}", env) == "a <$AWS_SECRET_ACCESS_KEY> b <$AWS_SECRET_ACCESS_KEY>"
+    assert trust.redact("s3 says s", env) == "s3 says s"  # "s" is too short to be told from text
+    assert trust.secret_keys({"a": {"b": [1, f"x{SECRET}"]}, "c": "plain"}, env) == ["a.b.1"]
+
+
+DEEP_JSON = "[" * 100_000 + "]" * 100_000
+DEEP_YAML = "a:\n" + "".join("  " * (i + 1) + f"k{i}:\n" for i in range(200)) + "  " * 201 + "v: 1\n"
+
+
+@pytest.mark.parametrize("text", [DEEP_JSON, '{"a": ' * 65 + "1" + "}" * 65])
+def test_json_from_outside_is_bounded_in_depth(text):
+    with pytest.raises(ValueError, match="nested more than 64 deep"):
+        bounded.loads_json(text)
+    assert bounded.loads_json('{"a": ' * 63 + "1" + "}" * 63)  # 63 deep: eegcache's own go 5
+
+
+def test_json_and_yaml_from_outside_are_bounded_in_size():
+    with pytest.raises(ValueError, match="more than the 1,000 eegcache reads"):
+        bounded.loads_json(b" " * 1001, max_bytes=1000)
+    with pytest.raises(ValueError, match="more than the 1,000 eegcache reads"):
+        trust.loads_yaml("a: 1\n" * 300, max_bytes=1000)
+    with pytest.raises(ValueError, match="nested more than 64 deep"):
+        trust.loads_yaml(DEEP_YAML)
+    with pytest.raises(ValueError, match="not valid YAML"):
+        trust.loads_yaml("a: [1,")
+
+
+def test_every_document_eegcache_parses_is_one_clear_error_when_nested_too_deep(tmp_path):
+    from eegcache import config
+    from eegcache.core import store
+    from eegcache.errors import CacheError, ConfigError
+    from eegcache.versions import lockfile
+
+    with pytest.raises(CacheError, match="nested more than 64 deep"):
+        store.parse_metadata(DEEP_JSON.encode(), tmp_path / "m.json")
+    (tmp_path / "params.yaml").write_text(DEEP_YAML)
+    with pytest.raises(ConfigError, match="nested more than 64 deep"):
+        config.load(tmp_path, params_file=tmp_path / "params.yaml")
+    with pytest.raises(lockfile.LockfileError):
+        lockfile.parse(DEEP_YAML, None, "dvc.lock")
+    deep = DEEP_JSON.encode()
+    with pytest.raises(objects.ObjectError, match="nested more than 64 deep"):
+        objects.parse_listing(deep, hashlib.md5(deep).hexdigest() + ".dir", "listing")
+
+
+def test_every_number_of_the_schemas_has_a_range_and_it_is_checked():
+    import dataclasses
+
+    from eegcache import config
+    from eegcache.errors import ConfigError
+    from eegcache.modal_settings import ModalConfig
+    from tests.conftest import REPO
+
+    for cls in (*config._SECTIONS.values(), ModalConfig):
+        numbers = {f.name for f in dataclasses.fields(cls) if f.type in ("int", "float")}
+        assert numbers <= set(getattr(cls, "RANGES", {})), cls.__name__
+    for override, message in [
+        ("cache.jobs=100000000", "cache.jobs = 100000000: expected a finite number, 0 to 256"),
+        ("build.workers=5000", "0 to 1024"),
+        ("train.epochs=1e9", "expected int"),
+        ("train.learning_rate=nan", "train.learning_rate = nan: expected a finite number, 0 to 1000"),
+        ("train.seed=-1", "expected a finite number, 0 to 4.29497e+09"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            config.load(REPO, [override], local=False)

@@ -6,11 +6,11 @@ time changed. The state lives outside the cache (``build.state_dir``), since it 
 
 from __future__ import annotations
 
-import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from eegcache.core import bounded
 from eegcache.core.identity import Stamp
 from eegcache.core.store import atomic_write, dump_json, md5_file
 
@@ -22,7 +22,7 @@ class HashState:
     def __init__(self, state_dir: Path):
         self.path = state_dir / STATE_NAME
         try:
-            self._known: dict[str, list] = json.loads(self.path.read_text())
+            self._known: dict[str, list] = bounded.loads_json(self.path.read_text())
         except FileNotFoundError:
             self._known = {}
         except (OSError, ValueError) as exc:

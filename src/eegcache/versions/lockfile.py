@@ -45,7 +45,7 @@ def parse(text: str | bytes, rev: str | None, where: object) -> Version:
     recorded. LockfileError naming ``where`` when it is not a readable lock or names no cache directory."""
     try:
         text = text.decode() if isinstance(text, bytes) else text  # UnicodeDecodeError is a ValueError
-        stage = (yaml.safe_load(text) or {}).get("stages", {}).get(STAGE, {})
+        stage = (trust.loads_yaml(text) or {}).get("stages", {}).get(STAGE, {})
         for out in stage.get("outs", []):
             if str(out.get("md5", "")).endswith(".dir"):  # the cache directory (the metrics file is not one)
                 params = flatten(stage.get("params", {}).get("params.yaml", {}))
