@@ -384,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
             redact(f"eegcache {args.command}: error: {where}{getattr(exc, 'strerror', None) or exc}"), file=sys.stderr
         )
         return 2
+    except RecursionError:  # a document nested too deep for a parser of the core (its other parsers are bounded)
+        print(f"eegcache {args.command}: error: a file it read is nested too deep to be eegcache's", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"eegcache {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eegcache import config
-from eegcache.core import bounded
+from eegcache import config, trust
 from eegcache.errors import ConfigError
 
 MAX_TIMEOUT_S = 24 * 3600  # Modal's limit for one function call
@@ -163,7 +162,7 @@ def launch_settings(
     the image carries (``EEGCACHE_MODAL_SETTINGS``), so both sides use the same settings."""
     if ENV_SETTINGS in environ:
         try:
-            raw = bounded.loads_json(environ[ENV_SETTINGS])
+            raw = trust.loads_json(environ[ENV_SETTINGS])
         except ValueError as exc:
             raise ConfigError(
                 f"{ENV_SETTINGS} is not JSON ({exc}): the image sets it; unset it on this machine"

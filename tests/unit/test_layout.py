@@ -138,7 +138,6 @@ def test_train_depends_on_exactly_the_modules_train_imports():
             [
                 "src/eegcache/__init__.py",
                 "src/eegcache/core/__init__.py",
-                "src/eegcache/core/bounded.py",
                 "src/eegcache/core/store.py",
                 "src/eegcache/errors.py",
             ],

@@ -14,7 +14,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eegcache import trust
-from eegcache.core import bounded
 from eegcache.versions import objects
 
 HOSTILE = st.one_of(
@@ -170,13 +169,13 @@ DEEP_YAML = "a:\n" + "".join("  " * (i + 1) + f"k{i}:\n" for i in range(200)) + 
 @pytest.mark.parametrize("text", [DEEP_JSON, '{"a": ' * 65 + "1" + "}" * 65])
 def test_json_from_outside_is_bounded_in_depth(text):
     with pytest.raises(ValueError, match="nested more than 64 deep"):
-        bounded.loads_json(text)
-    assert bounded.loads_json('{"a": ' * 63 + "1" + "}" * 63)  # 63 deep: eegcache's own go 5
+        trust.loads_json(text)
+    assert trust.loads_json('{"a": ' * 63 + "1" + "}" * 63)  # 63 deep: eegcache's own go 5
 
 
 def test_json_and_yaml_from_outside_are_bounded_in_size():
     with pytest.raises(ValueError, match="more than the 1,000 eegcache reads"):
-        bounded.loads_json(b" " * 1001, max_bytes=1000)
+        trust.loads_json(b" " * 1001, max_bytes=1000)
     with pytest.raises(ValueError, match="more than the 1,000 eegcache reads"):
         trust.loads_yaml("a: 1\n" * 300, max_bytes=1000)
     with pytest.raises(ValueError, match="nested more than 64 deep"):
@@ -187,12 +186,9 @@ def test_json_and_yaml_from_outside_are_bounded_in_size():
 
 def test_every_document_eegcache_parses_is_one_clear_error_when_nested_too_deep(tmp_path):
     from eegcache import config
-    from eegcache.core import store
-    from eegcache.errors import CacheError, ConfigError
+    from eegcache.errors import ConfigError
     from eegcache.versions import lockfile
 
-    with pytest.raises(CacheError, match="nested more than 64 deep"):
-        store.parse_metadata(DEEP_JSON.encode(), tmp_path / "m.json")
     (tmp_path / "params.yaml").write_text(DEEP_YAML)
     with pytest.raises(ConfigError, match="nested more than 64 deep"):
         config.load(tmp_path, params_file=tmp_path / "params.yaml")
@@ -223,3 +219,12 @@ def test_every_number_of_the_schemas_has_a_range_and_it_is_checked():
     ]:
         with pytest.raises(ConfigError, match=re.escape(message)):
             config.load(REPO, [override], local=False)
+
+
+def test_a_cache_metadata_nested_too_deep_is_one_line_not_a_traceback(tmp_path, capsys):
+    from eegcache import cli
+
+    (tmp_path / ".cache_metadata.json").write_text(DEEP_JSON)
+    assert cli.main(["verify", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "nested too deep" in err and "Traceback" not in err and len(err.splitlines()) == 1

@@ -10,7 +10,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from eegcache.core import bounded
+from eegcache import trust
 from eegcache.core.identity import Stamp
 from eegcache.core.store import atomic_write, dump_json, md5_file
 
@@ -22,7 +22,7 @@ class HashState:
     def __init__(self, state_dir: Path):
         self.path = state_dir / STATE_NAME
         try:
-            self._known: dict[str, list] = bounded.loads_json(self.path.read_text())
+            self._known: dict[str, list] = trust.loads_json(self.path.read_text())
         except FileNotFoundError:
             self._known = {}
         except (OSError, ValueError) as exc:

@@ -33,7 +33,6 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from eegcache.errors import CacheError
-from eegcache.core import bounded
 
 SCHEMA_VERSION = 1
 METADATA_NAME = ".cache_metadata.json"
@@ -269,8 +268,8 @@ def parse_metadata(data: bytes, path: Path) -> dict[str, Any]:
     """Metadata from the bytes of ``path`` (read once by a caller that also hashes them); CacheError when they are
     not JSON of our schema version."""
     try:
-        metadata = bounded.loads_json(data.decode())
-    except ValueError as exc:  # not UTF-8, not JSON, too large or too deep
+        metadata = json.loads(data.decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CacheError(f"metadata unreadable ({exc})", path) from exc
     if not isinstance(metadata, dict) or metadata.get("schema_version") != SCHEMA_VERSION:
         found = metadata.get("schema_version") if isinstance(metadata, dict) else None

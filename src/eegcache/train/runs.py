@@ -32,9 +32,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from eegcache import locks
+from eegcache import locks, trust
 from eegcache.config import Config
-from eegcache.core import bounded, store
+from eegcache.core import store
 from eegcache.core.identity import stable_hash
 from eegcache.errors import ConfigError, TrainError
 
@@ -112,8 +112,8 @@ def train(
     on in it, with its checkpoints), unless ``call`` (the caller's id, e.g. Modal's input id) is the one that
     started it: a retry of a call that finished before it could return gets the recorded result."""
     result_file = where / "result.json"
-    if call and result_file.exists() and bounded.loads_json((where / "run.json").read_bytes()).get("call") == call:
-        return bounded.loads_json(result_file.read_bytes())
+    if call and result_file.exists() and trust.loads_json((where / "run.json").read_bytes()).get("call") == call:
+        return trust.loads_json(result_file.read_bytes())
     if result_file.exists():
         raise TrainError(
             f"run {where.name} has finished already and is never written again: start a new run (a new run id)", where

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from eegcache import trust
-from eegcache.core import bounded, store
+from eegcache.core import store
 from eegcache.errors import CacheError, cause
 from eegcache.versions.objects import (
     ObjectError,
@@ -275,7 +275,7 @@ def peek_params(source: Source, version: str) -> dict[str, Any] | None:
     checked against its name, the metadata against its id in the listing. None if the source lacks the version."""
     try:
         listing = parse_listing(read_object(source, version), version, source.name)
-        metadata = bounded.loads_json(read_object(source, listing[store.METADATA_NAME]))
+        metadata = trust.loads_json(read_object(source, listing[store.METADATA_NAME]))
     except (MissingObject, KeyError):
         return None
     except (ValueError, OSError, trust.UnsafeName) as exc:

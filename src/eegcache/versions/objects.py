@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from eegcache import trust
-from eegcache.core import bounded
 from eegcache.core.store import METADATA_NAME
 from eegcache.errors import EegcacheError
 
@@ -61,7 +60,7 @@ def parse_listing(data: bytes, version: str, where: object = None) -> dict[str, 
     if found != trust.version_id(version, where).removesuffix(".dir"):
         raise ObjectError(f"the listing of {version} has content hash {found}: corrupt or replaced", where)
     try:
-        entries = bounded.loads_json(data)
+        entries = trust.loads_json(data)
         listing = {trust.relpath(e["relpath"], where): trust.object_id(e["md5"], where) for e in entries}
     except (ValueError, TypeError, KeyError) as exc:
         raise ObjectError(f"the listing of {version} is not a DVC directory listing ({exc})", where) from exc

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from eegcache import trust
-from eegcache.core import bounded, store
+from eegcache.core import store
 from eegcache.errors import CacheError
 from eegcache.versions import dvc, objects
 from eegcache.versions.lockfile import Version
@@ -214,7 +214,7 @@ def verify_remote(
             return Verdict(where, deep, problems=(f"{version.hash}: {exc.reason}",))
         present = dvc.sizes_on_remote(odb)
         problems = _metadata_problems(version.hash, listing, metadata_bytes)
-        sizes = {} if problems else {rel: e["size"] for rel, e in bounded.loads_json(metadata_bytes)["files"].items()}
+        sizes = {} if problems else {rel: e["size"] for rel, e in trust.loads_json(metadata_bytes)["files"].items()}
         problems += [
             f"{rel} ({oid}): missing on the remote" for rel, oid in sorted(listing.items()) if oid not in present
         ]
@@ -249,7 +249,7 @@ def _metadata_problems(version: str, listing: dict[str, str], metadata_bytes: by
             f"{store.md5_bytes(metadata_bytes)}"
         ]
     try:
-        made = objects.tree_hash(metadata_bytes, bounded.loads_json(metadata_bytes)["files"])
+        made = objects.tree_hash(metadata_bytes, trust.loads_json(metadata_bytes)["files"])
     except (ValueError, KeyError, TypeError) as exc:
         return [f"{store.METADATA_NAME}: malformed ({exc})"]
     return [] if made == version else [f"{store.METADATA_NAME}: its file list makes version {made}, not {version}"]
@@ -297,7 +297,7 @@ def recorded_params(path: Path, version: str) -> dict[str, Any] | None:
     ``version`` (so the metadata is that version's own; data files are not read); else None."""
     try:
         metadata_bytes = (path / store.METADATA_NAME).read_bytes()
-        metadata = bounded.loads_json(metadata_bytes)
+        metadata = trust.loads_json(metadata_bytes)
         if objects.tree_hash(metadata_bytes, metadata["files"]) == version and isinstance(metadata.get("params"), dict):
             return metadata["params"]
     except (OSError, ValueError, KeyError, TypeError, AttributeError):

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from eegcache import trust
-from eegcache.core import bounded, store
+from eegcache.core import store
 from eegcache.errors import CacheError
 from eegcache.versions import objects
 from eegcache.volume.layout import DVC_CACHE, QUARANTINE
@@ -77,7 +77,7 @@ def _sizes(metadata_object: Path) -> dict[str, int] | None:
     try:
         data = metadata_object.read_bytes()
         if store.md5_bytes(data) == objects.object_id(metadata_object.as_posix()):
-            return {rel: entry["size"] for rel, entry in bounded.loads_json(data)["files"].items()} | {
+            return {rel: entry["size"] for rel, entry in trust.loads_json(data)["files"].items()} | {
                 store.METADATA_NAME: len(data)
             }
         metadata_object.unlink()
