@@ -26,6 +26,7 @@ from typing import Any
 from eegcache.config import Config, TrainConfig
 from eegcache.core import store
 from eegcache.errors import CacheError, ConfigError
+from eegcache.modal_settings import refuse_modal_overrides
 from eegcache.train import runs
 from eegcache.versions import verify
 from eegcache.volume import resolve
@@ -85,6 +86,7 @@ def launch(
     ``publish_files``: copy the run's files to the ``train.*`` paths (the Modal body's project is a throwaway copy).
     ``dvc_stage``: the DVC stage running this (``DVC_STAGE``): a stage's outputs are the baseline's files, so another
     trainer is refused there, before anything runs."""
+    refuse_modal_overrides(overrides, "a run's overrides")  # recorded in run.json, yet the image is fixed already
     baseline = runs.MOVED.get(config.train.entrypoint, config.train.entrypoint) == BASELINE
     if dvc_stage and not baseline:
         raise ConfigError(

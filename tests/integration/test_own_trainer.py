@@ -127,6 +127,8 @@ def test_only_the_baseline_publishes_its_files_to_the_tracked_outputs(project, o
 def test_the_baseline_refuses_free_form_args_instead_of_ignoring_them(project, outside):
     proc = eegcache("train", "train.args.epochs=5", cwd=project, outside=outside, check=False)
     assert proc.returncode == 2 and "takes no free-form settings" in proc.stderr and "train.epochs" in proc.stderr
+    proc = eegcache("train", "modal.gpu=H100", cwd=project, outside=outside, check=False)
+    assert proc.returncode == 2 and "modal.gpu=H100: the modal group shapes the image" in proc.stderr
 
 
 def test_dvc_exp_run_composes_the_args_into_params_yaml_and_the_stage_command_runs_them(project, outside, tmp_path):
