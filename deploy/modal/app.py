@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import modal
-from rich.console import Console
 
 from eegcache import config, launch, modal_settings, trust
 from eegcache.builder import shards
 from eegcache.core.identity import stable_hash
 from eegcache.errors import ConfigError
+from eegcache.summary import literal_console
 from eegcache.train import runs
 from eegcache.versions import dvc, identity
 from eegcache.versions import verify as verifying
@@ -202,7 +202,7 @@ def prepare(version: str, overrides: str = "", project: str = "") -> dict[str, A
     report = resolve.resolve(cfg, root, say=print, asked=identity.requested(root, extra))
     if report.bytes:
         _commit_volume()
-    Console().print(resolve.table(report))
+    literal_console().print(resolve.table(report))
     spent = _spent("prepare", started, SETTINGS.prepare_cpu, SETTINGS.prepare_memory_mib)
     return {"resolve": report.as_dict(), "spent": spent}
 

@@ -67,13 +67,12 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from eegcache.launch import launch, outcome_lines
+    from eegcache.summary import literal_console
     from eegcache.versions.identity import requested
     from eegcache.volume.resolve import table
 
-    config, console = _stage_config(args), Console(stderr=True)
+    config, console = _stage_config(args), literal_console(stderr=True)
     asked = requested(Path(), args.overrides) if args.overrides else None
     done = launch(config, Path(), asked=asked, overrides=args.overrides, run_id=args.run_id or "", say=console.out,
                   dvc_stage=os.environ.get("DVC_STAGE", ""))  # fmt: skip
@@ -134,9 +133,9 @@ def _push(args: argparse.Namespace) -> int:
 
 
 def _versions(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.table import Table
 
+    from eegcache.summary import literal_console
     from eegcache.versions import dvc
 
     table = Table(title="cache versions (dvc.lock in tags and commits)")
@@ -153,7 +152,7 @@ def _versions(args: argparse.Namespace) -> int:
             str(version.split_policy),
             summary,
         )
-    Console().print(table)
+    literal_console().print(table)
     return 0
 
 
@@ -174,12 +173,11 @@ def _pull_version(args: argparse.Namespace) -> int:
 
 
 def _resolve(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
+    from eegcache.summary import literal_console
     from eegcache.versions.identity import requested
     from eegcache.volume import resolve
 
-    console = Console(stderr=True)
+    console = literal_console(stderr=True)
     repo = Path(args.repo)
     config = cfg.load(repo, args.overrides)
     asked = requested(repo, args.overrides)

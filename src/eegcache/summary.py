@@ -7,7 +7,14 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-_console = Console(stderr=True)
+
+def literal_console(stderr: bool = False) -> Console:
+    """The one way eegcache prints for people: names (files, folders, keys, versions) come from outside, so nothing
+    is read as rich markup (``rec[bold]_s001_t000.edf`` stays that), emoji code or highlighting."""
+    return Console(stderr=stderr, markup=False, emoji=False, highlight=False)
+
+
+_console = literal_console(stderr=True)
 
 
 def summary_table(metadata: dict[str, Any], title: str = "cache summary") -> Table:
@@ -32,7 +39,7 @@ def summary_table(metadata: dict[str, Any], title: str = "cache summary") -> Tab
 
 
 def print_summary(table: Table, lines: list[str]) -> None:
-    out = Console()
+    out = literal_console()
     out.print(table)
     for line in lines:
         out.print(line)

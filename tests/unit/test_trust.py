@@ -228,3 +228,16 @@ def test_a_cache_metadata_nested_too_deep_is_one_line_not_a_traceback(tmp_path, 
     assert cli.main(["verify", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "nested too deep" in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_names_are_printed_literally_never_as_rich_markup(capsys):
+    from rich.table import Table
+
+    from eegcache.summary import print_summary
+
+    table = Table()
+    table.add_column("file")
+    table.add_row("rec[bold]_s001_t000.edf")
+    print_summary(table, ["skipped rec[bold]_s001_t000.edf: [red]bad[/red] :smile:"])
+    out = capsys.readouterr().out
+    assert out.count("rec[bold]_s001_t000.edf") == 2 and "[red]bad[/red] :smile:" in out
