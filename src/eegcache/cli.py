@@ -176,23 +176,25 @@ def _resolve(args: argparse.Namespace) -> int:
     from eegcache.summary import literal_console
     from eegcache.versions.identity import requested
     from eegcache.volume import resolve
+    from eegcache.volume.layout import in_use, versions_root
 
     console = literal_console(stderr=True)
     repo = Path(args.repo)
     config = cfg.load(repo, args.overrides)
     asked = requested(repo, args.overrides)
-    try:
-        report = resolve.resolve(config, repo, say=lambda text: console.print(text, markup=False), asked=asked)
-    except resolve.ResolveError as exc:
+    with in_use(versions_root(resolve.volume_root(config, repo))):  # what it prints is there when it exits
+        try:
+            report = resolve.resolve(config, repo, say=lambda text: console.print(text, markup=False), asked=asked)
+        except resolve.ResolveError as exc:
+            if args.json:
+                _write_json(args.json, exc.report.as_dict())
+            console.print(resolve.table(exc.report))
+            raise
+        console.print(resolve.table(report))
         if args.json:
-            _write_json(args.json, exc.report.as_dict())
-        console.print(resolve.table(exc.report))
-        raise
-    console.print(resolve.table(report))
-    if args.json:
-        _write_json(args.json, report.as_dict())
-    else:
-        print(report.path)
+            _write_json(args.json, report.as_dict())
+        else:
+            print(report.path)
     return 0
 
 

@@ -66,9 +66,9 @@ def exclusive(lock_file: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def held(lock_file: Path, shared: bool = False) -> Iterator[None]:
-    """Hold an ``flock`` on ``lock_file`` (created if missing) for the block without waiting: exclusive, or
-    ``shared`` with other shared holders. Raises :class:`Busy` naming the holder(s) when it is taken.
+def held(lock_file: Path, shared: bool = False, wait: bool = False) -> Iterator[None]:
+    """Hold an ``flock`` on ``lock_file`` (created if missing) for the block: exclusive, or ``shared`` with other
+    shared holders. Without ``wait``, raises :class:`Busy` naming the holder(s) when it is taken; with it, waits.
 
     Each holder appends one JSON line (pid, host, mode, since) to the file; an exclusive holder first empties it,
     so the file names the current holders and, after they are gone, the last ones. The file is never deleted:
@@ -76,7 +76,7 @@ def held(lock_file: Path, shared: bool = False) -> Iterator[None]:
     """
     with os.fdopen(open_own(lock_file, os.O_APPEND), "r+") as handle:
         try:
-            fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+            fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB))
         except OSError as exc:
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise

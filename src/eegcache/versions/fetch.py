@@ -17,6 +17,7 @@ import errno
 import hashlib
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -225,7 +226,7 @@ def _fetch_one(source: Source, oid: str, cache_dir: Path) -> int:
     only then renamed into place."""
     dest = cache_path(cache_dir, oid)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{id(dest)}.tmp")
+    tmp = dest.with_name(f".{dest.name}.{socket.gethostname()}.{os.getpid()}.{id(dest)}.tmp")  # see remove_partials
     digest = hashlib.md5(usedforsecurity=False)
     size = 0
     try:
@@ -257,6 +258,26 @@ def _fetch_one(source: Source, oid: str, cache_dir: Path) -> int:
     finally:
         tmp.unlink(missing_ok=True)
     return size
+
+
+def remove_partials(cache_dir: Path) -> int:
+    """Remove the partial objects (``.<object>.<host>.<pid>.<n>.tmp``) that fetches of this host left when they
+    were killed (their pid is gone) -> how many. Another host's, a live process's and anything else stay."""
+    from eegcache.locks import pid_alive
+
+    host, removed = socket.gethostname(), 0
+    root = cache_dir / "files" / "md5"
+    for sub in os.scandir(root) if root.is_dir() else ():
+        if not sub.is_dir(follow_symlinks=False):
+            continue
+        for entry in os.scandir(sub.path):
+            stem, _, pid_n = entry.name.removesuffix(".tmp").rpartition(f".{host}.")
+            pid, _, n = pid_n.partition(".")
+            if (entry.name.startswith(".") and entry.name.endswith(".tmp") and stem and pid.isdigit() and n.isdigit()
+                    and entry.is_file(follow_symlinks=False) and not pid_alive(int(pid))):  # fmt: skip
+                os.unlink(entry.path)
+                removed += 1
+    return removed
 
 
 def _write_all(out: Any, chunk: bytes) -> None:
@@ -318,6 +339,8 @@ def fill_version(source: Source, version: str, cache_dir: Path, jobs: int = 16) 
     )
     from urllib3.exceptions import HTTPError
 
+    if removed := remove_partials(cache_dir):
+        log.info("removed %d partial objects of killed fetches from %s", removed, cache_dir)
     transient = (ConnectionError, IncompleteReadError, ResponseStreamingError, HTTPError)
     unreachable = (BotoCoreError, ClientError, HTTPError, OSError)
     # The .dir object first, alone and without retries: an unreachable server or a version never pushed

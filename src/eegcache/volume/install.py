@@ -20,7 +20,7 @@ from eegcache.errors import CacheError
 from eegcache.versions import dvc, fetch, objects
 from eegcache.versions.lockfile import Version
 from eegcache.versions.verify import verify_version
-from eegcache.volume.layout import DVC_CACHE, PARTIAL
+from eegcache.volume.layout import DVC_CACHE, PARTIAL, in_use
 from eegcache.volume.quarantine import quarantine
 
 log = logging.getLogger(__name__)
@@ -36,13 +36,21 @@ def install(
     directory appears by one rename, complete (a process that loses the race discards its copy). A killed run
     leaves only hidden partial directories, removed by the next run on the same host.
     """
+    with in_use(versions):
+        return _install(source, version, versions, jobs, size, nfiles)
+
+
+def _install(
+    source: fetch.Source, version: str, versions: Path, jobs: int, size: int, nfiles: int
+) -> tuple[Path, fetch.FillStats]:
+    """:func:`install`'s body, with the volume's shared lock held."""
     final = versions / objects.dirname(version)
-    if final.is_dir():
+    if _valid_already(final, version):
         return final, fetch.FillStats(0, 0, 0)
     _init_project(versions)
     _remove_dead_partials(versions)
     stats = fetch.fill_version(source, version, versions / DVC_CACHE, jobs)
-    if final.is_dir():
+    if _valid_already(final, version):
         return final, stats
     partial = versions / f"{PARTIAL}{objects.dirname(version)}.{socket.gethostname()}.{os.getpid()}"
     partial.mkdir()  # ours from the start: anything already at the name (a planted link) fails here
@@ -57,6 +65,19 @@ def install(
             raise
         shutil.rmtree(partial)  # another process installed the same version first; ours is a spare copy
     return final, stats
+
+
+def _valid_already(final: Path, version: str) -> bool:
+    """Whether ``final`` holds ``version`` already, checked (fast) before it is announced; a damaged copy is moved to
+    quarantine, so the caller installs a fresh one instead of returning it."""
+    if not final.is_dir() or final.is_symlink():
+        return False
+    checked = verify_version(final, version)
+    if checked.ok:
+        return True
+    moved = quarantine(final, checked.problems, checked.damaged)
+    log.warning("%s was damaged (%s): moved to %s, installing it again", final, checked.problems[0], moved)
+    return False
 
 
 def pull_version(

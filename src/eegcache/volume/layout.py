@@ -4,9 +4,13 @@ partial checkouts of installs in progress. Which directories are versions, and t
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
+from eegcache import locks
+from eegcache.errors import CacheError
 from eegcache.versions import objects
 
 VERSIONS_DIR = Path("cache") / "tusz"
@@ -14,6 +18,7 @@ QUARANTINE = ".quarantine"
 DVC_CACHE = Path(".dvc") / "cache"
 PARTIAL = ".partial-"
 STAGING = "build"  # <volume>/build/<params hash>/: a sharded build's outputs before they are installed
+VOLUME_LOCK = ".volume.lock"  # shared by installs and resolves, exclusive for prune (eegcache.locks)
 
 
 def versions_root(volume_root: Path) -> Path:
@@ -46,3 +51,25 @@ def mark_used(path: Path) -> None:
 def staging_dir(volume_root: Path, params_hash: str) -> Path:
     """Where a sharded build of stage params ``params_hash`` writes on the volume before its version is installed."""
     return Path(volume_root) / STAGING / params_hash[:16]
+
+
+@contextlib.contextmanager
+def in_use(versions: Path) -> Iterator[None]:
+    """The volume's shared lock, for the whole of an install or a resolve (and its answer): waits while a prune
+    runs, and keeps a prune from removing what is being installed or announced."""
+    versions.mkdir(parents=True, exist_ok=True)
+    with locks.held(versions / VOLUME_LOCK, shared=True, wait=True):
+        yield
+
+
+@contextlib.contextmanager
+def pruning(versions: Path) -> Iterator[None]:
+    """The volume's lock, exclusive and without waiting: CacheError naming the holders when an install or a
+    resolve is running."""
+    try:
+        with locks.held(versions / VOLUME_LOCK):
+            yield
+    except locks.Busy as exc:
+        raise CacheError(
+            f"the volume is in use ({exc.holders}): prune when no install or resolve runs", versions
+        ) from exc

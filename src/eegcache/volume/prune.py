@@ -9,7 +9,7 @@ from pathlib import Path
 from eegcache.core import store
 from eegcache.errors import CacheError
 from eegcache.versions import objects
-from eegcache.volume.layout import DVC_CACHE, installed, versions_root
+from eegcache.volume.layout import DVC_CACHE, installed, pruning, versions_root
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,14 @@ def prune(volume_root: Path, keep: int, in_use: set[str]) -> Pruned:
     or hash) and the DVC cache objects only they used. Quarantined copies and other files stay."""
     if keep < 0:
         raise CacheError(f"--keep {keep}: expected 0 or more versions to keep")
-    in_use = {objects.dirname(name) for name in in_use}
+    if not versions_root(volume_root).is_dir():
+        return Pruned((), (), 0, 0)  # nothing installed: nothing to lock or remove
+    with pruning(versions_root(volume_root)):
+        return _prune(volume_root, keep, {objects.dirname(name) for name in in_use})
+
+
+def _prune(volume_root: Path, keep: int, in_use: set[str]) -> Pruned:
+    """:func:`prune`'s body, with the volume's lock held exclusively."""
     versions = installed(volume_root)
     kept = [p for p in versions if p.name in in_use]
     kept += [p for p in versions if p.name not in in_use][: max(0, keep - len(kept))]

@@ -127,10 +127,16 @@ def resolve(
     ``asked``: the stage params the caller's overrides ask for (:func:`eegcache.versions.identity.requested`); a version
     built with other values of them is a ConfigError, never a reason to reject a copy."""
     started = time.perf_counter()
-    cache, asked = config.cache, asked or {}
+    asked = asked or {}
     wanted = expected_version(config, root)
     versions = layout.versions_root(volume_root(config, root))
-    run = _Run(config, root, wanted, versions, say)
+    with layout.in_use(versions):  # a prune waits until the answer is given (and a resolve for a running prune)
+        return _resolve(_Run(config, root, wanted, versions, say), asked, started)
+
+
+def _resolve(run: _Run, asked: dict[str, Any], started: float) -> Report:
+    """:func:`resolve`'s body, with the volume's shared lock held."""
+    cache, wanted, versions, say = run.config.cache, run.wanted, run.versions, run.say
     if asked:  # before anything is fetched or moved: from the copy on the volume, dvc.lock, or the source's metadata
         refuse_conflicts(wanted, _recorded(run), asked)
     report = Report(wanted.hash, cache.preset, cache.validation, str(versions))
