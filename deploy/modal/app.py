@@ -25,8 +25,10 @@ import json
 import os
 import shlex
 import shutil
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,7 @@ import modal
 from eegcache import config, launch, modal_settings, trust
 from eegcache.builder import shards
 from eegcache.core.identity import stable_hash
-from eegcache.errors import ConfigError
+from eegcache.errors import ConfigError, EegcacheError
 from eegcache.summary import literal_console
 from eegcache.train import runs
 from eegcache.versions import dvc, identity
@@ -110,6 +112,38 @@ results = modal.Volume.from_name(SETTINGS.volume_name, create_if_missing=True, v
 aws = modal.Secret.from_name(SETTINGS.secret_name, required_keys=AWS_KEYS)  # fails at start-up, not mid-run
 raw_data = modal.CloudBucketMount(SETTINGS.bucket, key_prefix=SETTINGS.raw_prefix, secret=aws, read_only=True)
 dvc_remote = modal.CloudBucketMount(SETTINGS.bucket, key_prefix=SETTINGS.cache_prefix, secret=aws, read_only=True)
+
+
+def _no_retry(body: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """A function body whose deterministic failures (eegcache's own errors: a configuration, a version not on the
+    Volume, bad input) are returned in a container as ``{"error": ..., "kind": ...}`` rather than raised: Modal
+    retries every exception, so raising them would spend each retry (and, for ``train``, each GPU start) on the
+    same answer. Anything else (a preemption, a crash, a lost connection) still raises and is retried. Outside a
+    container (``.local()``) the error raises as usual; :func:`_outcome` turns a returned one back into an error."""
+
+    @functools.wraps(body)
+    def once(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return body(*args, **kwargs)
+        except EegcacheError as exc:
+            if not _in_container():
+                raise
+            message = trust.redact(str(exc))
+            print(f"{body.__name__}: error: {message}", file=sys.stderr)
+            return {"error": message, "kind": type(exc).__name__}
+
+    return once
+
+
+def _in_container() -> bool:
+    return not modal.is_local()
+
+
+def _outcome(result: dict[str, Any], step: str) -> dict[str, Any]:
+    """``result`` of a remote call; SystemExit with its message when the body returned a deterministic failure."""
+    if "error" in result:
+        raise SystemExit(f"{step}: {result['kind']}: {result['error']}")
+    return result
 
 
 def _retries(count: int) -> modal.Retries:
@@ -192,6 +226,7 @@ def _offline(overrides: list[str]) -> list[str]:
     volumes={VOLUME_PATH: results, CACHE_MOUNT: dvc_remote},
     secrets=[aws],
 )
+@_no_retry
 def prepare(version: str, overrides: str = "", project: str = "") -> dict[str, Any]:
     """Resolve ``version`` (``<md5>.dir``) onto the Volume with the configured preset (default: the bucket mount,
     then the DVC remote, then the Volume; never a build) and commit it. Idempotent: a retry finds what it fetched."""
@@ -216,6 +251,7 @@ def prepare(version: str, overrides: str = "", project: str = "") -> dict[str, A
     retries=_retries(SETTINGS.train_retries),
     volumes={VOLUME_PATH: results},
 )
+@_no_retry
 def train(version: str, overrides: str = "", project: str = "", run_id: str = "") -> dict[str, Any]:
     """Train on ``version`` read from the Volume only (preset ``offline``: ``prepare`` put it there; nothing is
     pulled or built while the GPU waits). The trainer ``train.entrypoint`` runs in
@@ -260,6 +296,7 @@ def train(version: str, overrides: str = "", project: str = "", run_id: str = ""
     retries=_retries(SETTINGS.retries),
     volumes={VOLUME_PATH: results, RAW_MOUNT: raw_data},
 )
+@_no_retry
 def build_shard(share, overrides: str = "", project: str = "") -> dict[str, Any]:
     """Process one share of the recordings into the Volume's staging directory -> its ShardResult and seconds.
 
@@ -300,6 +337,7 @@ def _build_config(root: Path, overrides: list[str]) -> config.Config:
     volumes={VOLUME_PATH: results, RAW_MOUNT: raw_data},
     secrets=[aws],
 )
+@_no_retry
 def build_cache(overrides: str = "", project: str = "", push: bool = True) -> dict[str, Any]:
     """Plan the build once (the corpus listed, annotations parsed), run its shares on ``modal.build_containers``
     CPU containers into a staging directory on the Volume, merge the metadata, push the version to the DVC remote,
@@ -313,7 +351,7 @@ def build_cache(overrides: str = "", project: str = "", push: bool = True) -> di
         calls = [(work, overrides, project) for work in works]
         done.extend([build_shard.local(*call) for call in calls] if modal.is_local() else build_shard.starmap(calls))
         _reload_volume()
-        return [d["result"] for d in done]
+        return [_outcome(d, "build_shard")["result"] for d in done]
 
     metadata = shards.build_distributed(cfg, SETTINGS.build_containers, run_shares, root)
     out_dir = Path(cfg.build.out_dir)
@@ -338,6 +376,7 @@ def build_cache(overrides: str = "", project: str = "", push: bool = True) -> di
     retries=_retries(SETTINGS.retries),
     secrets=[aws],
 )
+@_no_retry
 def verify(version: str, deep: bool = False, project: str = "") -> dict[str, Any]:
     """``remote-verify`` of ``version`` on the DVC remote: every object present (``deep``: re-hashed). Read-only."""
     try:
@@ -355,10 +394,10 @@ def prepare_and_train(version: str, overrides: str = "", local: bool = False, **
     """``prepare`` on CPUs, then ``train`` on the GPU as a new run; prints what each container cost (estimates at
     ``conf/modal/default.yaml``'s prices). ``local``: both bodies here (``.local()``), as ``make demo`` does."""
     call = (lambda function: function.local) if local else (lambda function: function.remote)
-    prepared = call(prepare)(version, overrides, **where)
+    prepared = _outcome(call(prepare)(version, overrides, **where), "prepare")
     run_id = runs.new_run_id()
     print(f"train started (run {run_id}): from here, `modal run --detach` keeps it going if this terminal closes")
-    trained = call(train)(version, overrides, run_id=run_id, **where)
+    trained = _outcome(call(train)(version, overrides, run_id=run_id, **where), "train")
     spent = [modal_settings.Spent(**prepared["spent"]), modal_settings.Spent(**trained["spent"])]
     print("\n".join(modal_settings.cost_lines(spent, SETTINGS)))
     return {"prepare": prepared, **trained, "spent": [prepared["spent"], trained["spent"]]}
@@ -373,7 +412,7 @@ def main(rev: str = "", overrides: str = "", action: str = "train") -> None:
     if action == "train":
         print(prepare_and_train(version, overrides)["metrics"])
     elif action == "verify":
-        print(verify.remote(version))
+        print(_outcome(verify.remote(version), "verify"))
     else:
         raise SystemExit(f"--action {action!r}: expected train or verify")
 

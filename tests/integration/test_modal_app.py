@@ -340,6 +340,24 @@ def test_train_reads_only_the_volume_and_says_to_prepare_first(deployed, project
     assert not (vol / "runs").exists()  # nothing trained
 
 
+def test_in_a_container_a_deterministic_failure_is_returned_so_modal_spends_no_retry(
+    deployed, project, tmp_path, monkeypatch
+):
+    """Modal retries every exception: a version absent from the Volume would cost ``train_retries`` + 1 GPU starts.
+    In a container eegcache's own errors come back as a result; the local entrypoint turns it into an exit."""
+    vol = tmp_path / "results"
+    version = dvc.version_at(project).hash
+    with container(deployed, project, tmp_path / "project") as root:
+        monkeypatch.setattr(deployed, "_in_container", lambda: True)  # the bodies' errors as inside a container
+        out = deployed.train.local(version, f"cache.volume_root={vol}", project=str(root))
+        assert out["kind"] == "ResolveError" and "is not on the volume" in out["error"]
+        with pytest.raises(SystemExit, match="(?s)train: ResolveError: .*is not on the volume"):
+            deployed._outcome(out, "train")
+        bad = deployed.prepare.local(version, "cache.jobs=100000000", project=str(root))
+        assert bad["kind"] == "ConfigError" and "cache.jobs" in bad["error"]
+    assert not (vol / "runs").exists()  # nothing trained
+
+
 @pytest.mark.parametrize("function", ["prepare", "train"])
 def test_allow_build_is_refused_with_the_way_to_build_on_cpus(deployed, project, tmp_path, function):
     with pytest.raises(ConfigError, match="build_cache") as caught:

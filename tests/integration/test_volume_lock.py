@@ -37,7 +37,7 @@ def test_prune_refuses_while_a_resolve_or_install_holds_the_volume_and_runs_afte
     with layout.in_use(versions):  # what a resolve holds from its start to its printed answer
         with pytest.raises(CacheError, match="the volume is in use") as refused:
             prune.prune(tmp_path / "vol", keep=0, in_use=set())
-        assert str(os.getpid()) in str(refused.value) and path.is_dir()
+        assert "an install or a resolve is running" in str(refused.value) and path.is_dir()
     done = prune.prune(tmp_path / "vol", keep=0, in_use=set())
     assert done.removed == (path.name,) and not path.exists()
 

@@ -5,6 +5,8 @@ partial checkouts of installs in progress. Which directories are versions, and t
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,10 +58,26 @@ def staging_dir(volume_root: Path, params_hash: str) -> Path:
 @contextlib.contextmanager
 def in_use(versions: Path) -> Iterator[None]:
     """The volume's shared lock, for the whole of an install or a resolve (and its answer): waits while a prune
-    runs, and keeps a prune from removing what is being installed or announced."""
-    versions.mkdir(parents=True, exist_ok=True)
-    with locks.held(versions / VOLUME_LOCK, shared=True, wait=True):
-        yield
+    runs, and keeps a prune from removing what is being installed or announced. Nothing is written to take it
+    (a resolve that refuses leaves the volume as it was); on a read-only volume, which no prune can change, it
+    is taken on the existing file or not at all."""
+    try:
+        versions.mkdir(parents=True, exist_ok=True)
+        fd = locks.open_own(versions / VOLUME_LOCK)
+    except OSError as exc:
+        if exc.errno not in (errno.EROFS, errno.EACCES):
+            raise
+        try:
+            fd = os.open(versions / VOLUME_LOCK, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            yield  # a read-only volume without a lock file: nothing on it can be pruned from here
+            return
+    with os.fdopen(fd, "rb") as handle:
+        fcntl.flock(handle, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager
@@ -71,5 +89,5 @@ def pruning(versions: Path) -> Iterator[None]:
             yield
     except locks.Busy as exc:
         raise CacheError(
-            f"the volume is in use ({exc.holders}): prune when no install or resolve runs", versions
+            "the volume is in use (an install or a resolve is running): prune when none runs", versions
         ) from exc

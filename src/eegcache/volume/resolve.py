@@ -302,9 +302,26 @@ def _from_mount(run: _Run) -> tuple[Path, int, str]:
 
 
 def build_estimate(config: Config, root: Path) -> tuple[int, int, float]:
-    """(EDF files, bytes, estimated seconds) of a build of the raw data at this project's measured throughput."""
-    sizes = [p.stat().st_size for p in _path(root, config.data.raw_dir).rglob("*") if p.suffix.lower() == ".edf"]
-    return len(sizes), sum(sizes), sum(sizes) / 1e9 * config.cache.build_seconds_per_gb
+    """(EDF files, bytes, estimated seconds) of a build of the raw data at this project's measured throughput.
+    Walked with a stack (any depth), entering no linked folder; a link that leads nowhere counts nothing (the
+    build skips it too)."""
+    count = total = 0
+    stack = [str(_path(root, config.data.raw_dir))]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue  # unreadable or gone: the build names it
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(entry.path)
+            elif entry.name.lower().endswith(".edf"):
+                try:
+                    total += os.stat(entry.path).st_size
+                    count += 1
+                except OSError:
+                    pass
+    return count, total, total / 1e9 * config.cache.build_seconds_per_gb
 
 
 def _from_build(run: _Run) -> tuple[Path, int, str]:

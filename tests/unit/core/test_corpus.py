@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import random
-import time
 from pathlib import Path
 
 import pytest
@@ -152,7 +151,7 @@ def test_no_edf_is_an_error_naming_the_root(tmp_path):
         corpus.discover(tmp_path / "missing")
 
 
-def test_discovery_of_7000_files_is_fast(tmp_path):
+def test_discovery_of_7000_files_finds_them_all(tmp_path):
     for p in range(70):
         patient = "aaaa" + "".join(chr(ord("a") + int(d)) for d in f"{p:04d}")
         folder = tmp_path / "edf" / "train" / patient / "s001_2010" / "01_tcp_ar"
@@ -160,11 +159,9 @@ def test_discovery_of_7000_files_is_fast(tmp_path):
         for t in range(50):
             (folder / f"{patient}_s001_t{t:03d}.edf").touch()
             (folder / f"{patient}_s001_t{t:03d}.csv_bi").touch()
-    started = time.perf_counter()
-    refs = corpus.discover(tmp_path)
-    elapsed = time.perf_counter() - started
+    refs = corpus.discover(tmp_path)  # its speed at TUSZ scale is bench_scale.py's (no timing asserts in tests)
     assert len(refs) == 3500 and all(r.annotation is not None for r in refs)
-    assert elapsed < 0.5, f"discovery of 7,000 files took {elapsed:.2f} s"
+    assert len({r.edf for r in refs}) == 3500
 
 
 # --- annotations: valid files --------------------------------------------------------------------
