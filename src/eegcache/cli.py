@@ -182,7 +182,8 @@ def _resolve(args: argparse.Namespace) -> int:
     repo = Path(args.repo)
     config = cfg.load(repo, args.overrides)
     asked = requested(repo, args.overrides)
-    with in_use(versions_root(resolve.volume_root(config, repo))):  # what it prints is there when it exits
+    volume = resolve.volume_root(config, repo)
+    with in_use(versions_root(volume), volume):  # what it prints is there when it exits
         try:
             report = resolve.resolve(config, repo, say=lambda text: console.print(text, markup=False), asked=asked)
         except resolve.ResolveError as exc:

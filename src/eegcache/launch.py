@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from eegcache import trust
 from eegcache.config import Config, TrainConfig
 from eegcache.core import store
 from eegcache.errors import CacheError, ConfigError
@@ -96,7 +97,9 @@ def launch(
         )
     cache_dir, version, report = run_cache(config, project, asked, say)
     config = dataclasses.replace(config, cache=dataclasses.replace(config.cache, version=version))
-    where = runs.run_dir(resolve.volume_root(config, project), version, config, run_id or call or runs.new_run_id())
+    volume = resolve.volume_root(config, project)
+    where = runs.run_dir(volume, version, config, run_id or call or runs.new_run_id())
+    trust.folders_below(volume, where.relative_to(volume).as_posix(), "checkpoint")  # no link followed in runs/
     result = runs.train(config, cache_dir, where, commit, tuple(overrides), call)
     published = publish(config, where, project) if publish_files and baseline else ()
     return Launched(result, where, cache_dir, version, report, published)

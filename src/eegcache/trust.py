@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,23 @@ def inside(root: Path, *parts: str, where: object = None) -> Path:
     resolved = path.resolve()
     if resolved != base and base not in resolved.parents:
         raise UnsafeName(f"{'/'.join(parts)!r} leads outside {root} (to {resolved})", where)
+    return path
+
+
+def folders_below(root: Path, *parts: str, mode: int = 0o755) -> Path:
+    """``root/parts...`` as real folders, each made (``mode``, never wider) if missing and none a symbolic link:
+    the one way eegcache makes a folder below a root it writes under (a volume, a run directory). ``root`` itself
+    may be a link (the user chose it); a link or a file at any component below it is refused naming it, so
+    nothing eegcache or DVC writes there can land outside."""
+    path = Path(root)
+    for part in "/".join(parts).split("/"):
+        path = path / relpath(part, root)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, mode & 0o755)
+        info = os.lstat(path)
+        if not stat.S_ISDIR(info.st_mode):
+            kind = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a folder"
+            raise UnsafeName(f"{path} is {kind}: eegcache writes below {root} only through folders of its own")
     return path
 
 

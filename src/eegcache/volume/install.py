@@ -20,14 +20,20 @@ from eegcache.errors import CacheError
 from eegcache.versions import dvc, fetch, objects
 from eegcache.versions.lockfile import Version
 from eegcache.versions.verify import verify_version
-from eegcache.volume.layout import DVC_CACHE, PARTIAL, in_use
+from eegcache.volume.layout import DVC_CACHE, MARKER, PARTIAL, VOLUME_LOCK, dvc_folders, in_use
 from eegcache.volume.quarantine import quarantine
 
 log = logging.getLogger(__name__)
 
 
 def install(
-    source: fetch.Source, version: str, versions: Path, jobs: int = 16, size: int = 0, nfiles: int = 0
+    source: fetch.Source,
+    version: str,
+    versions: Path,
+    jobs: int = 16,
+    size: int = 0,
+    nfiles: int = 0,
+    root: Path | None = None,
 ) -> tuple[Path, fetch.FillStats]:
     """``<versions>/<dirname>/`` filled from ``source`` through the DVC cache at ``<versions>/.dvc/cache``.
 
@@ -36,7 +42,8 @@ def install(
     directory appears by one rename, complete (a process that loses the race discards its copy). A killed run
     leaves only hidden partial directories, removed by the next run on the same host.
     """
-    with in_use(versions):
+    refuse_foreign(versions)  # before anything is written there, the lock file included
+    with in_use(versions, root):  # root: the volume root, below which no link is followed
         return _install(source, version, versions, jobs, size, nfiles)
 
 
@@ -101,20 +108,46 @@ def pull_version(
     return path
 
 
-def _init_project(versions: Path) -> None:
-    """A git-less DVC project at ``versions`` whose site cache stays on its filesystem (written atomically, so
-    processes starting together agree)."""
-    dvc_dir = versions / ".dvc"
-    if (versions / ".git").exists() or (versions / "dvc.yaml").exists():
-        raise CacheError("a git or DVC project, not a volume: pull versions into a directory of their own", versions)
-    text = (
+def _config_text(versions: Path) -> str:
+    """The volume project's ``.dvc/config``: git-less, its site cache on the volume's filesystem."""
+    return (
         "[core]\n    no_scm = True\n"
-        f"    site_cache_dir = {dvc_dir / 'site'}\n"
+        f"    site_cache_dir = {versions / '.dvc' / 'site'}\n"
         '[cache]\n    type = "reflink,hardlink,symlink,copy"\n'
     )
-    config = dvc_dir / "config"
-    if not config.is_file() or config.read_text() != text:
-        store.atomic_write(config, text.encode())
+
+
+def refuse_foreign(versions: Path) -> None:
+    """CacheError unless ``versions`` is eegcache's to write: absent, empty, carrying eegcache's marker, or a volume
+    an earlier eegcache made (its ``.dvc/config`` is the one eegcache writes). Another DVC or git project, or any
+    folder of someone's files, is refused with its path: eegcache never rewrites what it did not make."""
+    if (versions / MARKER).is_file() and not (versions / MARKER).is_symlink():
+        return
+    config = versions / ".dvc" / "config"
+    if config.is_file() and not config.is_symlink() and config.read_text(errors="replace") == _config_text(versions):
+        return  # made by eegcache before the marker existed
+    try:
+        entries = {entry.name for entry in os.scandir(versions)}
+    except FileNotFoundError:
+        return
+    if entries - {VOLUME_LOCK}:
+        kind = "a DVC project" if ".dvc" in entries else "a git repository" if ".git" in entries else "not empty"
+        raise CacheError(
+            f"{kind} and not an eegcache volume (no {MARKER}): pull versions into a new or empty directory; "
+            "nothing here was changed",
+            versions,
+        )
+
+
+def _init_project(versions: Path) -> None:
+    """A git-less DVC project at ``versions`` (checked ours by :func:`refuse_foreign`), marked as eegcache's
+    (written atomically, so processes starting together agree)."""
+    dvc_folders(versions)  # before DVC or anything of ours writes there: no link below the volume
+    if not (versions / MARKER).is_file():
+        store.atomic_write(versions / MARKER, b"an eegcache volume: cache versions, their DVC cache, quarantine\n")
+    config = versions / ".dvc" / "config"
+    if not config.is_file() or config.read_text() != _config_text(versions):
+        store.atomic_write(config, _config_text(versions).encode())
 
 
 def _remove_dead_partials(versions: Path) -> None:

@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from eegcache import locks
+from eegcache import locks, trust
 from eegcache.errors import CacheError
 from eegcache.versions import objects
 
@@ -20,6 +20,7 @@ QUARANTINE = ".quarantine"
 DVC_CACHE = Path(".dvc") / "cache"
 PARTIAL = ".partial-"
 STAGING = "build"  # <volume>/build/<params hash>/: a sharded build's outputs before they are installed
+MARKER = ".eegcache-volume"  # what makes a directory eegcache's to write versions into (volume.install)
 VOLUME_LOCK = ".volume.lock"  # shared by installs and resolves, exclusive for prune (eegcache.locks)
 
 
@@ -55,15 +56,31 @@ def staging_dir(volume_root: Path, params_hash: str) -> Path:
     return Path(volume_root) / STAGING / params_hash[:16]
 
 
+def _own_folder(versions: Path, root: Path | None) -> Path:
+    """``versions`` as a folder to write in: below ``root`` (a volume root) every component a real folder of ours
+    (made 0755 if missing, a link refused); without ``root`` (a pull-version target, the user's choice) as given."""
+    if root is not None:
+        return trust.folders_below(root, versions.relative_to(root).as_posix())
+    versions.mkdir(parents=True, exist_ok=True)
+    return versions
+
+
+def dvc_folders(versions: Path) -> None:
+    """The volume project's ``.dvc``, ``.dvc/cache``, ``.dvc/tmp`` and ``.dvc/site`` as real folders of ours
+    before DVC is pointed there: DVC follows links, so one planted at any of them would take its writes outside."""
+    for sub in ("cache", "tmp", "site"):
+        trust.folders_below(versions, ".dvc", sub)
+
+
 @contextlib.contextmanager
-def in_use(versions: Path) -> Iterator[None]:
+def in_use(versions: Path, root: Path | None = None) -> Iterator[None]:
     """The volume's shared lock, for the whole of an install or a resolve (and its answer): waits while a prune
-    runs, and keeps a prune from removing what is being installed or announced. Nothing is written to take it
+    runs, and keeps a prune from removing what is being installed or announced (``root``: the volume root, below
+    which no link is followed, see :func:`_own_folder`). Nothing is written to take it
     (a resolve that refuses leaves the volume as it was); on a read-only volume, which no prune can change, it
     is taken on the existing file or not at all."""
     try:
-        versions.mkdir(parents=True, exist_ok=True)
-        fd = locks.open_own(versions / VOLUME_LOCK)
+        fd = locks.open_own(_own_folder(versions, root) / VOLUME_LOCK)
     except OSError as exc:
         if exc.errno not in (errno.EROFS, errno.EACCES):
             raise

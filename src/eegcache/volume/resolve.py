@@ -130,7 +130,9 @@ def resolve(
     asked = asked or {}
     wanted = expected_version(config, root)
     versions = layout.versions_root(volume_root(config, root))
-    with layout.in_use(versions):  # a prune waits until the answer is given (and a resolve for a running prune)
+    with layout.in_use(
+        versions, volume_root(config, root)
+    ):  # a prune waits until the answer is given (and a resolve for a running prune)
         return _resolve(_Run(config, root, wanted, versions, say), asked, started)
 
 
@@ -271,7 +273,8 @@ def _install(run: _Run, source: fetch.Source, jobs: int) -> tuple[Path, int, str
             run.say(f"the copy on the volume was set aside: {exc}")
     for attempt in (1, 2):
         try:
-            path, stats = install.install(source, run.wanted.hash or "", run.versions, jobs)
+            root = volume_root(run.config, run.root)
+            path, stats = install.install(source, run.wanted.hash or "", run.versions, jobs, root=root)
         except (fetch.SourceUnavailable, dvc.RemoteUnavailable) as exc:
             raise _Skip(str(exc)) from exc
         except (fetch.FetchError, dvc.DvcError) as exc:
