@@ -65,6 +65,7 @@ def folders_below(root: Path, *parts: str, mode: int = 0o755) -> Path:
     may be a link (the user chose it); a link or a file at any component below it is refused naming it, so
     nothing eegcache or DVC writes there can land outside."""
     path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)  # the root itself is the user's choice (its own links followed)
     for part in "/".join(parts).split("/"):
         path = path / relpath(part, root)
         with contextlib.suppress(FileExistsError):

@@ -241,3 +241,24 @@ def test_names_are_printed_literally_never_as_rich_markup(capsys):
     print_summary(table, ["skipped rec[bold]_s001_t000.edf: [red]bad[/red] :smile:"])
     out = capsys.readouterr().out
     assert out.count("rec[bold]_s001_t000.edf") == 2 and "[red]bad[/red] :smile:" in out
+
+
+def test_folders_below_a_root_are_real_folders_of_ours_and_never_wider_than_0755(tmp_path):
+    old = os.umask(0)
+    try:
+        made = trust.folders_below(tmp_path / "new root", "runs/v1/h2", "checkpoint", mode=0o777)
+    finally:
+        os.umask(old)
+    assert made == tmp_path / "new root" / "runs" / "v1" / "h2" / "checkpoint" and made.is_dir()
+    for folder in (made, made.parent, tmp_path / "new root" / "runs"):
+        assert oct(folder.stat().st_mode & 0o777) == "0o755"  # umask 0 and mode 0o777 asked: never wider
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", tmp_path / "new root" / "runs" / "v2")
+    (tmp_path / "new root" / "runs" / "file").write_text("x")
+    with pytest.raises(trust.UnsafeName, match="v2 is a symbolic link"):
+        trust.folders_below(tmp_path / "new root", "runs", "v2", "h")
+    with pytest.raises(trust.UnsafeName, match="file is not a folder"):
+        trust.folders_below(tmp_path / "new root", "runs/file/h")
+    with pytest.raises(trust.UnsafeName):
+        trust.folders_below(tmp_path / "new root", "runs/../../escape")
+    assert list((tmp_path / "elsewhere").iterdir()) == [] and not (tmp_path / "escape").exists()
