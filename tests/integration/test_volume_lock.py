@@ -16,6 +16,7 @@ from eegcache import trust
 from eegcache.builder.run import run_build
 from eegcache.errors import CacheError
 from eegcache.versions import fetch, objects
+from eegcache.versions.lockfile import Version
 from eegcache.volume import install, layout, prune
 from tests.conftest import make_config
 
@@ -103,8 +104,11 @@ def test_a_directory_that_is_not_an_eegcache_volume_is_refused_and_left_as_it_wa
         (target / rel).write_text(text)
     before = _snapshot(target)
     version, source = fetch.tree_source(built)
-    with pytest.raises(CacheError, match=f"{kind} and not an eegcache volume") as refused:
-        install.install(source, version, target)
+    with pytest.raises(CacheError, match=f"{kind}, not a volume of eegcache's") as refused:
+        install.refuse_foreign(target)  # what pull-version checks before it writes anything
+    assert str(refused.value.path) == str(target)
+    with pytest.raises(CacheError, match=f"{kind}, not a volume of eegcache's") as refused:
+        install.pull_version(tmp_path, Version("t", version, 0, 0), target, mount=built)
     assert str(refused.value.path) == str(target) and _snapshot(target) == before
 
 

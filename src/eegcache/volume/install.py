@@ -42,7 +42,6 @@ def install(
     directory appears by one rename, complete (a process that loses the race discards its copy). A killed run
     leaves only hidden partial directories, removed by the next run on the same host.
     """
-    refuse_foreign(versions)  # before anything is written there, the lock file included
     with in_use(versions, root):  # root: the volume root, below which no link is followed
         return _install(source, version, versions, jobs, size, nfiles)
 
@@ -94,6 +93,7 @@ def pull_version(
     credentials passed in memory, never written under ``target``) or, with ``mount``, from a directory holding the
     remote's layout (a read-only bucket mount); every object's md5 is checked before it enters ``target``'s DVC
     cache. ``jobs``: concurrent transfers (default: the remote's ``jobs``, else 16)."""
+    refuse_foreign(target)  # the user's directory: before anything is written there, the lock file included
     path = target / version.dirname
     if not path.is_dir():
         if mount is not None:
@@ -133,7 +133,7 @@ def refuse_foreign(versions: Path) -> None:
     if entries - {VOLUME_LOCK}:
         kind = "a DVC project" if ".dvc" in entries else "a git repository" if ".git" in entries else "not empty"
         raise CacheError(
-            f"{kind} and not an eegcache volume (no {MARKER}): pull versions into a new or empty directory; "
+            f"{kind}, not a volume of eegcache's (no {MARKER}): pull versions into a new or empty directory; "
             "nothing here was changed",
             versions,
         )
